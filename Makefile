@@ -1,0 +1,43 @@
+# dots: see README.md. Every target that needs system packages installs them
+# first (hack/deps.sh is idempotent).
+GO        ?= go
+BIN       := bin/dots
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X github.com/dots-csi/dots/pkg/version.Version=$(VERSION)
+GOTESTFLAGS ?=
+
+.PHONY: all build deps test unit verify lint bench demo e2e clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/dots
+
+deps:
+	@hack/deps.sh
+
+# The whole suite: unit, integration against real zfs-fuse/ganesha/libnfs,
+# csi-sanity, the local stack end to end, and the demo.
+test: deps verify build
+	$(GO) test -count=1 -timeout 25m $(GOTESTFLAGS) ./...
+	$(MAKE) --no-print-directory demo
+
+# Only the tests that need nothing installed.
+unit:
+	$(GO) test -count=1 -short ./...
+
+verify: lint
+	$(GO) vet ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+
+demo: deps build
+	hack/demo.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/dots-csi/dots/pkg/capacity"
+	"github.com/dots-csi/dots/pkg/client"
+	"github.com/dots-csi/dots/pkg/local"
+)
+
+func clientCommands() []command {
+	return []command{
+		{"servers", "list the storage servers with their capacity", cmdServers},
+		{"volume", "create, list, get, expand, clone, delete, mount, unmount volumes; show stats", cmdVolume},
+		{"snapshot", "create, list, delete snapshots; restore one into a new volume", cmdSnapshot},
+	}
+}
+
+// session is a parsed client invocation: its flags, positional arguments
+// and a connected client.
+type session struct {
+	fs       *flag.FlagSet
+	endpoint string
+	http     string
+	stateDir string
+	output   string
+	timeout  time.Duration
+	args     []string
+	client   *client.Client
+	print    client.Printer
+}
+
+func newSession(name, usage string) *session {
+	s := &session{fs: flag.NewFlagSet("dots "+name, flag.ContinueOnError)}
+	s.fs.StringVar(&s.stateDir, "state-dir", envOr("DOTS_STATE_DIR", local.DefaultStateDir), "state directory of the local stack to talk to")
+	s.fs.StringVar(&s.endpoint, "endpoint", os.Getenv("DOTS_ENDPOINT"), "CSI endpoint (default: the local stack's)")
+	s.fs.StringVar(&s.http, "http", os.Getenv("DOTS_HTTP"), "controller HTTP address, for `servers` (default: the local stack's)")
+	s.fs.StringVar(&s.output, "o", "table", "output format: table or json")
+	s.fs.DurationVar(&s.timeout, "timeout", time.Minute, "how long to wait for an answer")
+	s.fs.Usage = func() {
+		fmt.Fprintf(os.Stderr, "Usage: dots %s %s\n\nFlags:\n", name, usage)
+		s.fs.PrintDefaults()
+	}
+	return s
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// parse reads flags wherever they stand among the arguments, checks the
+// number of positional ones, and connects.
+func (s *session) parse(args []string, want int) error {
+	for {
+		if err := s.fs.Parse(args); err != nil {
+			return err
+		}
+		if s.fs.NArg() == 0 {
+			break
+		}
+		s.args = append(s.args, s.fs.Arg(0))
+		args = s.fs.Args()[1:]
+	}
+	if len(s.args) != want {
+		s.fs.Usage()
+		return fmt.Errorf("want %d argument(s), got %d", want, len(s.args))
+	}
+	f, err := client.ParseFormat(s.output)
+	if err != nil {
+		return err
+	}
+	s.print = client.Printer{W: os.Stdout, Format: f}
+	if s.endpoint == "" || (s.http == "" && s.fs.Name() == "dots servers") {
+		info, err := local.ReadInfo(s.stateDir)
+		if err != nil {
+			return err
+		}
+		if s.endpoint == "" {
+			s.endpoint = info.Endpoint
+		}
+		if s.http == "" {
+			s.http = info.HTTP
+		}
+	}
+	s.client, err = client.Dial(s.endpoint, s.http)
+	return err
+}
+
+// mountPorts are the local stack's NFSv3 MOUNT ports, when talking to it.
+func (s *session) mountPorts() client.MountPorts {
+	info, err := local.ReadInfo(s.stateDir)
+	if err != nil || info.Endpoint != s.endpoint {
+		return nil
+	}
+	ports := client.MountPorts{}
+	for _, srv := range info.Servers {
+		ports[srv.Name] = srv.MountPort
+	}
+	return ports
+}
+
+func (s *session) ctx(parent context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(parent, s.timeout)
+}
+
+func size(v string) (int64, error) {
+	if v == "" {
+		return 0, nil
+	}
+	return capacity.ParseSize(v)
+}
+
+func cmdServers(ctx context.Context, args []string) error {
+	s := newSession("servers", "")
+	if err := s.parse(args, 0); err != nil {
+		return err
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	list, err := s.client.Servers(ctx)
+	if err != nil {
+		return err
+	}
+	return s.print.Servers(list)
+}
+
+func subcommand(ctx context.Context, group string, args []string, subs map[string]func(context.Context, []string) error) error {
+	if len(args) == 0 || subs[args[0]] == nil {
+		names := slices.Sorted(maps.Keys(subs))
+		return fmt.Errorf("usage: dots %s {%s} ...", group, strings.Join(names, "|"))
+	}
+	return subs[args[0]](ctx, args[1:])
+}

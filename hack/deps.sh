@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs and starts what dots' tests and local stack need on a Debian 12
+# machine. Idempotent: a second run changes nothing and takes a second.
+set -euo pipefail
+
+pkgs=(zfs-fuse nfs-ganesha nfs-ganesha-vfs libnfs-utils rpcbind)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# One zfs-fuse daemon serves the whole machine; it forks when started bare.
+if ! pgrep -x zfs-fuse >/dev/null; then
+  echo "deps: starting zfs-fuse"
+  zfs-fuse
+  for _ in $(seq 50); do zpool list >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+# NFSv3 (used by the libnfs client in tests and the demo) registers with rpcbind.
+if ! pgrep -x rpcbind >/dev/null; then
+  echo "deps: starting rpcbind"
+  rpcbind -w
+fi

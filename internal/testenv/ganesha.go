@@ -1,0 +1,240 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dots-csi/dots/internal/libnfs"
+	"github.com/dots-csi/dots/pkg/nfs"
+)
+
+// GaneshaDirPrefix starts the name of every run directory StartGanesha
+// makes in os.TempDir(), followed by the test process's pid. It is how a
+// later run recognises what a crashed run left behind.
+const GaneshaDirPrefix = "dots-ganesha-"
+
+// GaneshaEnv is a running ganesha for a test.
+type GaneshaEnv struct {
+	*nfs.Ganesha
+	// Client reaches the server over NFSv3 (creating files over NFSv4 on
+	// zfs-fuse fails; see ENVIRONMENT.md). Set Version to 4 for v4.
+	Client libnfs.Client
+	// Dir is the run directory; Dir/data is free for test exports.
+	Dir string
+}
+
+// StartGanesha starts a real NFS-Ganesha through pkg/nfs on free loopback
+// ports, serving NFSv3 and NFSv4 (minor versions 0, 1, 2) to 127.0.0.0/8
+// without root squashing, with the given exports. It is stopped in
+// t.Cleanup. mutate, if given, may adjust the configuration first.
+func StartGanesha(t testing.TB, exports []nfs.Export, mutate ...func(*nfs.GaneshaConfig)) *GaneshaEnv {
+	t.Helper()
+	for _, bin := range []string{"ganesha.nfsd", "nfs-cp", "nfs-cat", "nfs-ls", "rpcbind"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Fatalf("%s not installed: %v", bin, err)
+		}
+	}
+	EnsureRpcbind(t)
+	CleanStaleGanesha(t)
+
+	dir, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", GaneshaDirPrefix, os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("ganesha log kept in %s", dir)
+			return
+		}
+		_ = os.RemoveAll(dir)
+	})
+	if err := os.Mkdir(filepath.Join(dir, "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ports := FreeTCPPorts(t, 2)
+	cfg := nfs.GaneshaConfig{
+		RunDir:        filepath.Join(dir, "run"),
+		RecoveryDir:   filepath.Join(dir, "recovery"),
+		NFSPort:       ports[0],
+		MountPort:     ports[1],
+		BindAddr:      "127.0.0.1",
+		Protocols:     []int{3, 4},
+		MinorVersions: []int{0, 1, 2},
+		Clients:       []string{"127.0.0.0/8"},
+		Squash:        nfs.SquashNone,
+		// libnfs never reclaims, so after a restart the server waits out
+		// the whole grace period before allowing writes: keep it short.
+		GracePeriod:   2 * time.Second,
+		LeaseLifetime: 2 * time.Second,
+		RestartDelay:  50 * time.Millisecond,
+	}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	g, err := nfs.NewGanesha(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := g.SetExports(ctx, exports); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(ctx); err != nil {
+		t.Fatalf("starting ganesha: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := g.Stop(ctx); err != nil {
+			t.Errorf("stopping ganesha: %v", err)
+		}
+	})
+	return &GaneshaEnv{
+		Ganesha: g,
+		Client:  libnfs.Client{Host: "127.0.0.1", Port: cfg.NFSPort, MountPort: cfg.MountPort, Version: 3},
+		Dir:     dir,
+	}
+}
+
+// FreeTCPPorts returns n distinct free TCP ports on 127.0.0.1. They are free
+// when returned; another process could take one before it is used, which
+// shows up as a start failure, not as a wrong server.
+func FreeTCPPorts(t testing.TB, n int) []int {
+	t.Helper()
+	var ports []int
+	var ls []net.Listener
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		_ = l.Close()
+	}
+	return ports
+}
+
+// EnsureRpcbind starts rpcbind if none runs. NFSv3 registers with it at
+// start-up. It is machine-wide, shared with other tests, and left running.
+func EnsureRpcbind(t testing.TB) {
+	t.Helper()
+	if err := exec.Command("pgrep", "-x", "rpcbind").Run(); err == nil {
+		return
+	}
+	cmd := exec.Command("rpcbind", "-w", "-f")
+	// Its own session, so it outlives this test process and its group.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting rpcbind: %v", err)
+	}
+	go func() { _ = cmd.Wait() }() // reap it if it exits while we run
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", "127.0.0.1:111", time.Second)
+		if err == nil {
+			_ = conn.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rpcbind did not come up: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// CleanStaleGanesha kills ganesha processes started by StartGanesha in a
+// test process that no longer exists, and removes their run directories.
+// A ganesha counts as ours only if its -f config is inside a directory
+// named GaneshaDirPrefix+PID-... in os.TempDir(); live owners are left
+// alone.
+func CleanStaleGanesha(t testing.TB) {
+	t.Helper()
+	tmp := os.TempDir()
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range procs {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+		if len(args) == 0 || filepath.Base(args[0]) != "ganesha.nfsd" {
+			continue
+		}
+		conf := ganeshaArg(args, "-f")
+		owner, dir, ok := ganeshaOwner(tmp, conf)
+		if !ok || ganeshaPidAlive(owner) {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+		if err != nil {
+			continue
+		}
+		t.Logf("killing stale ganesha %d of dead test process %d (%s)", pid, owner, dir)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	dirs, _ := filepath.Glob(filepath.Join(tmp, GaneshaDirPrefix+"*"))
+	for _, d := range dirs {
+		if owner, ok := ganeshaDirOwner(filepath.Base(d)); ok && !ganeshaPidAlive(owner) {
+			_ = os.RemoveAll(d)
+		}
+	}
+}
+
+func ganeshaArg(args []string, flag string) string {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == flag {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+// ganeshaOwner finds the test pid in a config path TMP/dots-ganesha-PID-X/...
+func ganeshaOwner(tmp, conf string) (int, string, bool) {
+	rel, err := filepath.Rel(tmp, conf)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return 0, "", false
+	}
+	top := strings.Split(rel, string(filepath.Separator))[0]
+	pid, ok := ganeshaDirOwner(top)
+	return pid, filepath.Join(tmp, top), ok
+}
+
+func ganeshaDirOwner(name string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, GaneshaDirPrefix)
+	if !ok {
+		return 0, false
+	}
+	pidText, _, ok := strings.Cut(rest, "-")
+	if !ok {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(pidText)
+	return pid, err == nil && pid > 0
+}
+
+// ganeshaPidAlive reports whether a process with this pid exists (zombies count
+// as gone: they hold no ports).
+func ganeshaPidAlive(pid int) bool {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// Format: pid (comm) state ...; comm may contain spaces or ')'.
+	s := string(raw)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}

@@ -1,0 +1,71 @@
+// Package capability says what dots supports: the CSI capabilities it
+// advertises and the volume capabilities (access type and mode) it accepts.
+package capability
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+)
+
+// ErrUnsupported reports a volume capability dots cannot provide.
+var ErrUnsupported = errors.New("unsupported volume capability")
+
+// Plugin lists the plugin capabilities of the controller and the servers.
+func Plugin() []*csi.PluginCapability {
+	return []*csi.PluginCapability{
+		{Type: &csi.PluginCapability_Service_{Service: &csi.PluginCapability_Service{Type: csi.PluginCapability_Service_CONTROLLER_SERVICE}}},
+		{Type: &csi.PluginCapability_VolumeExpansion_{VolumeExpansion: &csi.PluginCapability_VolumeExpansion{Type: csi.PluginCapability_VolumeExpansion_ONLINE}}},
+	}
+}
+
+// Controller lists the controller capabilities of the controller and the
+// servers. There is no PUBLISH_UNPUBLISH: NFS needs no attach step.
+func Controller() []*csi.ControllerServiceCapability {
+	var caps []*csi.ControllerServiceCapability
+	for _, c := range []csi.ControllerServiceCapability_RPC_Type{
+		csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME,
+		csi.ControllerServiceCapability_RPC_LIST_VOLUMES,
+		csi.ControllerServiceCapability_RPC_GET_CAPACITY,
+		csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT,
+		csi.ControllerServiceCapability_RPC_LIST_SNAPSHOTS,
+		csi.ControllerServiceCapability_RPC_GET_SNAPSHOT,
+		csi.ControllerServiceCapability_RPC_CLONE_VOLUME,
+		csi.ControllerServiceCapability_RPC_EXPAND_VOLUME,
+		csi.ControllerServiceCapability_RPC_GET_VOLUME,
+		csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
+	} {
+		caps = append(caps, &csi.ControllerServiceCapability{
+			Type: &csi.ControllerServiceCapability_Rpc{Rpc: &csi.ControllerServiceCapability_RPC{Type: c}},
+		})
+	}
+	return caps
+}
+
+// Validate accepts mount volumes in every access mode (NFS is shared by
+// nature) and refuses block volumes: a dataset is a filesystem.
+func Validate(caps []*csi.VolumeCapability) error {
+	if len(caps) == 0 {
+		return fmt.Errorf("%w: no volume capabilities given", ErrUnsupported)
+	}
+	for _, c := range caps {
+		if c == nil {
+			return fmt.Errorf("%w: empty volume capability", ErrUnsupported)
+		}
+		switch c.GetAccessType().(type) {
+		case *csi.VolumeCapability_Mount:
+		case *csi.VolumeCapability_Block:
+			return fmt.Errorf("%w: block volumes are not supported, dots volumes are NFS filesystems", ErrUnsupported)
+		default:
+			return fmt.Errorf("%w: access type (mount or block) is missing", ErrUnsupported)
+		}
+		if c.GetAccessMode() == nil || c.GetAccessMode().GetMode() == csi.VolumeCapability_AccessMode_UNKNOWN {
+			return fmt.Errorf("%w: access mode is missing or unknown", ErrUnsupported)
+		}
+		if fs := c.GetMount().GetFsType(); fs != "" && fs != "nfs" && fs != "nfs4" {
+			return fmt.Errorf("%w: fsType %q (dots volumes are NFS; leave fsType empty)", ErrUnsupported, fs)
+		}
+	}
+	return nil
+}

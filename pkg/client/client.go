@@ -1,0 +1,298 @@
+// Package client is the dots client for people: everyday operations on
+// volumes and snapshots, spoken over CSI to any dots endpoint (by default
+// the local stack's), with tables for reading and JSON for scripts.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/dots-csi/dots/pkg/csirpc"
+	"github.com/dots-csi/dots/pkg/driver"
+	"github.com/dots-csi/dots/pkg/registry"
+	"github.com/dots-csi/dots/pkg/volumeid"
+)
+
+// Client talks to one dots endpoint.
+type Client struct {
+	conn       *grpc.ClientConn
+	controller csi.ControllerClient
+	node       csi.NodeClient
+	httpBase   string
+}
+
+// Dial connects to a CSI endpoint; httpBase (the controller's HTTP address,
+// e.g. http://127.0.0.1:8081) is needed only to list servers.
+func Dial(endpoint, httpBase string) (*Client, error) {
+	target, err := csirpc.DialTarget(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	return &Client{conn: conn, controller: csi.NewControllerClient(conn), node: csi.NewNodeClient(conn), httpBase: httpBase}, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// Volume is a volume as the client shows it.
+type Volume struct {
+	ID         string `json:"id"`
+	Server     string `json:"server"`
+	Capacity   int64  `json:"capacityBytes"`
+	NFSAddress string `json:"nfsAddress"`
+	NFSPort    int    `json:"nfsPort,omitempty"`
+	Export     string `json:"export"`
+	LocalPath  string `json:"localPath,omitempty"`
+	Source     string `json:"source,omitempty"`
+}
+
+func volumeOf(v *csi.Volume) Volume {
+	ctx := v.GetVolumeContext()
+	out := Volume{ID: v.GetVolumeId(), Capacity: v.GetCapacityBytes(), Server: ctx[driver.ContextServer],
+		NFSAddress: ctx[driver.ContextNFSAddress], Export: ctx[driver.ContextExport], LocalPath: ctx[driver.ContextLocalPath]}
+	out.NFSPort, _ = strconv.Atoi(ctx[driver.ContextNFSPort])
+	switch {
+	case v.GetContentSource().GetSnapshot() != nil:
+		out.Source = "snapshot " + v.GetContentSource().GetSnapshot().GetSnapshotId()
+	case v.GetContentSource().GetVolume() != nil:
+		out.Source = "volume " + v.GetContentSource().GetVolume().GetVolumeId()
+	}
+	return out
+}
+
+// Snapshot is a snapshot as the client shows it.
+type Snapshot struct {
+	ID           string `json:"id"`
+	SourceVolume string `json:"sourceVolume"`
+	Size         int64  `json:"sizeBytes"`
+	Created      string `json:"created"`
+	Ready        bool   `json:"readyToUse"`
+}
+
+func snapshotOf(s *csi.Snapshot) Snapshot {
+	return Snapshot{ID: s.GetSnapshotId(), SourceVolume: s.GetSourceVolumeId(), Size: s.GetSizeBytes(),
+		Created: s.GetCreationTime().AsTime().Local().Format("2006-01-02 15:04:05"), Ready: s.GetReadyToUse()}
+}
+
+// mountCapability is what the client asks for: a shared filesystem.
+func mountCapability() []*csi.VolumeCapability {
+	return []*csi.VolumeCapability{{
+		AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
+		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER},
+	}}
+}
+
+// CreateOptions are the optional parts of a create.
+type CreateOptions struct {
+	Size       int64
+	Parameters map[string]string
+	Snapshot   string // restore this snapshot
+	Volume     string // clone this volume
+}
+
+// CreateVolume creates a volume named name.
+func (c *Client) CreateVolume(ctx context.Context, name string, o CreateOptions) (Volume, error) {
+	req := &csi.CreateVolumeRequest{Name: name, VolumeCapabilities: mountCapability(), Parameters: o.Parameters}
+	if o.Size > 0 {
+		req.CapacityRange = &csi.CapacityRange{RequiredBytes: o.Size}
+	}
+	switch {
+	case o.Snapshot != "":
+		req.VolumeContentSource = &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Snapshot{
+			Snapshot: &csi.VolumeContentSource_SnapshotSource{SnapshotId: o.Snapshot}}}
+	case o.Volume != "":
+		req.VolumeContentSource = &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{
+			Volume: &csi.VolumeContentSource_VolumeSource{VolumeId: o.Volume}}}
+	}
+	resp, err := c.controller.CreateVolume(ctx, req)
+	if err != nil {
+		return Volume{}, err
+	}
+	return volumeOf(resp.GetVolume()), nil
+}
+
+// GetVolume reports one volume.
+func (c *Client) GetVolume(ctx context.Context, id string) (Volume, error) {
+	resp, err := c.controller.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: id})
+	if err != nil {
+		return Volume{}, err
+	}
+	return volumeOf(resp.GetVolume()), nil
+}
+
+// ListVolumes lists every volume, following page tokens.
+func (c *Client) ListVolumes(ctx context.Context) ([]Volume, error) {
+	var out []Volume
+	token := ""
+	for {
+		resp, err := c.controller.ListVolumes(ctx, &csi.ListVolumesRequest{StartingToken: token, MaxEntries: 500})
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range resp.GetEntries() {
+			out = append(out, volumeOf(e.GetVolume()))
+		}
+		if token = resp.GetNextToken(); token == "" {
+			return out, nil
+		}
+	}
+}
+
+// ExpandVolume grows a volume to size bytes and returns its new capacity.
+func (c *Client) ExpandVolume(ctx context.Context, id string, size int64) (int64, error) {
+	resp, err := c.controller.ControllerExpandVolume(ctx, &csi.ControllerExpandVolumeRequest{VolumeId: id,
+		CapacityRange: &csi.CapacityRange{RequiredBytes: size}, VolumeCapability: mountCapability()[0]})
+	if err != nil {
+		return 0, err
+	}
+	return resp.GetCapacityBytes(), nil
+}
+
+// DeleteVolume deletes a volume; its snapshots stay usable.
+func (c *Client) DeleteVolume(ctx context.Context, id string) error {
+	_, err := c.controller.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id})
+	return err
+}
+
+// CreateSnapshot snapshots a volume.
+func (c *Client) CreateSnapshot(ctx context.Context, volume, name string) (Snapshot, error) {
+	resp, err := c.controller.CreateSnapshot(ctx, &csi.CreateSnapshotRequest{SourceVolumeId: volume, Name: name})
+	if err != nil {
+		return Snapshot{}, err
+	}
+	return snapshotOf(resp.GetSnapshot()), nil
+}
+
+// ListSnapshots lists snapshots, of one volume when volume is not "".
+func (c *Client) ListSnapshots(ctx context.Context, volume string) ([]Snapshot, error) {
+	var out []Snapshot
+	token := ""
+	for {
+		resp, err := c.controller.ListSnapshots(ctx, &csi.ListSnapshotsRequest{SourceVolumeId: volume, StartingToken: token, MaxEntries: 500})
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range resp.GetEntries() {
+			out = append(out, snapshotOf(e.GetSnapshot()))
+		}
+		if token = resp.GetNextToken(); token == "" {
+			return out, nil
+		}
+	}
+}
+
+// DeleteSnapshot deletes a snapshot; volumes restored from it keep working.
+func (c *Client) DeleteSnapshot(ctx context.Context, id string) error {
+	_, err := c.controller.DeleteSnapshot(ctx, &csi.DeleteSnapshotRequest{SnapshotId: id})
+	return err
+}
+
+// stagingPath keeps the per-node staging mount beside the target, so the
+// client needs no state of its own.
+func stagingPath(target string) string {
+	return filepath.Join(filepath.Dir(target), "."+filepath.Base(target)+".staging")
+}
+
+// Mount stages and publishes a volume at target, as kubelet would.
+func (c *Client) Mount(ctx context.Context, id, target string, readOnly bool) error {
+	if _, _, err := volumeid.Parse(id); err != nil {
+		return err
+	}
+	v, err := c.controller.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: id})
+	if err != nil {
+		return err
+	}
+	vc := v.GetVolume().GetVolumeContext()
+	capab := mountCapability()[0]
+	staging := stagingPath(target)
+	if _, err := c.node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging,
+		VolumeCapability: capab, VolumeContext: vc}); err != nil {
+		return err
+	}
+	_, err = c.node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: id, StagingTargetPath: staging,
+		TargetPath: target, VolumeCapability: capab, VolumeContext: vc, Readonly: readOnly})
+	return err
+}
+
+// Unmount unpublishes and unstages a volume mounted by Mount.
+func (c *Client) Unmount(ctx context.Context, id, target string) error {
+	if _, err := c.node.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: target}); err != nil {
+		return err
+	}
+	_, err := c.node.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: stagingPath(target)})
+	return err
+}
+
+// Stats is a mounted volume's usage.
+type Stats struct {
+	UsedBytes, AvailableBytes, TotalBytes    int64
+	UsedInodes, AvailableInodes, TotalInodes int64
+	Abnormal                                 bool
+	Message                                  string
+}
+
+// Stats reads the usage of a volume mounted at target.
+func (c *Client) Stats(ctx context.Context, id, target string) (Stats, error) {
+	resp, err := c.node.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: id, VolumePath: target})
+	if err != nil {
+		return Stats{}, err
+	}
+	var s Stats
+	for _, u := range resp.GetUsage() {
+		switch u.GetUnit() {
+		case csi.VolumeUsage_BYTES:
+			s.UsedBytes, s.AvailableBytes, s.TotalBytes = u.GetUsed(), u.GetAvailable(), u.GetTotal()
+		case csi.VolumeUsage_INODES:
+			s.UsedInodes, s.AvailableInodes, s.TotalInodes = u.GetUsed(), u.GetAvailable(), u.GetTotal()
+		}
+	}
+	health, err := c.node.NodeGetVolumeHealth(ctx, &csi.NodeGetVolumeHealthRequest{VolumeId: id, VolumePublishPath: target})
+	if err != nil {
+		return s, err
+	}
+	for _, e := range health.GetVolumeHealth().GetHealthStatuses() {
+		s.Abnormal = true
+		s.Message = strings.TrimPrefix(s.Message+"; ", "; ") + e.GetStatus().String() + " " + e.GetReason() + ": " + e.GetMessage()
+	}
+	return s, nil
+}
+
+// Servers lists the storage servers with their capacity, from the
+// controller's HTTP /servers.
+func (c *Client) Servers(ctx context.Context) ([]registry.ServerView, error) {
+	if c.httpBase == "" {
+		return nil, fmt.Errorf("listing servers needs the controller's HTTP address (--http)")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.httpBase+"/servers", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s/servers: %s", c.httpBase, resp.Status)
+	}
+	var out []registry.ServerView
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, err
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}

@@ -1,0 +1,335 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"strconv"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	"k8s.io/klog/v2"
+
+	"github.com/dots-csi/dots/pkg/capability"
+	"github.com/dots-csi/dots/pkg/capacity"
+	"github.com/dots-csi/dots/pkg/lockset"
+	"github.com/dots-csi/dots/pkg/params"
+	"github.com/dots-csi/dots/pkg/registry"
+	"github.com/dots-csi/dots/pkg/server"
+	"github.com/dots-csi/dots/pkg/volumeid"
+	"github.com/dots-csi/dots/pkg/zfs"
+)
+
+// ControllerServer is the cluster-wide CSI controller. It owns no data: it
+// places volumes on storage servers and relays each call to the server that
+// holds the volume, turning server-local names into cluster IDs.
+type ControllerServer struct {
+	csi.UnimplementedControllerServer
+	servers         *registry.Registry
+	locks           *lockset.LockSet
+	defaultCapacity int64
+}
+
+// NewControllerServer returns a controller over the servers in reg.
+func NewControllerServer(reg *registry.Registry, defaultCapacity int64) (*ControllerServer, error) {
+	if defaultCapacity <= 0 {
+		return nil, errors.New("default volume size must be positive")
+	}
+	return &ControllerServer{servers: reg, locks: lockset.New(), defaultCapacity: defaultCapacity}, nil
+}
+
+// ControllerGetCapabilities is what every server implements.
+func (c *ControllerServer) ControllerGetCapabilities(context.Context, *csi.ControllerGetCapabilitiesRequest) (*csi.ControllerGetCapabilitiesResponse, error) {
+	return &csi.ControllerGetCapabilitiesResponse{Capabilities: capability.Controller()}, nil
+}
+
+func (c *ControllerServer) lock(key string) (func(), error) {
+	if !c.locks.TryAcquire(key) {
+		return nil, status.Errorf(codes.Aborted, "an operation on %q is already in progress", key)
+	}
+	return func() { c.locks.Release(key) }, nil
+}
+
+// member finds the server named in an ID. Malformed IDs and unknown servers
+// answer NotFound: no such volume can exist.
+func (c *ControllerServer) member(kind, id string) (*registry.Member, string, error) {
+	srv, name, err := volumeid.Parse(id)
+	if err != nil {
+		return nil, "", status.Errorf(codes.NotFound, "%s %q not found: %v", kind, id, err)
+	}
+	m, ok := c.servers.Get(srv)
+	if !ok {
+		return nil, "", status.Errorf(codes.NotFound, "%s %q not found: no storage server %q", kind, id, srv)
+	}
+	return m, name, nil
+}
+
+// CreateVolume places a new volume, or finds the one a repeated call made.
+func (c *ControllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
+	name := req.GetName()
+	if name == "" {
+		return nil, status.Error(codes.InvalidArgument, "name is required")
+	}
+	if err := zfs.ValidateName(name); err != nil {
+		return nil, err
+	}
+	if err := capability.Validate(req.GetVolumeCapabilities()); err != nil {
+		return nil, err
+	}
+	p, err := params.Parse(req.GetParameters())
+	if err != nil {
+		return nil, err
+	}
+	size, err := capacity.Resolve(req.GetCapacityRange(), c.defaultCapacity, zfs.RoundCapacity)
+	if err != nil {
+		return nil, err
+	}
+	unlock, err := c.lock("volume/" + name)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	fwd := proto.Clone(req).(*csi.CreateVolumeRequest)
+	fwd.Parameters = params.WithoutServer(req.GetParameters())
+	if req.GetCapacityRange() == nil || (req.GetCapacityRange().GetRequiredBytes() == 0 && req.GetCapacityRange().GetLimitBytes() == 0) {
+		// The controller's default wins over each server's, so placement
+		// and the server agree on the size.
+		fwd.CapacityRange = &csi.CapacityRange{RequiredBytes: size}
+	}
+
+	var m *registry.Member
+	if src := req.GetVolumeContentSource(); src != nil {
+		// Clones are O(1) only on the server that holds the source.
+		if m, err = c.routeSource(src, fwd); err != nil {
+			return nil, err
+		}
+		if p.Server != "" && p.Server != m.Name {
+			return nil, status.Errorf(codes.InvalidArgument, "parameter server=%q conflicts with the content source on server %q", p.Server, m.Name)
+		}
+	} else if m, err = c.existing(ctx, name); err != nil {
+		return nil, err
+	} else if m == nil {
+		if m, err = c.place(ctx, p.Server, size); err != nil {
+			return nil, err
+		}
+	}
+	resp, err := m.Controller.CreateVolume(ctx, fwd)
+	if err != nil {
+		return nil, err
+	}
+	klog.V(2).InfoS("Volume placed", "volume", name, "server", m.Name)
+	return &csi.CreateVolumeResponse{Volume: c.clusterVolume(m, resp.GetVolume())}, nil
+}
+
+// routeSource rewrites the content source to the server's own name and
+// returns the server holding it.
+func (c *ControllerServer) routeSource(src *csi.VolumeContentSource, fwd *csi.CreateVolumeRequest) (*registry.Member, error) {
+	switch {
+	case src.GetSnapshot() != nil:
+		m, name, err := c.member("snapshot", src.GetSnapshot().GetSnapshotId())
+		if err != nil {
+			return nil, err
+		}
+		fwd.VolumeContentSource.GetSnapshot().SnapshotId = name
+		return m, nil
+	case src.GetVolume() != nil:
+		m, name, err := c.member("volume", src.GetVolume().GetVolumeId())
+		if err != nil {
+			return nil, err
+		}
+		fwd.VolumeContentSource.GetVolume().VolumeId = name
+		return m, nil
+	}
+	return nil, status.Error(codes.InvalidArgument, "volume_content_source names neither a snapshot nor a volume")
+}
+
+// existing returns the server that already holds a volume named name, so a
+// repeated CreateVolume never makes a second dataset on another server.
+func (c *ControllerServer) existing(ctx context.Context, name string) (*registry.Member, error) {
+	for _, m := range c.servers.List() {
+		_, err := m.Controller.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: name})
+		switch status.Code(err) {
+		case codes.OK:
+			return m, nil
+		case codes.NotFound:
+		default:
+			// A down server cannot be asked; a volume a lost reply left
+			// there stays until that server answers again (a leak, never
+			// a loss).
+			klog.InfoS("Storage server not asked for an existing volume", "server", m.Name, "volume", name, "err", err)
+		}
+	}
+	return nil, nil
+}
+
+// place picks the server with the most free bytes that fits size, or the
+// pinned one.
+func (c *ControllerServer) place(ctx context.Context, pinned string, size int64) (*registry.Member, error) {
+	candidates := c.servers.List()
+	if pinned != "" {
+		m, ok := c.servers.Get(pinned)
+		if !ok {
+			return nil, status.Errorf(codes.InvalidArgument, "parameter server=%q: no such storage server", pinned)
+		}
+		candidates = []*registry.Member{m}
+	}
+	var best *registry.Member
+	var bestFree, largest int64
+	var reached int
+	var lastErr error
+	for _, m := range candidates {
+		resp, err := m.Controller.GetCapacity(ctx, &csi.GetCapacityRequest{})
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		reached++
+		free := resp.GetAvailableCapacity()
+		largest = max(largest, free)
+		if free >= size && free > bestFree {
+			best, bestFree = m, free
+		}
+	}
+	switch {
+	case best != nil:
+		return best, nil
+	case reached == 0 && lastErr != nil:
+		return nil, status.Errorf(codes.Unavailable, "no storage server answered: %v", lastErr)
+	case reached == 0:
+		return nil, status.Error(codes.Unavailable, "no storage servers are configured")
+	}
+	return nil, status.Errorf(codes.ResourceExhausted, "no storage server has %d bytes free (the most free is %d)", size, largest)
+}
+
+// clusterVolume turns a server's answer into what Kubernetes stores: cluster
+// IDs, and the context a node needs to mount the volume.
+func (c *ControllerServer) clusterVolume(m *registry.Member, v *csi.Volume) *csi.Volume {
+	out := proto.Clone(v).(*csi.Volume)
+	out.VolumeId = volumeid.Format(m.Name, v.GetVolumeId())
+	ctx := map[string]string{
+		ContextServer:     m.Name,
+		ContextNFSAddress: m.NFSAddress,
+		ContextExport:     v.GetVolumeContext()[server.ContextExport],
+	}
+	if m.NFSPort != 0 {
+		ctx[ContextNFSPort] = strconv.Itoa(m.NFSPort)
+	}
+	if m.LocalPaths {
+		ctx[ContextLocalPath] = v.GetVolumeContext()[server.ContextLocalPath]
+	}
+	out.VolumeContext = ctx
+	switch {
+	case v.GetContentSource().GetSnapshot() != nil:
+		out.ContentSource.GetSnapshot().SnapshotId = volumeid.Format(m.Name, v.GetContentSource().GetSnapshot().GetSnapshotId())
+	case v.GetContentSource().GetVolume() != nil:
+		out.ContentSource.GetVolume().VolumeId = volumeid.Format(m.Name, v.GetContentSource().GetVolume().GetVolumeId())
+	}
+	return out
+}
+
+// DeleteVolume relays to the holding server; an ID no server can hold is
+// already deleted.
+func (c *ControllerServer) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
+	}
+	m, name, err := c.member("volume", req.GetVolumeId())
+	if err != nil {
+		klog.InfoS("Deleting a volume no server can hold: nothing to do", "volume", req.GetVolumeId(), "reason", err)
+		return &csi.DeleteVolumeResponse{}, nil
+	}
+	unlock, err := c.lock("volume/" + name)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	return m.Controller.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: name, Secrets: req.GetSecrets()})
+}
+
+// ControllerExpandVolume relays to the holding server.
+func (c *ControllerServer) ControllerExpandVolume(ctx context.Context, req *csi.ControllerExpandVolumeRequest) (*csi.ControllerExpandVolumeResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
+	}
+	if req.GetCapacityRange() == nil {
+		return nil, status.Error(codes.InvalidArgument, "capacity_range is required")
+	}
+	m, name, err := c.member("volume", req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	fwd := proto.Clone(req).(*csi.ControllerExpandVolumeRequest)
+	fwd.VolumeId = name
+	return m.Controller.ControllerExpandVolume(ctx, fwd)
+}
+
+// ControllerGetVolume relays to the holding server.
+func (c *ControllerServer) ControllerGetVolume(ctx context.Context, req *csi.ControllerGetVolumeRequest) (*csi.ControllerGetVolumeResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
+	}
+	m, name, err := c.member("volume", req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	resp, err := m.Controller.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: name})
+	if err != nil {
+		return nil, err
+	}
+	return &csi.ControllerGetVolumeResponse{Volume: c.clusterVolume(m, resp.GetVolume()), Status: resp.GetStatus()}, nil
+}
+
+// ValidateVolumeCapabilities relays to the holding server.
+func (c *ControllerServer) ValidateVolumeCapabilities(ctx context.Context, req *csi.ValidateVolumeCapabilitiesRequest) (*csi.ValidateVolumeCapabilitiesResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
+	}
+	if len(req.GetVolumeCapabilities()) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "volume_capabilities are required")
+	}
+	m, name, err := c.member("volume", req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := m.Controller.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: name}); err != nil {
+		return nil, err
+	}
+	return server.Confirm(req), nil
+}
+
+// GetCapacity reports one server's free bytes (parameter server) or the
+// sum over the servers that answer, with the largest single volume possible.
+func (c *ControllerServer) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (*csi.GetCapacityResponse, error) {
+	p, err := params.Parse(req.GetParameters())
+	if err != nil {
+		return nil, err
+	}
+	members := c.servers.List()
+	if p.Server != "" {
+		m, ok := c.servers.Get(p.Server)
+		if !ok {
+			return nil, status.Errorf(codes.InvalidArgument, "parameter server=%q: no such storage server", p.Server)
+		}
+		members = []*registry.Member{m}
+	}
+	out := &csi.GetCapacityResponse{}
+	var largest int64
+	for _, m := range members {
+		resp, err := m.Controller.GetCapacity(ctx, &csi.GetCapacityRequest{VolumeCapabilities: req.GetVolumeCapabilities()})
+		if err != nil {
+			if p.Server != "" {
+				return nil, err
+			}
+			klog.V(4).InfoS("Storage server left out of capacity", "server", m.Name, "err", err)
+			continue
+		}
+		out.AvailableCapacity += resp.GetAvailableCapacity()
+		largest = max(largest, resp.GetMaximumVolumeSize().GetValue())
+		out.MinimumVolumeSize = resp.GetMinimumVolumeSize()
+	}
+	out.MaximumVolumeSize = wrapperspb.Int64(largest)
+	return out, nil
+}

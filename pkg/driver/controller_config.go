@@ -1,0 +1,150 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+	"k8s.io/klog/v2"
+
+	"github.com/dots-csi/dots/pkg/capacity"
+	"github.com/dots-csi/dots/pkg/csirpc"
+	"github.com/dots-csi/dots/pkg/discovery"
+	"github.com/dots-csi/dots/pkg/health"
+	"github.com/dots-csi/dots/pkg/registry"
+)
+
+// ControllerConfig is the configuration of `dots controller`.
+type ControllerConfig struct {
+	Endpoint          string
+	HTTPAddress       string
+	Servers           []discovery.Server
+	ServersFile       string
+	DiscoverDNS       string
+	DefaultVolumeSize string
+	ProbeInterval     time.Duration
+}
+
+// AddFlags registers the controller's flags.
+func (c *ControllerConfig) AddFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Endpoint, "endpoint", "unix:///csi/csi.sock", "CSI endpoint to serve (unix:///path or tcp://host:port)")
+	fs.StringVar(&c.HTTPAddress, "http-address", ":8081", "address of /healthz, /readyz, /metrics and /servers")
+	fs.Func("server", "a storage server: name=N,api=HOST:PORT,nfs=ADDR[,nfs-port=P] (repeatable)", func(v string) error {
+		s, err := discovery.ParseFlag(v)
+		if err != nil {
+			return err
+		}
+		c.Servers = append(c.Servers, s)
+		return nil
+	})
+	fs.StringVar(&c.ServersFile, "servers-file", "", "JSON file listing the storage servers (re-read on every probe)")
+	fs.StringVar(&c.DiscoverDNS, "discover-dns", "", "discover servers from DNS: srv=_api._tcp.SVC.NS.svc.DOMAIN,nfs-domain=NS.svc.DOMAIN[,nfs-port=P]")
+	fs.StringVar(&c.DefaultVolumeSize, "default-volume-size", "1Gi", "size of a volume whose request names none")
+	fs.DurationVar(&c.ProbeInterval, "probe-interval", 10*time.Second, "how often each storage server's health and capacity are read")
+}
+
+// Validate checks the configuration and that exactly one server source is set.
+func (c *ControllerConfig) Validate() error {
+	if _, _, err := csirpc.ParseEndpoint(c.Endpoint); err != nil {
+		return err
+	}
+	n := 0
+	for _, set := range []bool{len(c.Servers) > 0, c.ServersFile != "", c.DiscoverDNS != ""} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return errors.New("give exactly one of --server, --servers-file, --discover-dns")
+	}
+	if err := discovery.ValidateAll(c.Servers); err != nil {
+		return err
+	}
+	if _, err := c.defaultSize(); err != nil {
+		return err
+	}
+	if c.ProbeInterval <= 0 {
+		return errors.New("--probe-interval must be positive")
+	}
+	return nil
+}
+
+func (c *ControllerConfig) defaultSize() (int64, error) {
+	n, err := capacity.ParseSize(c.DefaultVolumeSize)
+	if err == nil && n <= 0 {
+		err = fmt.Errorf("--default-volume-size must be positive")
+	}
+	return n, err
+}
+
+func (c *ControllerConfig) source() (discovery.Source, error) {
+	switch {
+	case c.ServersFile != "":
+		return discovery.File(c.ServersFile), nil
+	case c.DiscoverDNS != "":
+		return discovery.ParseDNSFlag(c.DiscoverDNS)
+	}
+	return discovery.Static(c.Servers), nil
+}
+
+// Controller is a running controller process's parts.
+type Controller struct {
+	Registry *registry.Registry
+	HTTP     *health.Server
+}
+
+// RunController serves the controller until ctx is done. ready, if not
+// nil, is called once the endpoints listen.
+func RunController(ctx context.Context, cfg ControllerConfig, ready func(*Controller)) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	size, _ := cfg.defaultSize()
+	src, err := cfg.source()
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	servers := registry.New(src, registry.Options{Interval: cfg.ProbeInterval}, reg)
+	servers.Refresh(ctx)
+	cs, err := NewControllerServer(servers, size)
+	if err != nil {
+		return err
+	}
+	ids := NewIdentityServer(true, func() error {
+		if !servers.AnyHealthy() {
+			return errors.New("no storage server answers")
+		}
+		return nil
+	})
+	g := csirpc.NewServer(csirpc.NewMetrics(reg))
+	csi.RegisterIdentityServer(g, ids)
+	csi.RegisterControllerServer(g, cs)
+
+	hs, err := health.Listen(cfg.HTTPAddress, reg, func() error { _, err := ids.Probe(ctx, nil); return err })
+	if err != nil {
+		return err
+	}
+	hs.Handle("/servers", http.HandlerFunc(servers.ServeHTTP))
+	lis, err := csirpc.Listen(cfg.Endpoint)
+	if err != nil {
+		return err
+	}
+	klog.InfoS("Controller starting", "endpoint", cfg.Endpoint, "http", hs.Addr(), "servers", len(servers.List()))
+
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.Go(func() error { servers.Run(ctx); return nil })
+	eg.Go(func() error { return hs.Serve(ctx) })
+	eg.Go(func() error { return csirpc.Serve(ctx, lis, g, 10*time.Second) })
+	if ready != nil {
+		ready(&Controller{Registry: servers, HTTP: hs})
+	}
+	return eg.Wait()
+}

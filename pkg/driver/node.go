@@ -1,0 +1,296 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"k8s.io/klog/v2"
+
+	"github.com/dots-csi/dots/pkg/capability"
+	"github.com/dots-csi/dots/pkg/csirpc"
+	"github.com/dots-csi/dots/pkg/lockset"
+	"github.com/dots-csi/dots/pkg/mounter"
+)
+
+// NodeServer is the CSI Node service: it mounts a volume's export once per
+// node at the staging path and bind mounts it into each pod's target path.
+type NodeServer struct {
+	csi.UnimplementedNodeServer
+	nodeID string
+	m      mounter.Mounter
+	locks  *lockset.LockSet
+	paths  *volumePaths
+}
+
+// NewNodeServer returns the node service for opts, mounting through m
+// (mounter.New(opts.MounterConfig()) on a real node).
+func NewNodeServer(opts NodeOptions, m mounter.Mounter) (*NodeServer, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if m == nil {
+		return nil, errors.New("node server needs a mounter")
+	}
+	if m.Mode() != opts.MountMode {
+		return nil, fmt.Errorf("mounter mode %s differs from --mount-mode=%s", m.Mode(), opts.MountMode)
+	}
+	klog.InfoS("Node service", "nodeID", opts.NodeID, "mountMode", opts.MountMode,
+		"localBindRoot", opts.LocalBindRoot, "statsTimeout", opts.StatsTimeout, "unmountTimeout", opts.UnmountTimeout)
+	return &NodeServer{nodeID: opts.NodeID, m: m, locks: lockset.New(), paths: newVolumePaths()}, nil
+}
+
+// nodeCapabilities: STAGE_UNSTAGE so each volume is mounted once per node;
+// GET_VOLUME_HEALTH is spec 1.13's replacement for the removed
+// VOLUME_CONDITION and reports stale or hung mounts.
+var nodeCapabilities = []csi.NodeServiceCapability_RPC_Type{
+	csi.NodeServiceCapability_RPC_STAGE_UNSTAGE_VOLUME,
+	csi.NodeServiceCapability_RPC_GET_VOLUME_STATS,
+	csi.NodeServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
+	csi.NodeServiceCapability_RPC_GET_VOLUME_HEALTH,
+}
+
+// NodeGetCapabilities implements csi.NodeServer.
+func (s *NodeServer) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRequest) (*csi.NodeGetCapabilitiesResponse, error) {
+	caps := make([]*csi.NodeServiceCapability, 0, len(nodeCapabilities))
+	for _, c := range nodeCapabilities {
+		caps = append(caps, &csi.NodeServiceCapability{
+			Type: &csi.NodeServiceCapability_Rpc{Rpc: &csi.NodeServiceCapability_RPC{Type: c}},
+		})
+	}
+	return &csi.NodeGetCapabilitiesResponse{Capabilities: caps}, nil
+}
+
+// NodeGetInfo implements csi.NodeServer. There is no topology: every node
+// reaches every storage server.
+func (s *NodeServer) NodeGetInfo(context.Context, *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
+	return &csi.NodeGetInfoResponse{NodeId: s.nodeID}, nil
+}
+
+// NodeStageVolume mounts the volume's export at the staging path.
+func (s *NodeServer) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
+	id, staging := req.GetVolumeId(), req.GetStagingTargetPath()
+	if id == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
+	}
+	if staging == "" {
+		return nil, status.Error(codes.InvalidArgument, "staging_target_path is required")
+	}
+	vc := req.GetVolumeCapability()
+	if err := validateCapability(vc); err != nil {
+		return nil, err
+	}
+	vol, err := s.volumeFromContext(id, req.GetVolumeContext())
+	if err != nil {
+		return nil, err
+	}
+	unlock, err := s.lock(id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	flags := vc.GetMount().GetMountFlags()
+	if err := s.m.Stage(ctx, vol, staging, flags, readerOnly(vc)); err != nil {
+		return nil, nodeStatus(fmt.Errorf("stage volume %s at %s: %w", id, staging, err))
+	}
+	s.paths.stage(id, staging)
+	klog.InfoS("Volume staged", "volumeID", id, "stagingPath", staging, "mode", s.m.Mode(), "mountFlags", flags)
+	return &csi.NodeStageVolumeResponse{}, nil
+}
+
+// NodeUnstageVolume unmounts the staging path and removes it.
+func (s *NodeServer) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
+	id, staging := req.GetVolumeId(), req.GetStagingTargetPath()
+	if id == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
+	}
+	if staging == "" {
+		return nil, status.Error(codes.InvalidArgument, "staging_target_path is required")
+	}
+	unlock, err := s.lock(id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	if err := s.m.Unmount(ctx, staging); err != nil {
+		return nil, nodeStatus(fmt.Errorf("unstage volume %s from %s: %w", id, staging, err))
+	}
+	s.paths.unstage(id)
+	klog.InfoS("Volume unstaged", "volumeID", id, "stagingPath", staging)
+	return &csi.NodeUnstageVolumeResponse{}, nil
+}
+
+// NodePublishVolume bind mounts the staged volume at the target path.
+func (s *NodeServer) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
+	id, target, staging := req.GetVolumeId(), req.GetTargetPath(), req.GetStagingTargetPath()
+	if id == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
+	}
+	if target == "" {
+		return nil, status.Error(codes.InvalidArgument, "target_path is required")
+	}
+	vc := req.GetVolumeCapability()
+	if err := validateCapability(vc); err != nil {
+		return nil, err
+	}
+	if staging == "" {
+		return nil, status.Error(codes.FailedPrecondition, "staging_target_path is required: this plugin stages volumes (STAGE_UNSTAGE_VOLUME)")
+	}
+	unlock, err := s.lock(id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	if vc.GetAccessMode().GetMode() == csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER {
+		if err := s.checkSingleWriter(id, staging, target); err != nil {
+			return nil, err
+		}
+	}
+	readOnly := req.GetReadonly() || readerOnly(vc)
+	if err := s.m.Publish(ctx, staging, target, readOnly); err != nil {
+		return nil, nodeStatus(fmt.Errorf("publish volume %s at %s: %w", id, target, err))
+	}
+	s.paths.publish(id, staging, target)
+	klog.InfoS("Volume published", "volumeID", id, "targetPath", target, "readOnly", readOnly)
+	return &csi.NodePublishVolumeResponse{}, nil
+}
+
+// checkSingleWriter refuses a second target for a SINGLE_NODE_SINGLE_WRITER
+// volume. The targets come from the mount table (binds of the staged
+// mount), so the rule holds across restarts of the plugin.
+func (s *NodeServer) checkSingleWriter(id, staging, target string) error {
+	targets, err := s.m.PublishedTargets(staging)
+	if err != nil {
+		return nodeStatus(err)
+	}
+	for _, t := range targets {
+		if t != filepath.Clean(target) {
+			return status.Errorf(codes.FailedPrecondition,
+				"volume %s has access mode SINGLE_NODE_SINGLE_WRITER and is already published at %s", id, t)
+		}
+	}
+	return nil
+}
+
+// NodeUnpublishVolume unmounts the target path and removes it.
+func (s *NodeServer) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
+	id, target := req.GetVolumeId(), req.GetTargetPath()
+	if id == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
+	}
+	if target == "" {
+		return nil, status.Error(codes.InvalidArgument, "target_path is required")
+	}
+	unlock, err := s.lock(id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	if err := s.m.Unmount(ctx, target); err != nil {
+		return nil, nodeStatus(fmt.Errorf("unpublish volume %s from %s: %w", id, target, err))
+	}
+	s.paths.unpublish(id, target)
+	klog.InfoS("Volume unpublished", "volumeID", id, "targetPath", target)
+	return &csi.NodeUnpublishVolumeResponse{}, nil
+}
+
+// lock takes the volume's lock or answers Aborted, so the CO retries later.
+func (s *NodeServer) lock(id string) (func(), error) {
+	if !s.locks.TryAcquire(id) {
+		return nil, status.Errorf(codes.Aborted, "an operation on volume %q is already in progress", id)
+	}
+	return func() { s.locks.Release(id) }, nil
+}
+
+// validateCapability accepts mount volumes in any known access mode.
+func validateCapability(vc *csi.VolumeCapability) error {
+	if vc == nil {
+		return status.Error(codes.InvalidArgument, "volume_capability is required")
+	}
+	if err := capability.Validate([]*csi.VolumeCapability{vc}); err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	return nil
+}
+
+// readerOnly reports an access mode that only reads.
+func readerOnly(vc *csi.VolumeCapability) bool {
+	switch vc.GetAccessMode().GetMode() {
+	case csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY, csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY:
+		return true
+	}
+	return false
+}
+
+// volumeFromContext reads what the controller put in the volume context;
+// the keys the mount mode needs are required.
+func (s *NodeServer) volumeFromContext(id string, vc map[string]string) (mounter.Volume, error) {
+	vol := mounter.Volume{
+		ID:        id,
+		Address:   vc[ContextNFSAddress],
+		Export:    vc[ContextExport],
+		LocalPath: vc[ContextLocalPath],
+	}
+	if p, ok := vc[ContextNFSPort]; ok {
+		port, err := strconv.Atoi(p)
+		if err != nil || port < 1 || port > 65535 {
+			return vol, status.Errorf(codes.InvalidArgument, "volume context %s=%q is not a port number", ContextNFSPort, p)
+		}
+		vol.Port = port
+	}
+	var required []string
+	switch s.m.Mode() {
+	case mounter.ModeLocalBind:
+		required = []string{ContextLocalPath}
+	default:
+		required = []string{ContextNFSAddress, ContextExport}
+	}
+	for _, k := range required {
+		if vc[k] == "" {
+			return vol, status.Errorf(codes.InvalidArgument, "volume context lacks %s, needed by mount mode %s", k, s.m.Mode())
+		}
+	}
+	return vol, nil
+}
+
+// nodeCodes maps the mounter's sentinels; everything else goes through
+// csirpc.ToStatus. Kept in one table so the lead can fold it into csirpc.
+var nodeCodes = []struct {
+	err  error
+	code codes.Code
+}{
+	{mounter.ErrInvalidOption, codes.InvalidArgument},
+	{mounter.ErrInvalidVolume, codes.InvalidArgument},
+	{mounter.ErrNotFound, codes.NotFound},
+	{mounter.ErrOutsideRoot, codes.FailedPrecondition},
+	{mounter.ErrNotMountPoint, codes.FailedPrecondition},
+	{mounter.ErrMountConflict, codes.AlreadyExists},
+	{mounter.ErrBusy, codes.FailedPrecondition},
+	{mounter.ErrStale, codes.Unavailable},
+	{mounter.ErrTimeout, codes.Unavailable},
+}
+
+// nodeStatus turns a mounter error into a gRPC status error.
+func nodeStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	for _, m := range nodeCodes {
+		if errors.Is(err, m.err) {
+			return status.Error(m.code, err.Error())
+		}
+	}
+	return csirpc.ToStatus(err)
+}

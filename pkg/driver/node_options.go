@@ -1,0 +1,91 @@
+package driver
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/dots-csi/dots/pkg/mounter"
+)
+
+// maxNodeIDLen is the CSI bound on node_id.
+const maxNodeIDLen = 256
+
+// NodeOptions configure the node plugin.
+type NodeOptions struct {
+	// NodeID is the Kubernetes node name; no topology is reported, since
+	// every node reaches every storage server.
+	NodeID string
+	// MountMode is mounter.ModeNFS (every real node) or
+	// mounter.ModeLocalBind (single-machine development stack only).
+	MountMode string
+	// LocalBindRoot is the directory the local-bind mode may bind from:
+	// the parent of the local storage servers' dataset mountpoints.
+	LocalBindRoot string
+	// StatsTimeout bounds each stat/statfs of a mount (stats, health, stale
+	// checks), so a dead server cannot hang kubelet.
+	StatsTimeout time.Duration
+	// UnmountTimeout bounds each unmount attempt (plain, force, lazy).
+	UnmountTimeout time.Duration
+}
+
+// AddFlags registers the options as flags, with their defaults.
+func (o *NodeOptions) AddFlags(fs *flag.FlagSet) {
+	if o.MountMode == "" {
+		o.MountMode = mounter.ModeNFS
+	}
+	if o.StatsTimeout == 0 {
+		o.StatsTimeout = mounter.DefaultStatTimeout
+	}
+	if o.UnmountTimeout == 0 {
+		o.UnmountTimeout = mounter.DefaultUnmountTimeout
+	}
+	fs.StringVar(&o.NodeID, "node-id", o.NodeID, "this node's name, reported as the CSI node ID (required)")
+	fs.StringVar(&o.MountMode, "mount-mode", o.MountMode,
+		"how volumes are mounted: nfs (NFSv4 mounts, for every real node) or local-bind (DEVELOPMENT ONLY: bind mounts of dataset mountpoints of a storage server on this same machine, for hosts without a kernel NFS client)")
+	fs.StringVar(&o.LocalBindRoot, "local-bind-root", o.LocalBindRoot,
+		"local-bind mode only: the directory under which dataset mountpoints may be bound (required with --mount-mode=local-bind)")
+	fs.DurationVar(&o.StatsTimeout, "stats-timeout", o.StatsTimeout, "bound on each stat/statfs of a mounted volume")
+	fs.DurationVar(&o.UnmountTimeout, "unmount-timeout", o.UnmountTimeout, "bound on each unmount attempt before escalating to a forced, then lazy, unmount")
+}
+
+// Validate checks the options.
+func (o NodeOptions) Validate() error {
+	var errs []error
+	if o.NodeID == "" {
+		errs = append(errs, errors.New("--node-id is required"))
+	} else if len(o.NodeID) > maxNodeIDLen {
+		errs = append(errs, fmt.Errorf("--node-id is longer than %d bytes", maxNodeIDLen))
+	}
+	switch o.MountMode {
+	case mounter.ModeNFS:
+		if o.LocalBindRoot != "" {
+			errs = append(errs, fmt.Errorf("--local-bind-root is only valid with --mount-mode=%s", mounter.ModeLocalBind))
+		}
+	case mounter.ModeLocalBind:
+		if o.LocalBindRoot == "" {
+			errs = append(errs, fmt.Errorf("--mount-mode=%s needs --local-bind-root", mounter.ModeLocalBind))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--mount-mode must be %s or %s, not %q", mounter.ModeNFS, mounter.ModeLocalBind, o.MountMode))
+	}
+	if o.StatsTimeout <= 0 {
+		errs = append(errs, errors.New("--stats-timeout must be positive"))
+	}
+	if o.UnmountTimeout <= 0 {
+		errs = append(errs, errors.New("--unmount-timeout must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// MounterConfig is the configuration of the real host mounter for these
+// options: mounter.New(o.MounterConfig()).
+func (o NodeOptions) MounterConfig() mounter.Config {
+	return mounter.Config{
+		Mode:           o.MountMode,
+		LocalBindRoot:  o.LocalBindRoot,
+		StatTimeout:    o.StatsTimeout,
+		UnmountTimeout: o.UnmountTimeout,
+	}
+}

@@ -1,0 +1,78 @@
+package driver
+
+import (
+	"context"
+	"flag"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+	"k8s.io/klog/v2"
+
+	"github.com/dots-csi/dots/pkg/csirpc"
+	"github.com/dots-csi/dots/pkg/health"
+	"github.com/dots-csi/dots/pkg/mounter"
+)
+
+// NodeConfig is the configuration of `dots node`.
+type NodeConfig struct {
+	Endpoint    string
+	HTTPAddress string
+	NodeOptions
+}
+
+// AddFlags registers the node plugin's flags.
+func (c *NodeConfig) AddFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Endpoint, "endpoint", "unix:///csi/csi.sock", "CSI endpoint to serve (kubelet's plugin socket)")
+	fs.StringVar(&c.HTTPAddress, "http-address", ":8082", "address of /healthz, /readyz and /metrics")
+	c.NodeOptions.AddFlags(fs)
+}
+
+// Validate checks the configuration.
+func (c *NodeConfig) Validate() error {
+	if _, _, err := csirpc.ParseEndpoint(c.Endpoint); err != nil {
+		return err
+	}
+	return c.NodeOptions.Validate()
+}
+
+// RunNode serves the node plugin (Identity and Node) until ctx is done.
+func RunNode(ctx context.Context, cfg NodeConfig, ready func(httpAddr string)) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	m, err := mounter.New(cfg.MounterConfig())
+	if err != nil {
+		return err
+	}
+	ns, err := NewNodeServer(cfg.NodeOptions, m)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	g := csirpc.NewServer(csirpc.NewMetrics(reg))
+	csi.RegisterIdentityServer(g, NewIdentityServer(false, nil))
+	csi.RegisterNodeServer(g, ns)
+	lis, err := csirpc.Listen(cfg.Endpoint)
+	if err != nil {
+		return err
+	}
+	hs, err := health.Listen(cfg.HTTPAddress, reg)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	if cfg.MountMode == mounter.ModeLocalBind {
+		klog.InfoS("DEVELOPMENT MODE: volumes are bind-mounted from a storage server on this machine, not over NFS", "mountMode", cfg.MountMode, "localBindRoot", cfg.LocalBindRoot)
+	}
+	klog.InfoS("Node plugin starting", "node", cfg.NodeID, "mountMode", cfg.MountMode, "endpoint", cfg.Endpoint, "http", hs.Addr())
+	eg, gctx := errgroup.WithContext(ctx)
+	eg.Go(func() error { return hs.Serve(gctx) })
+	eg.Go(func() error { return csirpc.Serve(gctx, lis, g, 10*time.Second) })
+	if ready != nil {
+		ready(hs.Addr())
+	}
+	return eg.Wait()
+}

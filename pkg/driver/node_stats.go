@@ -1,0 +1,182 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"sync"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/dots-csi/dots/pkg/mounter"
+)
+
+// Stats and health take no volume lock: they only read, kubelet polls them,
+// and a call waiting on a dead server must not turn the unpublish that would
+// clean it up into Aborted.
+
+// NodeGetVolumeStats reports bytes and inodes of the mount at volume_path;
+// over NFS a dataset reports its refquota as its size. A stale or hung
+// mount answers Unavailable within the stats timeout instead of hanging;
+// NodeGetVolumeHealth says what is wrong.
+func (s *NodeServer) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
+	id, path := req.GetVolumeId(), req.GetVolumePath()
+	if id == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
+	}
+	if path == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume_path is required")
+	}
+	u, err := s.m.Stats(ctx, path)
+	if err != nil {
+		if errors.Is(err, mounter.ErrNotFound) || errors.Is(err, mounter.ErrNotMountPoint) {
+			return nil, status.Errorf(codes.NotFound, "volume %s is not mounted at %s: %v", id, path, err)
+		}
+		return nil, nodeStatus(fmt.Errorf("stats of volume %s at %s: %w", id, path, err))
+	}
+	return &csi.NodeGetVolumeStatsResponse{Usage: []*csi.VolumeUsage{
+		{Unit: csi.VolumeUsage_BYTES, Total: u.TotalBytes, Available: u.AvailableBytes, Used: u.UsedBytes},
+		{Unit: csi.VolumeUsage_INODES, Total: u.TotalInodes, Available: u.AvailableInodes, Used: u.UsedInodes},
+	}}, nil
+}
+
+// Reasons reported by NodeGetVolumeHealth.
+const (
+	ReasonStaleMount    = "StaleMount"
+	ReasonNotResponding = "NotResponding"
+	ReasonNotMounted    = "NotMounted"
+	ReasonCheckFailed   = "CheckFailed"
+)
+
+// NodeGetVolumeHealth checks the given paths, or those this plugin staged
+// and published the volume at, within the stats timeout each.
+func (s *NodeServer) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolumeHealthRequest) (*csi.NodeGetVolumeHealthResponse, error) {
+	id := req.GetVolumeId()
+	if id == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
+	}
+	var paths []string
+	for _, p := range []string{req.GetStagingTargetPath(), req.GetVolumePublishPath()} {
+		if p != "" {
+			paths = append(paths, p)
+		}
+	}
+	if len(paths) == 0 {
+		paths = s.paths.of(id)
+	}
+	if len(paths) == 0 {
+		return nil, status.Errorf(codes.NotFound, "volume %s is not staged or published on this node", id)
+	}
+	health := &csi.VolumeHealth{VolumeId: id}
+	seen := map[string]bool{}
+	for _, p := range paths {
+		err := s.m.Check(ctx, p)
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return nil, nodeStatus(err)
+		}
+		st, reason := healthOf(err)
+		if key := st.String() + "/" + reason; !seen[key] {
+			// One entry per (status, reason), as the spec requires.
+			seen[key] = true
+			health.HealthStatuses = append(health.HealthStatuses, &csi.VolumeHealth_VolumeHealthEntry{
+				Status: st, Reason: reason, Message: err.Error(),
+			})
+		}
+	}
+	return &csi.NodeGetVolumeHealthResponse{VolumeHealth: health}, nil
+}
+
+func healthOf(err error) (csi.VolumeHealthErrorType, string) {
+	switch {
+	case errors.Is(err, mounter.ErrStale):
+		return csi.VolumeHealthErrorType_INACCESSIBLE, ReasonStaleMount
+	case errors.Is(err, mounter.ErrTimeout):
+		return csi.VolumeHealthErrorType_INACCESSIBLE, ReasonNotResponding
+	case errors.Is(err, mounter.ErrNotFound), errors.Is(err, mounter.ErrNotMountPoint):
+		return csi.VolumeHealthErrorType_INACCESSIBLE, ReasonNotMounted
+	}
+	return csi.VolumeHealthErrorType_DEGRADED, ReasonCheckFailed
+}
+
+// volumePaths remembers where this plugin staged and published each volume,
+// only so NodeGetVolumeHealth can answer when the CO gives a volume ID
+// without paths. It is in memory on purpose: after a restart the CO's paths
+// are used, and nothing else depends on it (the single-writer rule reads the
+// mount table).
+type volumePaths struct {
+	mu   sync.Mutex
+	vols map[string]*stagedVolume
+}
+
+type stagedVolume struct {
+	staging string
+	targets map[string]struct{}
+}
+
+func newVolumePaths() *volumePaths {
+	return &volumePaths{vols: make(map[string]*stagedVolume)}
+}
+
+func (v *volumePaths) get(id string) *stagedVolume {
+	sv := v.vols[id]
+	if sv == nil {
+		sv = &stagedVolume{targets: make(map[string]struct{})}
+		v.vols[id] = sv
+	}
+	return sv
+}
+
+func (v *volumePaths) stage(id, staging string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.get(id).staging = filepath.Clean(staging)
+}
+
+func (v *volumePaths) publish(id, staging, target string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	sv := v.get(id)
+	sv.staging = filepath.Clean(staging)
+	sv.targets[filepath.Clean(target)] = struct{}{}
+}
+
+func (v *volumePaths) unpublish(id, target string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if sv := v.vols[id]; sv != nil {
+		delete(sv.targets, filepath.Clean(target))
+	}
+}
+
+func (v *volumePaths) unstage(id string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	delete(v.vols, id)
+}
+
+// of returns the staging path, then the targets in order.
+func (v *volumePaths) of(id string) []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	sv := v.vols[id]
+	if sv == nil {
+		return nil
+	}
+	var out []string
+	if sv.staging != "" {
+		out = append(out, sv.staging)
+	}
+	targets := make([]string, 0, len(sv.targets))
+	for t := range sv.targets {
+		targets = append(targets, t)
+	}
+	sort.Strings(targets)
+	return append(out, targets...)
+}

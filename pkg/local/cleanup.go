@@ -1,0 +1,90 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"k8s.io/klog/v2"
+	mount "k8s.io/mount-utils"
+
+	"github.com/dots-csi/dots/pkg/zfs"
+)
+
+// lockStateDir makes sure one stack at a time uses a state directory. The
+// lock is an flock, so a crashed stack never leaves it held.
+func lockStateDir(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		data, _ := os.ReadFile(path)
+		f.Close()
+		pid := strings.TrimSpace(string(data))
+		return nil, fmt.Errorf("another dots local (pid %s) is running on %s; stop it first (Ctrl-C) or use another --state-dir", pid, filepath.Dir(path))
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return func() {
+		_ = f.Truncate(0)
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
+}
+
+// discardPools destroys the stack's pools, whether imported or left behind
+// as files by an earlier run, and removes their files.
+func discardPools(ctx context.Context, cfg Config) {
+	files, _ := filepath.Glob(cfg.path("pools", "*.img"))
+	for i := range max(cfg.Servers, len(files)) {
+		name := cfg.poolName(i)
+		if err := zfs.DestroyPoolIfExists(ctx, name); err != nil {
+			klog.ErrorS(err, "Destroying a local pool", "pool", name)
+		}
+	}
+	for _, f := range files {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			klog.ErrorS(err, "Removing a pool file", "file", f)
+		}
+	}
+	_ = os.RemoveAll(cfg.path("mnt"))
+}
+
+// unmountAll removes every mount of the stack's datasets other than the
+// datasets' own mounts: what NodeStage and NodePublish made and a client
+// never took down. Lazy unmount, so nothing can hang here.
+func unmountAll(cfg Config, servers []*localServer) {
+	infos, err := mount.ParseMountInfo("/proc/self/mountinfo")
+	if err != nil {
+		klog.ErrorS(err, "Reading the mount table")
+		return
+	}
+	own := cfg.path("mnt") + string(filepath.Separator)
+	// Deepest first, so publish binds go before their staging mounts.
+	for i := len(infos) - 1; i >= 0; i-- {
+		mi := infos[i]
+		if strings.HasPrefix(mi.MountPoint, own) || !ours(mi.Source, servers) {
+			continue
+		}
+		if err := syscall.Unmount(mi.MountPoint, syscall.MNT_DETACH); err != nil {
+			klog.ErrorS(err, "Unmounting a leftover volume mount", "path", mi.MountPoint)
+			continue
+		}
+		klog.InfoS("Unmounted a leftover volume mount", "path", mi.MountPoint, "source", mi.Source)
+	}
+}
+
+func ours(source string, servers []*localServer) bool {
+	for _, s := range servers {
+		if source == s.info.Pool || strings.HasPrefix(source, s.info.Pool+"/") {
+			return true
+		}
+	}
+	return false
+}

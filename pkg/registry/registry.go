@@ -1,0 +1,261 @@
+// Package registry keeps the cluster controller's view of the storage
+// servers: a gRPC connection to each, and their health and capacity, kept
+// current by polling. Servers come and go with the discovery source.
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"k8s.io/klog/v2"
+
+	"github.com/dots-csi/dots/pkg/discovery"
+)
+
+// Member is one storage server and the clients to reach it.
+type Member struct {
+	discovery.Server
+	Controller csi.ControllerClient
+	Identity   csi.IdentityClient
+	conn       *grpc.ClientConn
+
+	mu          sync.Mutex
+	err         error // last probe result; nil when healthy
+	available   int64
+	provisioned int64
+	volumes     int
+	checked     time.Time
+}
+
+// Status is a snapshot of a member's last probe.
+type Status struct {
+	Healthy     bool
+	Error       string
+	Available   int64 // free bytes in the pool
+	Provisioned int64 // sum of the volumes' capacities (may exceed the pool: thin)
+	Volumes     int
+	Checked     time.Time
+}
+
+// Status returns the member's last probe result.
+func (m *Member) Status() Status {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := Status{Healthy: m.err == nil && !m.checked.IsZero(), Available: m.available, Provisioned: m.provisioned, Volumes: m.volumes, Checked: m.checked}
+	if m.err != nil {
+		st.Error = m.err.Error()
+	} else if m.checked.IsZero() {
+		st.Error = "not probed yet"
+	}
+	return st
+}
+
+// Options tune the registry.
+type Options struct {
+	Interval     time.Duration // between probes
+	ProbeTimeout time.Duration // for each server's probe
+}
+
+// Registry tracks the members.
+type Registry struct {
+	source  discovery.Source
+	opts    Options
+	metrics *metrics
+
+	mu      sync.RWMutex
+	members map[string]*Member
+}
+
+// New returns a registry fed by source; reg may be nil (no metrics).
+func New(source discovery.Source, opts Options, reg prometheus.Registerer) *Registry {
+	if opts.Interval <= 0 {
+		opts.Interval = 10 * time.Second
+	}
+	if opts.ProbeTimeout <= 0 {
+		opts.ProbeTimeout = 5 * time.Second
+	}
+	return &Registry{source: source, opts: opts, metrics: newMetrics(reg), members: map[string]*Member{}}
+}
+
+// Run refreshes until ctx is done, then closes every connection.
+func (r *Registry) Run(ctx context.Context) {
+	t := time.NewTicker(r.opts.Interval)
+	defer t.Stop()
+	for {
+		r.Refresh(ctx)
+		select {
+		case <-ctx.Done():
+			r.close()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Refresh syncs the members with the discovery source and probes each.
+func (r *Registry) Refresh(ctx context.Context) {
+	if servers, err := r.source.Servers(ctx); err != nil {
+		// Keep the members we know: a flaky source must not drop servers.
+		klog.ErrorS(err, "Listing storage servers failed; keeping the known ones")
+	} else {
+		r.sync(servers)
+	}
+	var wg sync.WaitGroup
+	for _, m := range r.List() {
+		wg.Add(1)
+		go func(m *Member) {
+			defer wg.Done()
+			r.probe(ctx, m)
+		}(m)
+	}
+	wg.Wait()
+}
+
+func (r *Registry) sync(servers []discovery.Server) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := map[string]bool{}
+	for _, s := range servers {
+		seen[s.Name] = true
+		if old, ok := r.members[s.Name]; ok && old.Server == s {
+			continue
+		} else if ok {
+			old.conn.Close()
+		}
+		conn, err := grpc.NewClient("passthrough:///"+s.APIAddress, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			klog.ErrorS(err, "Connecting to storage server", "server", s.Name, "address", s.APIAddress)
+			continue
+		}
+		r.members[s.Name] = &Member{Server: s, conn: conn,
+			Controller: csi.NewControllerClient(conn), Identity: csi.NewIdentityClient(conn)}
+		klog.InfoS("Storage server added", "server", s.Name, "api", s.APIAddress, "nfs", s.NFSAddress)
+	}
+	for name, m := range r.members {
+		if !seen[name] {
+			m.conn.Close()
+			delete(r.members, name)
+			r.metrics.forget(name)
+			klog.InfoS("Storage server removed", "server", name)
+		}
+	}
+}
+
+func (r *Registry) probe(ctx context.Context, m *Member) {
+	ctx, cancel := context.WithTimeout(ctx, r.opts.ProbeTimeout)
+	defer cancel()
+	var available, provisioned int64
+	var volumes int
+	_, err := m.Identity.Probe(ctx, &csi.ProbeRequest{})
+	if err == nil {
+		var c *csi.GetCapacityResponse
+		if c, err = m.Controller.GetCapacity(ctx, &csi.GetCapacityRequest{}); err == nil {
+			available = c.GetAvailableCapacity()
+		}
+	}
+	if err == nil {
+		volumes, provisioned, err = countVolumes(ctx, m.Controller)
+	}
+	m.mu.Lock()
+	was := m.err == nil && !m.checked.IsZero()
+	m.err, m.checked = err, time.Now()
+	if err == nil {
+		m.available, m.provisioned, m.volumes = available, provisioned, volumes
+	}
+	m.mu.Unlock()
+	if was != (err == nil) {
+		if err != nil {
+			klog.ErrorS(err, "Storage server is down", "server", m.Name)
+		} else {
+			klog.InfoS("Storage server is up", "server", m.Name, "available", available)
+		}
+	}
+	r.metrics.observe(m.Name, m.Status())
+}
+
+// countVolumes counts volumes and sums their capacity (committed bytes).
+func countVolumes(ctx context.Context, c csi.ControllerClient) (n int, committed int64, err error) {
+	token := ""
+	for {
+		resp, err := c.ListVolumes(ctx, &csi.ListVolumesRequest{StartingToken: token, MaxEntries: 1000})
+		if err != nil {
+			return 0, 0, err
+		}
+		for _, e := range resp.GetEntries() {
+			n++
+			committed += e.GetVolume().GetCapacityBytes()
+		}
+		if token = resp.GetNextToken(); token == "" {
+			return n, committed, nil
+		}
+	}
+}
+
+// Get returns the named member.
+func (r *Registry) Get(name string) (*Member, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	m, ok := r.members[name]
+	return m, ok
+}
+
+// List returns all members sorted by name.
+func (r *Registry) List() []*Member {
+	r.mu.RLock()
+	out := make([]*Member, 0, len(r.members))
+	for _, m := range r.members {
+		out = append(out, m)
+	}
+	r.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// AnyHealthy reports whether at least one server answered its last probe.
+func (r *Registry) AnyHealthy() bool {
+	for _, m := range r.List() {
+		if m.Status().Healthy {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Registry) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range r.members {
+		m.conn.Close()
+	}
+}
+
+// ServerView is one server as /servers and the client show it.
+type ServerView struct {
+	discovery.Server
+	Status
+}
+
+// Views returns every member with its last probe.
+func (r *Registry) Views() []ServerView {
+	var out []ServerView
+	for _, m := range r.List() {
+		out = append(out, ServerView{Server: m.Server, Status: m.Status()})
+	}
+	return out
+}
+
+// ServeHTTP writes Views as JSON.
+func (r *Registry) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	if err := json.NewEncoder(w).Encode(r.Views()); err != nil {
+		klog.ErrorS(err, "Writing /servers")
+	}
+}

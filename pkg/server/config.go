@@ -1,0 +1,130 @@
+package server
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dots-csi/dots/pkg/capacity"
+	"github.com/dots-csi/dots/pkg/csirpc"
+	"github.com/dots-csi/dots/pkg/discovery"
+	"github.com/dots-csi/dots/pkg/nfs"
+	"github.com/dots-csi/dots/pkg/zfs"
+)
+
+// Config is the configuration of `dots server`.
+type Config struct {
+	Name              string
+	Endpoint          string
+	HTTPAddress       string
+	RunDir            string
+	DefaultVolumeSize string
+
+	Pool         string
+	Vdevs        []string
+	CreatePool   bool
+	PoolFileSize string
+	MountRoot    string
+	ZFSCLI       string
+	ExportOnExit bool
+
+	NFS nfs.GaneshaConfig
+}
+
+// AddFlags registers the server's flags.
+func (c *Config) AddFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Name, "name", "", "name of this storage server, a DNS label (in Kubernetes: the pod name)")
+	fs.StringVar(&c.Endpoint, "endpoint", "tcp://0.0.0.0:7070", "gRPC endpoint the controller calls")
+	fs.StringVar(&c.HTTPAddress, "http-address", ":8080", "address of /healthz, /readyz and /metrics")
+	fs.StringVar(&c.RunDir, "run-dir", "/run/dots", "directory for runtime files (NFS server config, logs, ZFS CLI shim)")
+	fs.StringVar(&c.DefaultVolumeSize, "default-volume-size", "1Gi", "size of a volume whose request names none")
+	fs.StringVar(&c.Pool, "pool", "dots", "ZFS pool name")
+	fs.Func("vdev", "device or file the pool lives on (repeatable; absolute path)", func(v string) error {
+		c.Vdevs = append(c.Vdevs, v)
+		return nil
+	})
+	fs.BoolVar(&c.CreatePool, "create-pool", false, "create the pool when it can be neither found nor imported")
+	fs.StringVar(&c.PoolFileSize, "pool-file-size", "0", "size of a file vdev to create when it does not exist (e.g. 20Gi)")
+	fs.StringVar(&c.MountRoot, "mount-root", "/var/lib/dots/mnt", "where the pool's datasets are mounted")
+	fs.StringVar(&c.ZFSCLI, "zfs-cli", string(zfs.CLIAuto), "ZFS command-line flavour: auto, openzfs or zfs-fuse")
+	fs.BoolVar(&c.ExportOnExit, "export-pool-on-exit", true, "export the pool on shutdown so another node can import it")
+
+	fs.IntVar(&c.NFS.NFSPort, "nfs-port", 2049, "NFS port")
+	fs.IntVar(&c.NFS.MountPort, "nfs-mount-port", 0, "MOUNT protocol port (NFSv3 only)")
+	fs.StringVar(&c.NFS.BindAddr, "nfs-bind-address", "0.0.0.0", "address the NFS server listens on")
+	fs.Func("nfs-protocols", "NFS protocol versions, comma separated (default 4; 3 needs rpcbind)", intList(&c.NFS.Protocols))
+	fs.Func("nfs-minor-versions", "NFSv4 minor versions, comma separated (default 1,2)", intList(&c.NFS.MinorVersions))
+	fs.Func("nfs-clients", "CIDRs allowed to mount, comma separated (required)", func(v string) error {
+		c.NFS.Clients = append(c.NFS.Clients, strings.Split(v, ",")...)
+		return nil
+	})
+	fs.StringVar(&c.NFS.Squash, "nfs-squash", nfs.SquashRoot, "root squashing: root_squash, root_id_squash, all_squash or no_root_squash")
+	fs.StringVar(&c.NFS.Binary, "ganesha", "ganesha.nfsd", "NFS-Ganesha binary")
+	fs.DurationVar(&c.NFS.GracePeriod, "nfs-grace-period", 90*time.Second, "NFSv4 grace period after a start, for clients to reclaim their state")
+}
+
+func intList(dst *[]int) func(string) error {
+	return func(v string) error {
+		*dst = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				return fmt.Errorf("%q is not a number", f)
+			}
+			*dst = append(*dst, n)
+		}
+		return nil
+	}
+}
+
+// Validate checks the configuration and fills derived fields.
+func (c *Config) Validate() error {
+	if err := discovery.ValidateName(c.Name); err != nil {
+		return fmt.Errorf("--name: %w", err)
+	}
+	if _, _, err := csirpc.ParseEndpoint(c.Endpoint); err != nil {
+		return fmt.Errorf("--endpoint: %w", err)
+	}
+	if !filepath.IsAbs(c.RunDir) || !filepath.IsAbs(c.MountRoot) {
+		return errors.New("--run-dir and --mount-root must be absolute paths")
+	}
+	if _, err := c.defaultSize(); err != nil {
+		return fmt.Errorf("--default-volume-size: %w", err)
+	}
+	if _, err := capacity.ParseSize(c.PoolFileSize); err != nil {
+		return fmt.Errorf("--pool-file-size: %w", err)
+	}
+	if _, err := zfs.ParseCLI(c.ZFSCLI); err != nil {
+		return fmt.Errorf("--zfs-cli: %w", err)
+	}
+	if err := c.poolConfig().Validate(); err != nil {
+		return err
+	}
+	g := c.nfsConfig()
+	g.RecoveryDir = "/on-the-pool" // set by Run once the pool is open
+	return g.Validate()
+}
+
+func (c *Config) defaultSize() (int64, error) {
+	n, err := capacity.ParseSize(c.DefaultVolumeSize)
+	if err == nil && n <= 0 {
+		err = errors.New("must be positive")
+	}
+	return n, err
+}
+
+func (c *Config) poolConfig() zfs.Config {
+	size, _ := capacity.ParseSize(c.PoolFileSize)
+	return zfs.Config{Pool: c.Pool, Vdevs: c.Vdevs, Mountpoint: c.MountRoot, Create: c.CreatePool, FileSize: size}
+}
+
+// nfsConfig completes the NFS server's settings with paths under RunDir.
+func (c *Config) nfsConfig() nfs.GaneshaConfig {
+	g := c.NFS
+	g.RunDir = filepath.Join(c.RunDir, "ganesha")
+	return g
+}

@@ -1,0 +1,155 @@
+// Package server is a dots storage server's API: the CSI Identity and
+// Controller services for the one ZFS pool it owns, with every volume
+// exported over NFS. The cluster controller (pkg/driver) speaks CSI to each
+// server and routes between them, so a server is a complete CSI controller
+// for its own pool and can be tested with csi-sanity on its own.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/dots-csi/dots/pkg/capability"
+	"github.com/dots-csi/dots/pkg/lockset"
+	"github.com/dots-csi/dots/pkg/nfs"
+	"github.com/dots-csi/dots/pkg/version"
+	"github.com/dots-csi/dots/pkg/zfs"
+)
+
+// Pool is what the server needs of its ZFS pool (*zfs.Pool).
+type Pool interface {
+	Capacity(ctx context.Context) (zfs.Capacity, error)
+	CreateVolume(ctx context.Context, spec zfs.VolumeSpec) (*zfs.Volume, error)
+	GetVolume(ctx context.Context, name string) (*zfs.Volume, error)
+	ListVolumes(ctx context.Context) ([]*zfs.Volume, error)
+	ExpandVolume(ctx context.Context, name string, capacity int64) (*zfs.Volume, error)
+	DeleteVolume(ctx context.Context, name string) error
+	CreateSnapshot(ctx context.Context, volume, name string) (*zfs.Snapshot, error)
+	GetSnapshot(ctx context.Context, name string) (*zfs.Snapshot, error)
+	ListSnapshots(ctx context.Context) ([]*zfs.Snapshot, error)
+	DeleteSnapshot(ctx context.Context, name string) error
+}
+
+// Health reports whether a dependency (pool, NFS server) is usable.
+type Health interface {
+	Healthy() error
+}
+
+// Options configure a storage server.
+type Options struct {
+	// Name of this server; reported in GetPluginInfo's manifest.
+	Name string
+	// DefaultCapacity is used when a request names no size.
+	DefaultCapacity int64
+	// PseudoRoot is the NFSv4 pseudo directory the exports live under.
+	PseudoRoot string
+}
+
+// Server serves CSI Identity and Controller for one pool.
+type Server struct {
+	csi.UnimplementedIdentityServer
+	csi.UnimplementedControllerServer
+
+	opts     Options
+	pool     Pool
+	exporter nfs.Exporter
+	health   []Health
+	locks    *lockset.LockSet
+}
+
+// New returns a Server over pool, exporting through exporter. health lists
+// the checks Probe runs.
+func New(opts Options, pool Pool, exporter nfs.Exporter, health ...Health) (*Server, error) {
+	if opts.Name == "" {
+		return nil, errors.New("server name is required")
+	}
+	if opts.DefaultCapacity <= 0 {
+		return nil, errors.New("default capacity must be positive")
+	}
+	if opts.PseudoRoot == "" {
+		opts.PseudoRoot = "/dots"
+	}
+	return &Server{opts: opts, pool: pool, exporter: exporter, health: health, locks: lockset.New()}, nil
+}
+
+// ExportFor is the NFS export of a volume.
+func (s *Server) ExportFor(v *zfs.Volume) nfs.Export {
+	return nfs.Export{ID: v.ExportID, Path: v.Mountpoint, Pseudo: s.PseudoPath(v.Name)}
+}
+
+// PseudoPath is where a volume appears in the NFSv4 namespace.
+func (s *Server) PseudoPath(name string) string {
+	return path.Join(s.opts.PseudoRoot, name)
+}
+
+// RestoreExports exports every volume of the pool: a restarted server serves
+// exactly what it served before, with the same export ids.
+func (s *Server) RestoreExports(ctx context.Context) (int, error) {
+	vols, err := s.pool.ListVolumes(ctx)
+	if err != nil {
+		return 0, err
+	}
+	exports := make([]nfs.Export, 0, len(vols))
+	for _, v := range vols {
+		exports = append(exports, s.ExportFor(v))
+	}
+	return len(exports), s.exporter.SetExports(ctx, exports)
+}
+
+// lock takes the per-name locks or answers Aborted, so a retried call from a
+// sidecar never runs twice at once on the same volume or snapshot.
+func (s *Server) lock(keys ...string) (func(), error) {
+	if !s.locks.TryAcquireAll(keys...) {
+		return nil, status.Errorf(codes.Aborted, "an operation on %v is already in progress", keys)
+	}
+	return func() { s.locks.Release(keys...) }, nil
+}
+
+func volumeKey(name string) string   { return "volume/" + name }
+func snapshotKey(name string) string { return "snapshot/" + name }
+
+// GetPluginInfo identifies the server as part of the dots driver.
+func (s *Server) GetPluginInfo(context.Context, *csi.GetPluginInfoRequest) (*csi.GetPluginInfoResponse, error) {
+	return &csi.GetPluginInfoResponse{
+		Name:          version.DriverName,
+		VendorVersion: version.Version,
+		Manifest:      map[string]string{"role": "storage-server", "server": s.opts.Name},
+	}, nil
+}
+
+// GetPluginCapabilities advertises the controller service and online expansion.
+func (s *Server) GetPluginCapabilities(context.Context, *csi.GetPluginCapabilitiesRequest) (*csi.GetPluginCapabilitiesResponse, error) {
+	return &csi.GetPluginCapabilitiesResponse{Capabilities: capability.Plugin()}, nil
+}
+
+// Probe is ready when the pool and the NFS server are.
+func (s *Server) Probe(context.Context, *csi.ProbeRequest) (*csi.ProbeResponse, error) {
+	for _, h := range s.health {
+		if err := h.Healthy(); err != nil {
+			return nil, status.Errorf(codes.FailedPrecondition, "not ready: %v", err)
+		}
+	}
+	return &csi.ProbeResponse{}, nil
+}
+
+// ControllerGetCapabilities lists what the server implements.
+func (s *Server) ControllerGetCapabilities(context.Context, *csi.ControllerGetCapabilitiesRequest) (*csi.ControllerGetCapabilitiesResponse, error) {
+	return &csi.ControllerGetCapabilitiesResponse{Capabilities: capability.Controller()}, nil
+}
+
+func required(field, value string) error {
+	if value == "" {
+		return status.Errorf(codes.InvalidArgument, "%s is required", field)
+	}
+	return nil
+}
+
+func invalid(format string, args ...any) error {
+	return status.Error(codes.InvalidArgument, fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,148 @@
+package server
+
+import (
+	"context"
+	"errors"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	"k8s.io/klog/v2"
+
+	"github.com/dots-csi/dots/pkg/csirpc"
+	"github.com/dots-csi/dots/pkg/zfs"
+)
+
+// CreateSnapshot takes a ZFS snapshot: O(1), ready at once.
+func (s *Server) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequest) (*csi.CreateSnapshotResponse, error) {
+	name, source := req.GetName(), req.GetSourceVolumeId()
+	if err := required("name", name); err != nil {
+		return nil, err
+	}
+	if err := required("source_volume_id", source); err != nil {
+		return nil, err
+	}
+	if err := zfs.ValidateName(name); err != nil {
+		return nil, err
+	}
+	if _, err := s.getVolume(ctx, source); err != nil {
+		return nil, err
+	}
+	unlock, err := s.lock(snapshotKey(name), volumeKey(source))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	snap, err := s.pool.CreateSnapshot(ctx, source, name)
+	switch {
+	case errors.Is(err, zfs.ErrExists) && snap != nil:
+		if snap.SourceVolume != source {
+			return nil, status.Errorf(codes.AlreadyExists, "snapshot %q exists for volume %q, not %q", name, snap.SourceVolume, source)
+		}
+	case errors.Is(err, zfs.ErrNotFound):
+		return nil, status.Errorf(codes.NotFound, "volume %q not found", source)
+	case err != nil:
+		return nil, err
+	default:
+		klog.InfoS("Snapshot created", "snapshot", name, "volume", source, "size", snap.Size)
+	}
+	return &csi.CreateSnapshotResponse{Snapshot: csiSnapshot(snap)}, nil
+}
+
+func csiSnapshot(s *zfs.Snapshot) *csi.Snapshot {
+	return &csi.Snapshot{
+		SnapshotId:     s.Name,
+		SourceVolumeId: s.SourceVolume,
+		SizeBytes:      zfs.RoundCapacity(max(s.Size, 1)),
+		CreationTime:   timestamppb.New(s.CreatedAt),
+		ReadyToUse:     true,
+	}
+}
+
+// DeleteSnapshot deletes a snapshot; a missing one is success. Clones made
+// from it keep working (pkg/zfs hides it until the last clone goes).
+func (s *Server) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequest) (*csi.DeleteSnapshotResponse, error) {
+	name := req.GetSnapshotId()
+	if err := required("snapshot_id", name); err != nil {
+		return nil, err
+	}
+	if zfs.ValidateName(name) != nil {
+		return &csi.DeleteSnapshotResponse{}, nil
+	}
+	unlock, err := s.lock(snapshotKey(name))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := s.pool.DeleteSnapshot(ctx, name); err != nil && !errors.Is(err, zfs.ErrNotFound) {
+		return nil, err
+	}
+	klog.InfoS("Snapshot deleted", "snapshot", name)
+	return &csi.DeleteSnapshotResponse{}, nil
+}
+
+// GetSnapshot reports one snapshot.
+func (s *Server) GetSnapshot(ctx context.Context, req *csi.GetSnapshotRequest) (*csi.GetSnapshotResponse, error) {
+	name := req.GetSnapshotId()
+	if err := required("snapshot_id", name); err != nil {
+		return nil, err
+	}
+	snap, err := s.getSnapshot(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return &csi.GetSnapshotResponse{Snapshot: csiSnapshot(snap)}, nil
+}
+
+func (s *Server) getSnapshot(ctx context.Context, name string) (*zfs.Snapshot, error) {
+	if zfs.ValidateName(name) != nil {
+		return nil, status.Errorf(codes.NotFound, "snapshot %q not found", name)
+	}
+	snap, err := s.pool.GetSnapshot(ctx, name)
+	if errors.Is(err, zfs.ErrNotFound) {
+		return nil, status.Errorf(codes.NotFound, "snapshot %q not found", name)
+	}
+	return snap, err
+}
+
+// ListSnapshots lists by id, by source volume, or all, in name order.
+func (s *Server) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsRequest) (*csi.ListSnapshotsResponse, error) {
+	var snaps []*zfs.Snapshot
+	if id := req.GetSnapshotId(); id != "" {
+		snap, err := s.getSnapshot(ctx, id)
+		if status.Code(err) == codes.NotFound {
+			return &csi.ListSnapshotsResponse{}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if src := req.GetSourceVolumeId(); src != "" && src != snap.SourceVolume {
+			return &csi.ListSnapshotsResponse{}, nil
+		}
+		snaps = []*zfs.Snapshot{snap}
+	} else {
+		all, err := s.pool.ListSnapshots(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, snap := range all {
+			if src := req.GetSourceVolumeId(); src == "" || src == snap.SourceVolume {
+				snaps = append(snaps, snap)
+			}
+		}
+	}
+	names := make([]string, len(snaps))
+	for i, snap := range snaps {
+		names[i] = snap.Name
+	}
+	first, end, next, err := csirpc.Page(names, req.GetStartingToken(), req.GetMaxEntries())
+	if err != nil {
+		return nil, err
+	}
+	resp := &csi.ListSnapshotsResponse{NextToken: next}
+	for _, snap := range snaps[first:end] {
+		resp.Entries = append(resp.Entries, &csi.ListSnapshotsResponse_Entry{Snapshot: csiSnapshot(snap)})
+	}
+	return resp, nil
+}

@@ -1,0 +1,321 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	"k8s.io/klog/v2"
+
+	"github.com/dots-csi/dots/pkg/capability"
+	"github.com/dots-csi/dots/pkg/capacity"
+	"github.com/dots-csi/dots/pkg/csirpc"
+	"github.com/dots-csi/dots/pkg/params"
+	"github.com/dots-csi/dots/pkg/zfs"
+)
+
+// Keys of the volume context a server returns; the cluster controller adds
+// the server's address (see pkg/driver).
+const (
+	ContextExport    = "dots.csi.dev/export"
+	ContextLocalPath = "dots.csi.dev/local-path"
+)
+
+// CreateVolume creates (or, for a repeated call, returns) a dataset and
+// exports it.
+func (s *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
+	name := req.GetName()
+	if err := required("name", name); err != nil {
+		return nil, err
+	}
+	if err := zfs.ValidateName(name); err != nil {
+		return nil, err
+	}
+	if err := capability.Validate(req.GetVolumeCapabilities()); err != nil {
+		return nil, err
+	}
+	p, err := params.Parse(req.GetParameters())
+	if err != nil {
+		return nil, err
+	}
+	size, err := capacity.Resolve(req.GetCapacityRange(), s.opts.DefaultCapacity, zfs.RoundCapacity)
+	if err != nil {
+		return nil, err
+	}
+	spec := zfs.VolumeSpec{Name: name, Capacity: size, Thick: p.Thick, Properties: p.Properties}
+	keys := []string{volumeKey(name)}
+	if src := req.GetVolumeContentSource(); src != nil {
+		if spec.Source, err = sourceOf(src); err != nil {
+			return nil, err
+		}
+		keys = append(keys, sourceKey(spec.Source))
+	}
+	unlock, err := s.lock(keys...)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	vol, err := s.pool.CreateVolume(ctx, spec)
+	switch {
+	case errors.Is(err, zfs.ErrExists) && vol != nil:
+		if why := mismatch(vol, spec, req.GetCapacityRange()); why != "" {
+			return nil, status.Errorf(codes.AlreadyExists, "volume %q exists with %s", name, why)
+		}
+	case errors.Is(err, zfs.ErrNotFound) && spec.Source.Kind != zfs.SourceNone:
+		return nil, status.Errorf(codes.NotFound, "source %s %q not found", spec.Source.Kind, spec.Source.Name)
+	case err != nil:
+		return nil, err
+	default:
+		klog.InfoS("Volume created", "volume", name, "capacity", vol.Capacity, "source", vol.Source.Name, "thick", vol.Thick)
+	}
+	// Exporting also on the repeated call heals a create whose export failed.
+	if err := s.exporter.Export(ctx, s.ExportFor(vol)); err != nil {
+		return nil, fmt.Errorf("exporting volume %s: %w", name, err)
+	}
+	return &csi.CreateVolumeResponse{Volume: s.csiVolume(vol)}, nil
+}
+
+// mismatch explains why an existing volume does not answer a repeated
+// create, or returns "".
+func mismatch(vol *zfs.Volume, spec zfs.VolumeSpec, r *csi.CapacityRange) string {
+	if r == nil || (r.GetRequiredBytes() == 0 && r.GetLimitBytes() == 0) {
+		if vol.Capacity != spec.Capacity {
+			return fmt.Sprintf("capacity %d, not the default %d", vol.Capacity, spec.Capacity)
+		}
+	} else if !capacity.Fits(vol.Capacity, r) {
+		return fmt.Sprintf("capacity %d outside the requested range [%d, %d]", vol.Capacity, r.GetRequiredBytes(), r.GetLimitBytes())
+	}
+	if vol.Source != spec.Source {
+		return fmt.Sprintf("content source %q %q, not %q %q", vol.Source.Kind, vol.Source.Name, spec.Source.Kind, spec.Source.Name)
+	}
+	if vol.Thick != spec.Thick {
+		return fmt.Sprintf("thick=%t", vol.Thick)
+	}
+	for k, v := range spec.Properties {
+		if vol.Properties[k] != v {
+			return fmt.Sprintf("%s=%q, not %q", k, vol.Properties[k], v)
+		}
+	}
+	return ""
+}
+
+func sourceOf(src *csi.VolumeContentSource) (zfs.Source, error) {
+	switch {
+	case src.GetSnapshot() != nil:
+		id := src.GetSnapshot().GetSnapshotId()
+		if err := required("volume_content_source.snapshot.snapshot_id", id); err != nil {
+			return zfs.Source{}, err
+		}
+		return zfs.Source{Kind: zfs.SourceSnapshot, Name: id}, nil
+	case src.GetVolume() != nil:
+		id := src.GetVolume().GetVolumeId()
+		if err := required("volume_content_source.volume.volume_id", id); err != nil {
+			return zfs.Source{}, err
+		}
+		return zfs.Source{Kind: zfs.SourceVolume, Name: id}, nil
+	}
+	return zfs.Source{}, invalid("volume_content_source names neither a snapshot nor a volume")
+}
+
+func sourceKey(src zfs.Source) string {
+	if src.Kind == zfs.SourceSnapshot {
+		return snapshotKey(src.Name)
+	}
+	return volumeKey(src.Name)
+}
+
+func (s *Server) csiVolume(v *zfs.Volume) *csi.Volume {
+	out := &csi.Volume{
+		VolumeId:      v.Name,
+		CapacityBytes: v.Capacity,
+		VolumeContext: map[string]string{
+			ContextExport:    s.PseudoPath(v.Name),
+			ContextLocalPath: v.Mountpoint,
+		},
+	}
+	switch v.Source.Kind {
+	case zfs.SourceSnapshot:
+		out.ContentSource = &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Snapshot{
+			Snapshot: &csi.VolumeContentSource_SnapshotSource{SnapshotId: v.Source.Name}}}
+	case zfs.SourceVolume:
+		out.ContentSource = &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{
+			Volume: &csi.VolumeContentSource_VolumeSource{VolumeId: v.Source.Name}}}
+	}
+	return out
+}
+
+// DeleteVolume unexports and deletes a volume; a missing one is success.
+// Snapshots of the volume stay usable (pkg/zfs keeps the data until the last
+// snapshot goes).
+func (s *Server) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
+	name := req.GetVolumeId()
+	if err := required("volume_id", name); err != nil {
+		return nil, err
+	}
+	if zfs.ValidateName(name) != nil {
+		return &csi.DeleteVolumeResponse{}, nil // no such volume can exist
+	}
+	unlock, err := s.lock(volumeKey(name))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	vol, err := s.pool.GetVolume(ctx, name)
+	if errors.Is(err, zfs.ErrNotFound) {
+		return &csi.DeleteVolumeResponse{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	// Unexport first: ganesha holding the directory open keeps the dataset busy.
+	if err := s.exporter.Unexport(ctx, vol.ExportID); err != nil {
+		return nil, fmt.Errorf("unexporting volume %s: %w", name, err)
+	}
+	if err := s.pool.DeleteVolume(ctx, name); err != nil && !errors.Is(err, zfs.ErrNotFound) {
+		// Put the export back: the volume still exists and may be in use.
+		if xerr := s.exporter.Export(ctx, s.ExportFor(vol)); xerr != nil {
+			klog.ErrorS(xerr, "Re-exporting a volume whose delete failed", "volume", name)
+		}
+		return nil, err
+	}
+	klog.InfoS("Volume deleted", "volume", name)
+	return &csi.DeleteVolumeResponse{}, nil
+}
+
+// ControllerExpandVolume raises the refquota; NFS clients see the new size
+// at once, so no node step is needed.
+func (s *Server) ControllerExpandVolume(ctx context.Context, req *csi.ControllerExpandVolumeRequest) (*csi.ControllerExpandVolumeResponse, error) {
+	name := req.GetVolumeId()
+	if err := required("volume_id", name); err != nil {
+		return nil, err
+	}
+	if req.GetCapacityRange() == nil {
+		return nil, invalid("capacity_range is required")
+	}
+	if c := req.GetVolumeCapability(); c != nil {
+		if err := capability.Validate([]*csi.VolumeCapability{c}); err != nil {
+			return nil, err
+		}
+	}
+	vol, err := s.getVolume(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	size, err := capacity.Resolve(req.GetCapacityRange(), vol.Capacity, zfs.RoundCapacity)
+	if err != nil {
+		return nil, err
+	}
+	unlock, err := s.lock(volumeKey(name))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	vol, err = s.pool.ExpandVolume(ctx, name, size)
+	if err != nil {
+		return nil, err
+	}
+	klog.InfoS("Volume expanded", "volume", name, "capacity", vol.Capacity)
+	return &csi.ControllerExpandVolumeResponse{CapacityBytes: vol.Capacity, NodeExpansionRequired: false}, nil
+}
+
+// getVolume answers NotFound for names that cannot exist as well as for
+// missing volumes.
+func (s *Server) getVolume(ctx context.Context, name string) (*zfs.Volume, error) {
+	if err := zfs.ValidateName(name); err != nil {
+		return nil, status.Errorf(codes.NotFound, "volume %q not found", name)
+	}
+	vol, err := s.pool.GetVolume(ctx, name)
+	if errors.Is(err, zfs.ErrNotFound) {
+		return nil, status.Errorf(codes.NotFound, "volume %q not found", name)
+	}
+	return vol, err
+}
+
+// ControllerGetVolume reports one volume.
+func (s *Server) ControllerGetVolume(ctx context.Context, req *csi.ControllerGetVolumeRequest) (*csi.ControllerGetVolumeResponse, error) {
+	if err := required("volume_id", req.GetVolumeId()); err != nil {
+		return nil, err
+	}
+	vol, err := s.getVolume(ctx, req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	return &csi.ControllerGetVolumeResponse{Volume: s.csiVolume(vol),
+		Status: &csi.ControllerGetVolumeResponse_VolumeStatus{}}, nil
+}
+
+// ValidateVolumeCapabilities confirms mount capabilities of an existing volume.
+func (s *Server) ValidateVolumeCapabilities(ctx context.Context, req *csi.ValidateVolumeCapabilitiesRequest) (*csi.ValidateVolumeCapabilitiesResponse, error) {
+	if err := required("volume_id", req.GetVolumeId()); err != nil {
+		return nil, err
+	}
+	if len(req.GetVolumeCapabilities()) == 0 {
+		return nil, invalid("volume_capabilities are required")
+	}
+	if _, err := s.getVolume(ctx, req.GetVolumeId()); err != nil {
+		return nil, err
+	}
+	return Confirm(req), nil
+}
+
+// Confirm answers ValidateVolumeCapabilities for a volume known to exist.
+func Confirm(req *csi.ValidateVolumeCapabilitiesRequest) *csi.ValidateVolumeCapabilitiesResponse {
+	if err := capability.Validate(req.GetVolumeCapabilities()); err != nil {
+		return &csi.ValidateVolumeCapabilitiesResponse{Message: err.Error()}
+	}
+	if _, err := params.Parse(req.GetParameters()); err != nil {
+		return &csi.ValidateVolumeCapabilitiesResponse{Message: err.Error()}
+	}
+	return &csi.ValidateVolumeCapabilitiesResponse{Confirmed: &csi.ValidateVolumeCapabilitiesResponse_Confirmed{
+		VolumeContext:      req.GetVolumeContext(),
+		VolumeCapabilities: req.GetVolumeCapabilities(),
+		Parameters:         maps.Clone(req.GetParameters()),
+		MutableParameters:  req.GetMutableParameters(),
+	}}
+}
+
+// ListVolumes pages through the pool's volumes in name order.
+func (s *Server) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (*csi.ListVolumesResponse, error) {
+	vols, err := s.pool.ListVolumes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(vols))
+	for i, v := range vols {
+		names[i] = v.Name
+	}
+	first, end, next, err := csirpc.Page(names, req.GetStartingToken(), req.GetMaxEntries())
+	if err != nil {
+		return nil, err
+	}
+	resp := &csi.ListVolumesResponse{NextToken: next}
+	for _, v := range vols[first:end] {
+		resp.Entries = append(resp.Entries, &csi.ListVolumesResponse_Entry{Volume: s.csiVolume(v),
+			Status: &csi.ListVolumesResponse_VolumeStatus{}})
+	}
+	return resp, nil
+}
+
+// GetCapacity reports the pool's free bytes; one volume can use all of them.
+func (s *Server) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (*csi.GetCapacityResponse, error) {
+	if len(req.GetVolumeCapabilities()) > 0 {
+		if err := capability.Validate(req.GetVolumeCapabilities()); err != nil {
+			return &csi.GetCapacityResponse{}, nil // no capacity for what we cannot serve
+		}
+	}
+	c, err := s.pool.Capacity(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &csi.GetCapacityResponse{
+		AvailableCapacity: c.Available,
+		MaximumVolumeSize: wrapperspb.Int64(c.Available),
+		MinimumVolumeSize: wrapperspb.Int64(zfs.RoundCapacity(1)),
+	}, nil
+}

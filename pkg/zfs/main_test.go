@@ -1,0 +1,11 @@
+package zfs_test
+
+import (
+	"testing"
+
+	"github.com/dots-csi/dots/internal/testenv"
+)
+
+// TestMain runs the integration tests against real zfs-fuse pools; the
+// test binary doubles as the go-zfs compatibility shim.
+func TestMain(m *testing.M) { testenv.Main(m) }

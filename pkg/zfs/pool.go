@@ -1,0 +1,379 @@
+// Package zfs is dots' view of one ZFS pool: volumes are datasets under
+// POOL/dots/volumes (size = refquota), snapshots are ZFS snapshots, clones
+// are ZFS clones. Everything dots needs to know about a volume is stored on
+// the dataset as user properties, so the pool is the only source of truth
+// and moves with the disk.
+//
+// Layout:
+//
+//	POOL/dots             dots:next-exportid (the export id counter)
+//	POOL/dots/volumes/V   one dataset per volume
+//	POOL/dots/trash/V_ID  deleted volumes whose snapshots are still in use
+//	POOL/dots/state       the NFS server's recovery directory
+package zfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/klog/v2"
+)
+
+// minFileSize is the smallest vdev ZFS accepts.
+const minFileSize = 64 << 20
+
+// Config says which pool to open and how to make it.
+type Config struct {
+	Pool       string   // pool name
+	Vdevs      []string // absolute paths of devices or files
+	Mountpoint string   // mountpoint of the pool's root dataset; "" keeps ZFS's default
+	Create     bool     // create the pool when it is neither imported nor importable
+	FileSize   int64    // size of vdev files Open creates (sparse)
+	// ForceImport passes -f to `zpool import`, for a pool whose previous
+	// node died without exporting it. Only safe when nothing else can
+	// still have the disk attached.
+	ForceImport bool
+	// Exec runs what go-zfs does not cover; nil means HostExec.
+	Exec Exec
+}
+
+// Validate checks the configuration without touching the host.
+func (c Config) Validate() error {
+	if err := ValidatePoolName(c.Pool); err != nil {
+		return err
+	}
+	if len(c.Vdevs) == 0 {
+		return fmt.Errorf("%w: pool %s: no vdevs", ErrInvalid, c.Pool)
+	}
+	seen := map[string]bool{}
+	for _, v := range c.Vdevs {
+		if !filepath.IsAbs(v) || filepath.Clean(v) != v {
+			return fmt.Errorf("%w: vdev %q must be a clean absolute path", ErrInvalid, v)
+		}
+		if seen[v] {
+			return fmt.Errorf("%w: vdev %q listed twice", ErrInvalid, v)
+		}
+		seen[v] = true
+	}
+	if c.Mountpoint != "" && (!filepath.IsAbs(c.Mountpoint) || filepath.Clean(c.Mountpoint) != c.Mountpoint) {
+		return fmt.Errorf("%w: mountpoint %q must be a clean absolute path", ErrInvalid, c.Mountpoint)
+	}
+	if c.FileSize < 0 || (c.FileSize > 0 && c.FileSize < minFileSize) {
+		return fmt.Errorf("%w: file size %d: must be 0 or at least %d", ErrInvalid, c.FileSize, minFileSize)
+	}
+	return nil
+}
+
+// Pool is an open pool. Its methods are safe for concurrent use; callers
+// serialize operations on the same volume or snapshot name.
+type Pool struct {
+	name     string
+	exec     Exec
+	stateDir string
+	tunables []string // the allow-listed properties this ZFS knows
+	volProps []string // what is read for a Volume
+
+	idMu   sync.Mutex      // export id allocation
+	ids    map[uint32]bool // export ids carried by datasets; nil until scanned
+	nextID uint32          // cached dots:next-exportid; 0 until read
+
+	snapMu sync.Mutex // snapshot names are unique in the pool: one create at a time
+
+	trashMu sync.Mutex
+	pending map[string]trashEntry // deleted volumes still under volumes/, by dataset
+}
+
+// Open imports or creates the pool described by cfg and makes sure dots'
+// datasets exist. It also finishes what a crash may have left half done.
+func Open(ctx context.Context, cfg Config) (*Pool, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	p := &Pool{name: cfg.Pool, exec: cfg.Exec, pending: map[string]trashEntry{}}
+	if p.exec == nil {
+		p.exec = HostExec{}
+	}
+	imported, err := p.imported(ctx)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case imported:
+		klog.InfoS("Using imported pool", "pool", p.name)
+	default:
+		err := p.importPool(ctx, cfg)
+		switch {
+		case err == nil:
+			klog.InfoS("Imported pool", "pool", p.name, "vdevs", cfg.Vdevs)
+		case errors.Is(err, ErrNotFound) && cfg.Create:
+			if err := p.createPool(ctx, cfg); err != nil {
+				return nil, err
+			}
+			klog.InfoS("Created pool", "pool", p.name, "vdevs", cfg.Vdevs, "mountpoint", cfg.Mountpoint)
+		default:
+			return nil, fmt.Errorf("pool %s: %w", p.name, err)
+		}
+	}
+	if err := p.setup(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("pool %s: %w", p.name, err)
+	}
+	return p, nil
+}
+
+// setup runs on every Open: mountpoint, layout, backend capabilities,
+// crash recovery.
+func (p *Pool) setup(ctx context.Context, cfg Config) error {
+	if cfg.Mountpoint != "" {
+		t, err := getProps(ctx, p.exec, depthSelf, []string{propMountpoint}, p.name)
+		if err != nil {
+			return err
+		}
+		if t.props[p.name].str(propMountpoint) != cfg.Mountpoint {
+			if err := zfsSet(ctx, p.name, propMountpoint, cfg.Mountpoint); err != nil {
+				return err
+			}
+		}
+	}
+	if err := p.ensureLayout(ctx); err != nil {
+		return err
+	}
+	if err := p.detectTunables(ctx); err != nil {
+		return err
+	}
+	if err := p.recover(ctx); err != nil {
+		return err
+	}
+	t, err := getProps(ctx, p.exec, depthSelf, []string{propMountpoint, propMounted}, p.stateDataset())
+	if err != nil {
+		return err
+	}
+	st := t.props[p.stateDataset()]
+	if st.str(propMounted) != "yes" {
+		if err := zfsMount(ctx, p.stateDataset()); err != nil {
+			return err
+		}
+	}
+	p.stateDir = st.str(propMountpoint)
+	return nil
+}
+
+// Name is the pool's name.
+func (p *Pool) Name() string { return p.name }
+
+// StateDir is the mountpoint of POOL/dots/state: state that must move with
+// the disk (the NFS server's recovery directory) lives there.
+func (p *Pool) StateDir() string { return p.stateDir }
+
+func (p *Pool) rootDataset() string    { return p.name + "/" + datasetRoot }
+func (p *Pool) volumesDataset() string { return p.rootDataset() + "/" + datasetVolumes }
+func (p *Pool) trashDataset() string   { return p.rootDataset() + "/" + datasetTrash }
+func (p *Pool) stateDataset() string   { return p.rootDataset() + "/" + datasetState }
+func (p *Pool) volumeDataset(name string) string {
+	return p.volumesDataset() + "/" + name
+}
+
+func (p *Pool) imported(ctx context.Context) (bool, error) {
+	_, err := p.exec.Run(ctx, "zpool", "list", "-H", "-o", "name", p.name)
+	if err == nil {
+		return true, nil
+	}
+	err = wrapErr("zpool list "+p.name, err)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return false, err
+}
+
+// importPool runs `zpool import`, searching the directories of the vdevs.
+func (p *Pool) importPool(ctx context.Context, cfg Config) error {
+	args := []string{"import"}
+	dirs := map[string]bool{}
+	for _, v := range cfg.Vdevs {
+		d := filepath.Dir(v)
+		if !dirs[d] {
+			dirs[d] = true
+			args = append(args, "-d", d)
+		}
+	}
+	if cfg.ForceImport {
+		args = append(args, "-f")
+	}
+	args = append(args, p.name)
+	_, err := p.exec.Run(ctx, "zpool", args...)
+	return wrapErr("zpool import "+p.name, err)
+}
+
+// createPool creates missing vdev files (sparse) and the pool. Files it
+// created are removed again when zpool create fails.
+func (p *Pool) createPool(ctx context.Context, cfg Config) (err error) {
+	var created []string
+	defer func() {
+		if err != nil {
+			for _, f := range created {
+				_ = os.Remove(f)
+			}
+		}
+	}()
+	for _, v := range cfg.Vdevs {
+		if _, serr := os.Stat(v); serr == nil {
+			continue
+		} else if !os.IsNotExist(serr) {
+			return fmt.Errorf("vdev %s: %w", v, serr)
+		}
+		if cfg.FileSize == 0 {
+			return fmt.Errorf("%w: vdev %s does not exist and no file size is set", ErrInvalid, v)
+		}
+		if err := os.MkdirAll(filepath.Dir(v), 0o755); err != nil {
+			return fmt.Errorf("vdev %s: %w", v, err)
+		}
+		f, err := os.OpenFile(v, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return fmt.Errorf("vdev %s: %w", v, err)
+		}
+		created = append(created, v)
+		terr := f.Truncate(cfg.FileSize)
+		if cerr := f.Close(); terr == nil {
+			terr = cerr
+		}
+		if terr != nil {
+			return fmt.Errorf("vdev %s: %w", v, terr)
+		}
+	}
+	args := []string{"create"}
+	if cfg.Mountpoint != "" {
+		args = append(args, "-m", cfg.Mountpoint)
+	}
+	args = append(args, p.name)
+	args = append(args, cfg.Vdevs...)
+	_, err = p.exec.Run(ctx, "zpool", args...)
+	return wrapErr("zpool create "+p.name, err)
+}
+
+// ensureLayout creates dots' datasets that are missing. Trash is never
+// mounted: its datasets only exist for their snapshots.
+func (p *Pool) ensureLayout(ctx context.Context) error {
+	t, err := getProps(ctx, p.exec, 2, []string{propType}, p.name)
+	if err != nil {
+		return err
+	}
+	layout := []struct {
+		name  string
+		props map[string]string
+	}{
+		{p.rootDataset(), nil},
+		{p.volumesDataset(), nil},
+		{p.trashDataset(), map[string]string{propMountpoint: "none", propCanmount: "off"}},
+		{p.stateDataset(), nil},
+	}
+	for _, d := range layout {
+		if _, ok := t.props[d.name]; ok {
+			continue
+		}
+		if err := zfsCreate(ctx, d.name, d.props); err != nil && !errors.Is(err, ErrExists) {
+			return err
+		}
+	}
+	return nil
+}
+
+// detectTunables keeps the allow-listed properties this ZFS knows, so reads
+// never ask for one it would reject (zfs-fuse has no sync).
+func (p *Pool) detectTunables(ctx context.Context) error {
+	out, err := p.exec.Run(ctx, "zfs", "get", "-H", "-o", "property", "all", p.name)
+	if err != nil {
+		return wrapErr("zfs get all "+p.name, err)
+	}
+	known := map[string]bool{}
+	for _, l := range strings.Split(string(out), "\n") {
+		known[strings.TrimSpace(l)] = true
+	}
+	p.tunables = nil
+	for _, k := range Tunables {
+		if known[k] {
+			p.tunables = append(p.tunables, k)
+		}
+	}
+	p.volProps = append([]string{propType, propMountpoint, propRefquota, propRefreservation,
+		propReferenced, propAvailable, propCreation, propOrigin,
+		propName, propCapacity, propSource, propThick, propExportID, propCreated, propTrashed}, p.tunables...)
+	klog.V(2).InfoS("ZFS tunables", "pool", p.name, "supported", p.tunables)
+	return nil
+}
+
+// Capacity reports the pool's bytes exactly (`zfs get -Hp`; zpool's own
+// numbers are rounded on zfs-fuse).
+func (p *Pool) Capacity(ctx context.Context) (Capacity, error) {
+	t, err := getProps(ctx, p.exec, depthSelf, []string{propUsed, propAvailable}, p.name)
+	if err != nil {
+		return Capacity{}, err
+	}
+	d := t.props[p.name]
+	c := Capacity{Used: d.int(propUsed), Available: d.int(propAvailable)}
+	c.Size = c.Used + c.Available
+	return c, nil
+}
+
+// Healthy reports an error unless the pool is ONLINE. It implements the
+// server's Health check.
+func (p *Pool) Healthy() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := p.exec.Run(ctx, "zpool", "list", "-H", "-o", "health", p.name)
+	if err != nil {
+		return wrapErr("zpool list "+p.name, err)
+	}
+	if h := strings.TrimSpace(string(out)); h != "ONLINE" {
+		return fmt.Errorf("pool %s is %s", p.name, h)
+	}
+	return nil
+}
+
+// ExportPool exports the pool cleanly so another node can import it.
+func (p *Pool) ExportPool(ctx context.Context) error {
+	op := "zpool export " + p.name
+	err := retryBusy(ctx, op, func() error {
+		_, err := p.exec.Run(ctx, "zpool", "export", p.name)
+		return wrapErr(op, err)
+	})
+	if err == nil {
+		klog.InfoS("Exported pool", "pool", p.name)
+	}
+	return err
+}
+
+// DestroyPool destroys the pool and everything in it (tests, local stack).
+// When it stays busy, a last attempt forces the unmounts.
+func (p *Pool) DestroyPool(ctx context.Context) error {
+	op := "zpool destroy " + p.name
+	err := retryBusy(ctx, op, func() error {
+		_, err := p.exec.Run(ctx, "zpool", "destroy", p.name)
+		return wrapErr(op, err)
+	})
+	if errors.Is(err, ErrBusy) {
+		_, ferr := p.exec.Run(ctx, "zpool", "destroy", "-f", p.name)
+		err = wrapErr(op+" -f", ferr)
+	}
+	if err == nil {
+		klog.InfoS("Destroyed pool", "pool", p.name)
+	}
+	return err
+}
+
+// sortedKeys returns the names of a prop table that pass keep, sorted.
+func sortedKeys(t *propTable, keep func(string, dsProps) bool) []string {
+	var out []string
+	for _, n := range t.order {
+		if keep(n, t.props[n]) {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,169 @@
+package zfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	gozfs "github.com/mistifyio/go-zfs/v4"
+	"k8s.io/klog/v2"
+)
+
+var snapProps = []string{propType, propReferenced, propCreation, propDeferDestroy, propName}
+
+// snapshotFromProps builds a user snapshot; ok is false for internal and
+// deferred-destroy snapshots, which users never see.
+func snapshotFromProps(full string, p dsProps) (*Snapshot, bool) {
+	dataset, name, isSnap := splitSnapshot(full)
+	if !isSnap || isInternalSnapshot(name) || p.str(propDeferDestroy) == "on" {
+		return nil, false
+	}
+	s := &Snapshot{
+		Name: name,
+		// Snapshots inherit user properties from their dataset: this is
+		// the volume's name even after it moved to the trash.
+		SourceVolume: p.str(propName),
+		Dataset:      full,
+		Size:         p.int(propReferenced),
+	}
+	if s.SourceVolume == "" {
+		s.SourceVolume = lastComponent(dataset)
+	}
+	if secs := p.int(propCreation); secs > 0 {
+		s.CreatedAt = time.Unix(secs, 0).UTC()
+	}
+	return s, true
+}
+
+// allSnapshots reads every user snapshot of live and trashed volumes.
+func (p *Pool) allSnapshots(ctx context.Context) ([]*Snapshot, error) {
+	t, err := getProps(ctx, p.exec, 2, snapProps, p.volumesDataset(), p.trashDataset())
+	if err != nil {
+		return nil, err
+	}
+	var out []*Snapshot
+	for _, n := range t.order {
+		if s, ok := snapshotFromProps(n, t.props[n]); ok {
+			out = append(out, s)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// readSnapshot reads one snapshot by its full ZFS name.
+func (p *Pool) readSnapshot(ctx context.Context, full string) (*Snapshot, error) {
+	t, err := getProps(ctx, p.exec, depthSelf, snapProps, full)
+	if err != nil {
+		return nil, err
+	}
+	s, ok := snapshotFromProps(full, t.props[full])
+	if !ok {
+		return nil, fmt.Errorf("snapshot %s: %w", full, ErrNotFound)
+	}
+	return s, nil
+}
+
+// ListSnapshots returns the user snapshots sorted by name, including those
+// of deleted volumes still in the trash.
+func (p *Pool) ListSnapshots(ctx context.Context) ([]*Snapshot, error) {
+	return p.allSnapshots(ctx)
+}
+
+// GetSnapshot finds a user snapshot by name, wherever its volume is.
+func (p *Pool) GetSnapshot(ctx context.Context, name string) (*Snapshot, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	all, err := p.allSnapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	i := sort.Search(len(all), func(i int) bool { return all[i].Name >= name })
+	if i < len(all) && all[i].Name == name {
+		return all[i], nil
+	}
+	return nil, fmt.Errorf("snapshot %q: %w", name, ErrNotFound)
+}
+
+// CreateSnapshot snapshots a live volume. Snapshot names are unique in the
+// pool: when one of that name exists (of any volume), it is returned with
+// an error wrapping ErrExists.
+func (p *Pool) CreateSnapshot(ctx context.Context, volume, name string) (*Snapshot, error) {
+	if err := ValidateName(volume); err != nil {
+		return nil, err
+	}
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	p.snapMu.Lock()
+	defer p.snapMu.Unlock()
+	if s, err := p.GetSnapshot(ctx, name); err == nil {
+		return s, fmt.Errorf("snapshot %q: %w", name, ErrExists)
+	} else if !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	v, err := p.GetVolume(ctx, volume)
+	if err != nil {
+		return nil, err
+	}
+	if err := zfsSnapshot(ctx, v.Dataset, name); err != nil {
+		return nil, err
+	}
+	full := v.Dataset + snapshotSeparator + name
+	s, err := p.readSnapshot(ctx, full)
+	if err != nil {
+		cctx, cancel := cleanupContext(ctx)
+		defer cancel()
+		if derr := zfsDestroy(cctx, full, gozfs.DestroyDefault); derr != nil {
+			klog.ErrorS(derr, "Cleanup after failed snapshot", "snapshot", full)
+		}
+		return nil, err
+	}
+	klog.InfoS("Created snapshot", "pool", p.name, "volume", volume, "snapshot", name, "size", s.Size)
+	return s, nil
+}
+
+// DeleteSnapshot removes a user snapshot. When clones depend on it, it is
+// renamed to an internal name (the user's name is free again at once) and
+// marked for deferred destruction: ZFS removes it with its last clone.
+func (p *Pool) DeleteSnapshot(ctx context.Context, name string) error {
+	s, err := p.GetSnapshot(ctx, name)
+	if err != nil {
+		return err
+	}
+	err = zfsDestroy(ctx, s.Dataset, gozfs.DestroyDefault)
+	switch {
+	case err == nil:
+		klog.InfoS("Destroyed snapshot", "pool", p.name, "snapshot", name)
+	case errors.Is(err, errHasClones):
+		if err := p.hideSnapshot(ctx, s); err != nil {
+			return err
+		}
+	default:
+		return err
+	}
+	p.reapLogged(ctx)
+	return nil
+}
+
+func (p *Pool) hideSnapshot(ctx context.Context, s *Snapshot) error {
+	hidden, err := internalName(deletedSnapPrefix)
+	if err != nil {
+		return err
+	}
+	dataset, _, _ := splitSnapshot(s.Dataset)
+	to := dataset + snapshotSeparator + hidden
+	if err := zfsRename(ctx, s.Dataset, to); err != nil {
+		return err
+	}
+	// If this fails the snapshot is hidden but not deferred; the recovery
+	// on the next Open finishes the job.
+	if err := zfsDestroy(ctx, to, gozfs.DestroyDeferDeletion); err != nil {
+		return err
+	}
+	klog.InfoS("Snapshot has clones: hidden until the last one goes", "pool", p.name, "snapshot", s.Name, "as", to)
+	return nil
+}

@@ -1,0 +1,249 @@
+package zfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	gozfs "github.com/mistifyio/go-zfs/v4"
+	"k8s.io/klog/v2"
+)
+
+// maxReapRounds bounds Reap's passes. Destroying one trashed clone can free
+// the last (deferred) snapshot of another trashed dataset, so Reap repeats
+// until a pass destroys nothing.
+const maxReapRounds = 64
+
+// trashRenameAttempts: moving into the trash is tried briefly. When it
+// stays busy the dataset waits in place (see trashVolume).
+const trashRenameAttempts = 3
+
+// trashEntry is a deleted volume still under volumes/.
+type trashEntry struct {
+	name     string
+	exportID uint32
+}
+
+// trashVolume takes a deleted volume that has snapshots out of the user's
+// view: unmounted, canmount=off and marked dots:trashed, then moved under
+// POOL/dots/trash so its name is free. zfs-fuse (old ZFS) refuses to rename
+// a dataset whose snapshots are origins of mounted clones ("dataset is
+// busy", for as long as the clones stay mounted); such a dataset stays
+// where it is, marked, until Reap can move or destroy it, or a new volume
+// wants its name (freeName).
+func (p *Pool) trashVolume(ctx context.Context, v *Volume) error {
+	t, err := getProps(ctx, p.exec, depthSelf, []string{propMounted}, v.Dataset)
+	if err != nil {
+		return err
+	}
+	if t.props[v.Dataset].str(propMounted) == "yes" {
+		if err := zfsUnmount(ctx, v.Dataset); err != nil {
+			return err
+		}
+	}
+	mark := func() error {
+		if err := zfsSet(ctx, v.Dataset, propCanmount, "off"); err != nil {
+			return err
+		}
+		return zfsSet(ctx, v.Dataset, propTrashed, time.Now().UTC().Format(time.RFC3339))
+	}
+	if err := mark(); err != nil {
+		cctx, cancel := cleanupContext(ctx)
+		defer cancel()
+		if uerr := zfsSet(cctx, v.Dataset, propCanmount, "on"); uerr != nil {
+			klog.ErrorS(uerr, "Undo canmount after failed trash", "dataset", v.Dataset)
+		} else if merr := zfsMount(cctx, v.Dataset); merr != nil {
+			klog.ErrorS(merr, "Remount after failed trash", "dataset", v.Dataset)
+		}
+		return err
+	}
+	// The volume is deleted for the user now; the move is housekeeping.
+	if err := p.moveToTrash(ctx, v.Dataset, trashEntry{name: v.Name, exportID: v.ExportID}, trashRenameAttempts); err != nil {
+		klog.InfoS("Deleted volume waits in place: it cannot move into the trash yet", "pool", p.name, "dataset", v.Dataset, "reason", err.Error())
+	}
+	return nil
+}
+
+// moveToTrash renames a trashed dataset under POOL/dots/trash. On failure
+// it is remembered as pending, for Reap and freeName.
+func (p *Pool) moveToTrash(ctx context.Context, ds string, e trashEntry, attempts int) error {
+	dest := p.trashDataset() + "/" + trashName(e.name, e.exportID)
+	err := zfsRenameN(ctx, ds, dest, attempts)
+	if err == nil {
+		p.forgetPending(ds)
+		klog.InfoS("Moved deleted volume with snapshots to trash", "pool", p.name, "volume", e.name, "dataset", dest)
+		return nil
+	}
+	// "does not exist" may be about the destination's parent: only a
+	// source that is really gone is forgotten.
+	if _, gerr := getProps(ctx, p.exec, depthSelf, []string{propType}, ds); errors.Is(gerr, ErrNotFound) {
+		p.forgetPending(ds)
+		return nil
+	}
+	p.trashMu.Lock()
+	defer p.trashMu.Unlock()
+	p.pending[ds] = e
+	return err
+}
+
+// freeName makes sure no deleted volume waiting in place holds dataset.
+func (p *Pool) freeName(ctx context.Context, ds string) error {
+	p.trashMu.Lock()
+	e, ok := p.pending[ds]
+	p.trashMu.Unlock()
+	if !ok {
+		return nil
+	}
+	if n, err := p.snapshotCount(ctx, ds); err == nil && n == 0 {
+		if err := zfsDestroy(ctx, ds, gozfs.DestroyDefault); err == nil || errors.Is(err, ErrNotFound) {
+			p.forgetPending(ds)
+			return nil
+		}
+	}
+	if err := p.moveToTrash(ctx, ds, e, trashRenameAttempts); err != nil {
+		return fmt.Errorf("%w: a deleted volume still holds the name while clones of its snapshots are mounted: %v", ErrBusy, err)
+	}
+	return nil
+}
+
+func (p *Pool) forgetPending(ds string) {
+	p.trashMu.Lock()
+	defer p.trashMu.Unlock()
+	delete(p.pending, ds)
+}
+
+func (p *Pool) pendingTrash() map[string]trashEntry {
+	p.trashMu.Lock()
+	defer p.trashMu.Unlock()
+	out := make(map[string]trashEntry, len(p.pending))
+	for k, v := range p.pending {
+		out[k] = v
+	}
+	return out
+}
+
+// Reap destroys deleted volumes that no longer have snapshots: nobody can
+// reach them any more. The destroy is never recursive, so a dataset that
+// gains a snapshot or a dependent clone meanwhile is refused by ZFS itself.
+// Deleted volumes waiting in place are moved into the trash when possible.
+func (p *Pool) Reap(ctx context.Context) error {
+	var errs []error
+	for range maxReapRounds {
+		destroyed := 0
+		t, err := getProps(ctx, p.exec, 2, []string{propType}, p.trashDataset())
+		if err != nil {
+			return err
+		}
+		empty := datasetsWithoutSnapshots(p.trashDataset(), t.order)
+		pending := p.pendingTrash()
+		for ds, e := range pending {
+			n, err := p.snapshotCount(ctx, ds)
+			switch {
+			case errors.Is(err, ErrNotFound):
+				p.forgetPending(ds)
+			case err != nil:
+				errs = append(errs, err)
+			case n == 0:
+				empty = append(empty, ds)
+			default:
+				_ = p.moveToTrash(ctx, ds, e, 1) // still busy: next time
+			}
+		}
+		sort.Strings(empty)
+		for _, ds := range empty {
+			err := zfsDestroy(ctx, ds, gozfs.DestroyDefault)
+			switch {
+			case err == nil:
+				destroyed++
+				p.forgetPending(ds)
+				klog.InfoS("Reaped deleted volume", "pool", p.name, "dataset", ds)
+			case errors.Is(err, ErrNotFound):
+				p.forgetPending(ds)
+			case errors.Is(err, errHasChildren), errors.Is(err, errHasClones):
+			default:
+				errs = append(errs, err)
+			}
+		}
+		if destroyed == 0 {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// datasetsWithoutSnapshots picks, from the names below parent (datasets
+// and snapshots, as `zfs get -d 2` lists them), the datasets with no
+// snapshot.
+func datasetsWithoutSnapshots(parent string, names []string) []string {
+	hasSnap := map[string]bool{}
+	var datasets []string
+	for _, n := range names {
+		if !strings.HasPrefix(n, parent+"/") {
+			continue
+		}
+		if ds, _, ok := splitSnapshot(n); ok {
+			hasSnap[ds] = true
+			continue
+		}
+		datasets = append(datasets, n)
+	}
+	var out []string
+	for _, ds := range datasets {
+		if !hasSnap[ds] {
+			out = append(out, ds)
+		}
+	}
+	return out
+}
+
+func (p *Pool) reapLogged(ctx context.Context) {
+	if err := p.Reap(ctx); err != nil {
+		klog.ErrorS(err, "Reaping trash", "pool", p.name)
+	}
+}
+
+// recover finishes what a crash or an earlier process left: internal
+// snapshots (a clone's source, a hidden deleted snapshot) must be marked
+// for deferred destruction, so ZFS removes them with their last clone;
+// deleted volumes waiting in place are remembered; live volumes are
+// mounted; then Reap runs. Open runs it before anything else can use the
+// pool, so no operation is half way through meanwhile.
+func (p *Pool) recover(ctx context.Context) error {
+	props := []string{propType, propDeferDestroy, propMounted, propCanmount, propTrashed, propName, propExportID}
+	t, err := getProps(ctx, p.exec, depthRecursive, props, p.rootDataset())
+	if err != nil {
+		return err
+	}
+	volumes := p.volumesDataset() + "/"
+	for _, full := range t.order {
+		d := t.props[full]
+		if _, snap, ok := splitSnapshot(full); ok {
+			if !isInternalSnapshot(snap) || d.str(propDeferDestroy) == "on" {
+				continue
+			}
+			if err := zfsDestroy(ctx, full, gozfs.DestroyDeferDeletion); err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+			klog.InfoS("Recovered internal snapshot left by an interrupted operation", "pool", p.name, "snapshot", full)
+			continue
+		}
+		if !strings.HasPrefix(full, volumes) || d.localStr(propName) == "" {
+			continue
+		}
+		switch {
+		case d.localStr(propTrashed) != "":
+			id, _ := strconv.ParseUint(d.localStr(propExportID), 10, 32)
+			p.pending[full] = trashEntry{name: d.localStr(propName), exportID: uint32(id)}
+		case d.str(propMounted) == "no" && d.str(propCanmount) == "on":
+			if err := zfsMount(ctx, full); err != nil {
+				return err
+			}
+			klog.InfoS("Mounted volume found unmounted", "pool", p.name, "dataset", full)
+		}
+	}
+	return p.Reap(ctx)
+}

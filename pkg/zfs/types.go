@@ -1,0 +1,59 @@
+package zfs
+
+import "time"
+
+// SourceKind says what a volume was cloned from.
+type SourceKind string
+
+const (
+	SourceNone     SourceKind = ""
+	SourceSnapshot SourceKind = "snapshot"
+	SourceVolume   SourceKind = "volume"
+)
+
+// Source names the snapshot or volume a volume was cloned from.
+type Source struct {
+	Kind SourceKind
+	Name string // snapshot name or volume name
+}
+
+// VolumeSpec is what a caller asks for.
+type VolumeSpec struct {
+	Name       string            // the volume's name; also its dataset's last component
+	Capacity   int64             // bytes; becomes refquota (rounded up, see RoundCapacity)
+	Thick      bool              // also set refreservation = refquota
+	Properties map[string]string // tunables, checked against the allow-list
+	Source     Source            // optional clone source
+}
+
+// Volume is a dataset as the pool reports it. Every field is read back from
+// ZFS, so a restarted server sees exactly what it saw before.
+type Volume struct {
+	Name       string
+	Dataset    string // full dataset name, POOL/dots/volumes/NAME
+	Mountpoint string
+	Capacity   int64 // refquota
+	Used       int64 // referenced
+	Available  int64
+	Thick      bool
+	Source     Source
+	Properties map[string]string // the allow-listed tunables set locally
+	ExportID   uint32            // stable NFS export id, allocated at creation
+	CreatedAt  time.Time
+}
+
+// Snapshot is a ZFS snapshot of a volume.
+type Snapshot struct {
+	Name         string // the snapshot's name, unique in the pool
+	SourceVolume string // name of the volume it was taken of
+	Dataset      string // full ZFS name, DATASET@NAME
+	Size         int64  // referenced bytes: what a restore will hold
+	CreatedAt    time.Time
+}
+
+// Capacity of the pool in bytes.
+type Capacity struct {
+	Size      int64
+	Used      int64
+	Available int64
+}

@@ -86,7 +86,7 @@ func (c *ControllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolu
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := c.lock("volume/" + name)
+	unlock, err := c.lock("volume/" + zfs.IDFor(name))
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +150,7 @@ func (c *ControllerServer) routeSource(src *csi.VolumeContentSource, fwd *csi.Cr
 // repeated CreateVolume never makes a second dataset on another server.
 func (c *ControllerServer) existing(ctx context.Context, name string) (*registry.Member, error) {
 	for _, m := range c.servers.List() {
-		_, err := m.Controller.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: name})
+		_, err := m.Controller.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: zfs.IDFor(name)})
 		switch status.Code(err) {
 		case codes.OK:
 			return m, nil

@@ -39,7 +39,7 @@ func (c *ControllerServer) CreateSnapshot(ctx context.Context, req *csi.CreateSn
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := c.lock("snapshot/" + name)
+	unlock, err := c.lock("snapshot/" + zfs.IDFor(name))
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +48,7 @@ func (c *ControllerServer) CreateSnapshot(ctx context.Context, req *csi.CreateSn
 		if other == m {
 			continue
 		}
-		r, err := other.Controller.ListSnapshots(ctx, &csi.ListSnapshotsRequest{SnapshotId: name})
+		r, err := other.Controller.ListSnapshots(ctx, &csi.ListSnapshotsRequest{SnapshotId: zfs.IDFor(name)})
 		if err != nil {
 			klog.InfoS("Storage server not asked for an existing snapshot", "server", other.Name, "snapshot", name, "err", err)
 			continue

@@ -14,6 +14,7 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	"k8s.io/klog/v2"
 
@@ -130,7 +131,10 @@ func (r *Registry) sync(servers []discovery.Server) {
 		} else if ok {
 			old.conn.Close()
 		}
-		conn, err := grpc.NewClient("passthrough:///"+s.APIAddress, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		// A short reconnect backoff: a restarted server must be usable
+		// again within seconds, not after gRPC's default two minutes.
+		conn, err := grpc.NewClient("passthrough:///"+s.APIAddress, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 200 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second}, MinConnectTimeout: 5 * time.Second}))
 		if err != nil {
 			klog.ErrorS(err, "Connecting to storage server", "server", s.Name, "address", s.APIAddress)
 			continue
@@ -154,7 +158,9 @@ func (r *Registry) probe(ctx context.Context, m *Member) {
 	defer cancel()
 	var available, provisioned int64
 	var volumes int
-	_, err := m.Identity.Probe(ctx, &csi.ProbeRequest{})
+	// The probe waits for a connection (within ProbeTimeout) instead of
+	// failing at once, so a server that just came back is seen as up.
+	_, err := m.Identity.Probe(ctx, &csi.ProbeRequest{}, grpc.WaitForReady(true))
 	if err == nil {
 		var c *csi.GetCapacityResponse
 		if c, err = m.Controller.GetCapacity(ctx, &csi.GetCapacityRequest{}); err == nil {

@@ -26,15 +26,16 @@ func (s *Server) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 	if err := zfs.ValidateName(name); err != nil {
 		return nil, err
 	}
+	id := zfs.IDFor(name)
 	if _, err := s.getVolume(ctx, source); err != nil {
 		return nil, err
 	}
-	unlock, err := s.lock(snapshotKey(name), volumeKey(source))
+	unlock, err := s.lock(snapshotKey(id), volumeKey(source))
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	snap, err := s.pool.CreateSnapshot(ctx, source, name)
+	snap, err := s.pool.CreateSnapshot(ctx, source, id)
 	switch {
 	case errors.Is(err, zfs.ErrExists) && snap != nil:
 		if snap.SourceVolume != source {
@@ -67,7 +68,7 @@ func (s *Server) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequ
 	if err := required("snapshot_id", name); err != nil {
 		return nil, err
 	}
-	if zfs.ValidateName(name) != nil {
+	if zfs.ValidateID(name) != nil {
 		return &csi.DeleteSnapshotResponse{}, nil
 	}
 	unlock, err := s.lock(snapshotKey(name))
@@ -96,7 +97,7 @@ func (s *Server) GetSnapshot(ctx context.Context, req *csi.GetSnapshotRequest) (
 }
 
 func (s *Server) getSnapshot(ctx context.Context, name string) (*zfs.Snapshot, error) {
-	if zfs.ValidateName(name) != nil {
+	if zfs.ValidateID(name) != nil {
 		return nil, status.Errorf(codes.NotFound, "snapshot %q not found", name)
 	}
 	snap, err := s.pool.GetSnapshot(ctx, name)

@@ -47,8 +47,9 @@ func (s *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	if err != nil {
 		return nil, err
 	}
-	spec := zfs.VolumeSpec{Name: name, Capacity: size, Thick: p.Thick, Properties: p.Properties}
-	keys := []string{volumeKey(name)}
+	id := zfs.IDFor(name)
+	spec := zfs.VolumeSpec{Name: id, Capacity: size, Thick: p.Thick, Properties: p.Properties}
+	keys := []string{volumeKey(id)}
 	if src := req.GetVolumeContentSource(); src != nil {
 		if spec.Source, err = sourceOf(src); err != nil {
 			return nil, err
@@ -65,14 +66,14 @@ func (s *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	switch {
 	case errors.Is(err, zfs.ErrExists) && vol != nil:
 		if why := mismatch(vol, spec, req.GetCapacityRange()); why != "" {
-			return nil, status.Errorf(codes.AlreadyExists, "volume %q exists with %s", name, why)
+			return nil, status.Errorf(codes.AlreadyExists, "volume %q (id %s) exists with %s", name, id, why)
 		}
 	case errors.Is(err, zfs.ErrNotFound) && spec.Source.Kind != zfs.SourceNone:
 		return nil, status.Errorf(codes.NotFound, "source %s %q not found", spec.Source.Kind, spec.Source.Name)
 	case err != nil:
 		return nil, err
 	default:
-		klog.InfoS("Volume created", "volume", name, "capacity", vol.Capacity, "source", vol.Source.Name, "thick", vol.Thick)
+		klog.InfoS("Volume created", "volume", name, "id", id, "capacity", vol.Capacity, "source", vol.Source.Name, "thick", vol.Thick)
 	}
 	// Exporting also on the repeated call heals a create whose export failed.
 	if err := s.exporter.Export(ctx, s.ExportFor(vol)); err != nil {
@@ -158,7 +159,7 @@ func (s *Server) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	if err := required("volume_id", name); err != nil {
 		return nil, err
 	}
-	if zfs.ValidateName(name) != nil {
+	if zfs.ValidateID(name) != nil {
 		return &csi.DeleteVolumeResponse{}, nil // no such volume can exist
 	}
 	unlock, err := s.lock(volumeKey(name))
@@ -227,7 +228,7 @@ func (s *Server) ControllerExpandVolume(ctx context.Context, req *csi.Controller
 // getVolume answers NotFound for names that cannot exist as well as for
 // missing volumes.
 func (s *Server) getVolume(ctx context.Context, name string) (*zfs.Volume, error) {
-	if err := zfs.ValidateName(name); err != nil {
+	if err := zfs.ValidateID(name); err != nil {
 		return nil, status.Errorf(codes.NotFound, "volume %q not found", name)
 	}
 	vol, err := s.pool.GetVolume(ctx, name)

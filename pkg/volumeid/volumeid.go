@@ -1,6 +1,6 @@
 // Package volumeid encodes the cluster-wide IDs of volumes and snapshots:
-// "SERVER/NAME", the storage server that holds the dataset and the name it
-// has there. IDs are stored in every PV and VolumeSnapshotContent, so the
+// "SERVER/ID", the storage server that holds the dataset and its ID there
+// (zfs.IDFor of the request's name). IDs are stored in every PV and VolumeSnapshotContent, so the
 // format never changes.
 package volumeid
 
@@ -36,7 +36,7 @@ func Parse(id string) (server, name string, err error) {
 	if err := discovery.ValidateName(server); err != nil {
 		return "", "", fmt.Errorf("%w: %q: %v", ErrMalformed, id, err)
 	}
-	if err := zfs.ValidateName(name); err != nil {
+	if err := zfs.ValidateID(name); err != nil {
 		return "", "", fmt.Errorf("%w: %q: %v", ErrMalformed, id, err)
 	}
 	return server, name, nil

@@ -2,6 +2,7 @@ package zfs
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"math"
@@ -10,13 +11,20 @@ import (
 	"strings"
 )
 
-// MaxNameLen bounds volume and snapshot names. With the pool name (at most
-// MaxPoolNameLen) and the internal prefixes, the longest full ZFS name dots
-// builds (POOL/dots/trash/NAME_ID@SNAPSHOT) stays under ZFS's 255 bytes.
+// MaxNameLen bounds the names of CSI requests (the spec's 128 bytes).
+// MaxIDLen bounds IDs, the names datasets and snapshots have in the pool:
+// with the pool name (at most MaxPoolNameLen) and the internal prefixes, the
+// longest full ZFS name dots builds (POOL/dots/trash/ID_EXPORTID@ID) stays
+// well under ZFS's 255 bytes.
 const (
-	MaxNameLen     = 100
+	MaxNameLen     = 128
+	MaxIDLen       = 63
 	MaxPoolNameLen = 32
 )
+
+// hashedIDPrefix starts the ID of a name longer than MaxIDLen; user names
+// cannot start with "_", so hashed and plain IDs never collide.
+const hashedIDPrefix = "_h"
 
 // CapacityGranularity is what RoundCapacity rounds up to. 1 MiB keeps
 // refquota values readable, is a multiple of every recordsize ZFS accepts
@@ -28,9 +36,34 @@ var (
 	poolNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.:-]*$`)
 )
 
-// ValidateName checks a volume or snapshot name. Names start with a letter
-// or digit, so every internal name dots makes (they start with "_") can
-// never collide with one a user asked for.
+var hashedIDRE = regexp.MustCompile(`^_h[0-9a-f]{40}$`)
+
+// IDFor returns the ID of a valid volume or snapshot name: the name itself
+// when it is at most MaxIDLen long (readable in `zfs list`), otherwise
+// "_h" and 160 bits of its SHA-256. The mapping is deterministic, so a
+// repeated CreateVolume finds what the first one made.
+func IDFor(name string) string {
+	if len(name) <= MaxIDLen {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return hashedIDPrefix + hex.EncodeToString(sum[:20])
+}
+
+// ValidateID checks an ID: a valid name of at most MaxIDLen, or a hashed ID.
+func ValidateID(id string) error {
+	if hashedIDRE.MatchString(id) {
+		return nil
+	}
+	if len(id) > MaxIDLen {
+		return fmt.Errorf("%w: id is %d characters, at most %d allowed", ErrInvalid, len(id), MaxIDLen)
+	}
+	return ValidateName(id)
+}
+
+// ValidateName checks a volume or snapshot name of a request. Names start
+// with a letter or digit, so every internal name dots makes (they start
+// with "_") can never collide with one a user asked for.
 func ValidateName(name string) error {
 	switch {
 	case name == "":
@@ -101,7 +134,9 @@ const (
 	internalRandomSize = 8
 )
 
-func isInternalSnapshot(snap string) bool { return strings.HasPrefix(snap, internalPrefix) }
+func isInternalSnapshot(snap string) bool {
+	return strings.HasPrefix(snap, internalPrefix) && !hashedIDRE.MatchString(snap)
+}
 
 func internalName(prefix string) (string, error) {
 	b := make([]byte, internalRandomSize)

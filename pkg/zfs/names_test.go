@@ -112,3 +112,29 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestIDFor(t *testing.T) {
+	short := "pvc-0123456789abcdef"
+	if IDFor(short) != short {
+		t.Fatalf("IDFor(%q) = %q, want the name itself", short, IDFor(short))
+	}
+	long := strings.Repeat("a", MaxNameLen)
+	id := IDFor(long)
+	if id == long || len(id) > MaxIDLen || ValidateID(id) != nil {
+		t.Fatalf("IDFor(long) = %q: want a valid hashed id of at most %d bytes", id, MaxIDLen)
+	}
+	if IDFor(long) != id || IDFor(long[:MaxNameLen-1]+"b") == id {
+		t.Fatal("IDFor must be deterministic and tell names apart")
+	}
+	if ValidateName(id) == nil {
+		t.Fatalf("hashed id %q must not be accepted as a request name", id)
+	}
+	if isInternalSnapshot(id) {
+		t.Fatalf("hashed id %q taken for an internal snapshot", id)
+	}
+	for _, bad := range []string{strings.Repeat("b", MaxIDLen+1), "_hxyz", "_vc-0011", ""} {
+		if ValidateID(bad) == nil {
+			t.Errorf("ValidateID(%q) accepted", bad)
+		}
+	}
+}

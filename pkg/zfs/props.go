@@ -153,7 +153,7 @@ func ParseSource(v string) (Source, error) {
 	default:
 		return Source{}, fmt.Errorf("%w: source %q has unknown kind %q", ErrInvalid, v, kind)
 	}
-	if err := ValidateName(name); err != nil {
+	if err := ValidateID(name); err != nil {
 		return Source{}, fmt.Errorf("source %q: %w", v, err)
 	}
 	return Source{Kind: SourceKind(kind), Name: name}, nil

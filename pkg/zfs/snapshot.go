@@ -74,7 +74,7 @@ func (p *Pool) ListSnapshots(ctx context.Context) ([]*Snapshot, error) {
 
 // GetSnapshot finds a user snapshot by name, wherever its volume is.
 func (p *Pool) GetSnapshot(ctx context.Context, name string) (*Snapshot, error) {
-	if err := ValidateName(name); err != nil {
+	if err := ValidateID(name); err != nil {
 		return nil, err
 	}
 	all, err := p.allSnapshots(ctx)
@@ -92,10 +92,10 @@ func (p *Pool) GetSnapshot(ctx context.Context, name string) (*Snapshot, error) 
 // pool: when one of that name exists (of any volume), it is returned with
 // an error wrapping ErrExists.
 func (p *Pool) CreateSnapshot(ctx context.Context, volume, name string) (*Snapshot, error) {
-	if err := ValidateName(volume); err != nil {
+	if err := ValidateID(volume); err != nil {
 		return nil, err
 	}
-	if err := ValidateName(name); err != nil {
+	if err := ValidateID(name); err != nil {
 		return nil, err
 	}
 	p.snapMu.Lock()

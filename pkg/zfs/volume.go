@@ -26,7 +26,7 @@ func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
 // wrapping ErrExists, so the caller can decide whether the request is a
 // retry of the same one. Nothing stays behind when it fails.
 func (p *Pool) CreateVolume(ctx context.Context, spec VolumeSpec) (*Volume, error) {
-	if err := ValidateName(spec.Name); err != nil {
+	if err := ValidateID(spec.Name); err != nil {
 		return nil, err
 	}
 	if err := validateCapacity(spec.Capacity); err != nil {
@@ -175,7 +175,7 @@ func (p *Pool) cloneVolume(ctx context.Context, src *Volume, ds string, props ma
 
 // GetVolume reads one live volume back from the pool.
 func (p *Pool) GetVolume(ctx context.Context, name string) (*Volume, error) {
-	if err := ValidateName(name); err != nil {
+	if err := ValidateID(name); err != nil {
 		return nil, err
 	}
 	ds := p.volumeDataset(name)
@@ -220,7 +220,7 @@ func (p *Pool) ListVolumes(ctx context.Context) ([]*Volume, error) {
 // ExpandVolume raises a volume's capacity. Volumes never shrink: asking for
 // no more than the current capacity succeeds and changes nothing.
 func (p *Pool) ExpandVolume(ctx context.Context, name string, capacity int64) (*Volume, error) {
-	if err := ValidateName(name); err != nil {
+	if err := ValidateID(name); err != nil {
 		return nil, err
 	}
 	if err := validateCapacity(capacity); err != nil {

@@ -19,7 +19,7 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 step() {
   local name=$1; shift
   say "$name"
-  echo "\$ ${*#$DOTS }" | sed "s#^\\$ #\$ dots #; s#\$ dots dots #\$ dots #"
+  if [ "$1" = "$DOTS" ]; then echo "\$ dots ${*:2}"; else echo "\$ $*"; fi
   local t0 t1 rc=0
   t0=$(date +%s.%N)
   "$@" || rc=$?
@@ -64,7 +64,7 @@ teardown() {
 trap teardown EXIT
 
 start_local() {
-  "$DOTS" local --state-dir "$STATE" --pool-size 2Gi >"$LOG" 2>&1 &
+  "$DOTS" local --state-dir "$STATE" --pool-size 4Gi >"$LOG" 2>&1 &
   LOCAL_PID=$!
   for _ in $(seq 600); do
     if grep -q '^ready ' "$LOG"; then grep '^ready ' "$LOG"; return 0; fi
@@ -76,12 +76,12 @@ start_local() {
 
 volume_id() { sed -n 's/^ *"id": "\(.*\)",$/\1/p' | head -1; }
 
-step "start dots local (2 servers, 2 GiB pools)" start_local
+step "start dots local (2 servers, 4 GiB pools)" start_local
 step "list storage servers" "$DOTS" servers
 
-say "create a 1 GiB volume"
-VOL=$("$DOTS" volume create demo-data --size 1Gi -o json | volume_id)
-step "show the new volume ($VOL)" "$DOTS" volume get "$VOL"
+step "create a 1 GiB volume" "$DOTS" volume create demo-data --size 1Gi -o json
+VOL=$("$DOTS" volume list -o json | volume_id)
+step "show where it is exported ($VOL)" "$DOTS" volume get "$VOL"
 
 printf 'version 1: written before the snapshot\n' >"$STATE/v1.txt"
 step "write a file through NFS" "$DOTS" volume put "$VOL" hello.txt --from "$STATE/v1.txt"

@@ -55,12 +55,8 @@ func (p Printer) json(v any) error {
 	return enc.Encode(v)
 }
 
-func nfsURL(v Volume) string {
-	addr := v.NFSAddress
-	if v.NFSPort != 0 {
-		addr += ":" + strconv.Itoa(v.NFSPort)
-	}
-	return addr + ":" + v.Export
+func nfsExport(v Volume) string {
+	return v.NFSAddress + ":" + v.Export
 }
 
 // Volumes prints volumes.
@@ -73,9 +69,9 @@ func (p Printer) Volumes(vs []Volume) error {
 	}
 	rows := make([][]string, 0, len(vs))
 	for _, v := range vs {
-		rows = append(rows, []string{v.ID, capacity.Human(v.Capacity), v.Server, nfsURL(v), orDash(v.Source)})
+		rows = append(rows, []string{v.ID, capacity.Human(v.Capacity), v.Server, nfsExport(v), portOrDefault(v.NFSPort), orDash(v.Source)})
 	}
-	return p.table([]string{"ID", "SIZE", "SERVER", "NFS EXPORT", "SOURCE"}, rows)
+	return p.table([]string{"ID", "SIZE", "SERVER", "NFS EXPORT", "PORT", "SOURCE"}, rows)
 }
 
 // Volume prints one volume in detail.

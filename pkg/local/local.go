@@ -88,11 +88,10 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 		discardPools(ctx, cfg)
 	}
 
-	servers, stopServers, err := startServers(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	// Teardown runs in reverse: mounts, then servers (and their pools).
+	// Teardown runs in reverse, also after a failed start: mounts, then
+	// servers (and their pools).
+	var servers []*localServer
+	stopServers := func() {}
 	defer func() {
 		unmountAll(cfg, servers)
 		stopServers()
@@ -100,6 +99,10 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 			discardPools(context.Background(), cfg)
 		}
 	}()
+	servers, stopServers, err = startServers(ctx, cfg)
+	if err != nil {
+		return err
+	}
 
 	reg := prometheus.NewRegistry()
 	var list discovery.Static
@@ -170,65 +173,72 @@ type localServer struct {
 	pool *zfs.Pool
 }
 
-// startServers runs each storage server in this process and waits until all
-// serve; stop cancels them and waits for their clean shutdown.
+// startServers runs each storage server in this process, one after the
+// other (NFS servers register with the one rpcbind in turn), and returns
+// once all serve; stop cancels them and waits for their clean shutdown. On
+// error, the servers already started are stopped.
 func startServers(ctx context.Context, cfg Config) ([]*localServer, func(), error) {
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	errc := make(chan error, cfg.Servers)
-	out := make([]*localServer, cfg.Servers)
-	readyc := make(chan int, cfg.Servers)
 	stop := func() { cancel(); wg.Wait() }
+	var out []*localServer
 	for i := range cfg.Servers {
-		nfsPort, mountPort, err := freePorts()
-		if err != nil {
-			stop()
-			return nil, nil, err
+		ls, err := startServer(sctx, cfg, i, &wg)
+		if err == nil {
+			out = append(out, ls)
+			continue
 		}
-		name := serverName(i)
-		scfg := server.Config{
-			Name: name, Endpoint: "tcp://127.0.0.1:0", HTTPAddress: "127.0.0.1:0",
-			RunDir: cfg.path("run", name), DefaultVolumeSize: "1Gi",
-			Pool: cfg.poolName(i), Vdevs: []string{cfg.path("pools", name+".img")}, CreatePool: true,
-			PoolFileSize: cfg.PoolSize, MountRoot: cfg.path("mnt", name), ZFSCLI: string(zfs.CLIAuto),
-			ExportOnExit: cfg.Keep,
-			NFS: nfs.GaneshaConfig{
-				NFSPort: nfsPort, MountPort: mountPort, BindAddr: "127.0.0.1",
-				// NFSv3 and v4.0 too, so the libnfs client of the demo and
-				// the tests can read and write (see ENVIRONMENT.md).
-				Protocols: []int{3, 4}, MinorVersions: []int{0, 1, 2},
-				Clients: []string{"127.0.0.0/8"}, Squash: nfs.SquashNone,
-				// Nothing to reclaim on one machine; a short grace keeps a
-				// --keep restart from answering JUKEBOX for 90 s.
-				GracePeriod: 2 * time.Second,
-			},
-		}
-		ls := &localServer{info: ServerInfo{Name: name, Pool: scfg.Pool, NFSPort: nfsPort, MountPort: mountPort}}
-		out[i] = ls
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			err := server.Run(sctx, scfg, func(r server.Running) {
-				ls.info.API, ls.info.HTTP, ls.pool = r.Endpoint, r.HTTP, r.Pool
-				readyc <- i
-			})
-			if err != nil {
-				errc <- fmt.Errorf("storage server %s: %w", name, err)
-			}
-		}(i)
-	}
-	for n := 0; n < cfg.Servers; n++ {
-		select {
-		case <-readyc:
-		case err := <-errc:
-			stop()
-			return nil, nil, err
-		case <-ctx.Done():
-			stop()
-			return nil, nil, ctx.Err()
-		}
+		stop()
+		return nil, func() {}, err
 	}
 	return out, stop, nil
+}
+
+func startServer(ctx context.Context, cfg Config, i int, wg *sync.WaitGroup) (*localServer, error) {
+	nfsPort, mountPort, err := freePorts()
+	if err != nil {
+		return nil, err
+	}
+	name := serverName(i)
+	scfg := server.Config{
+		Name: name, Endpoint: "tcp://127.0.0.1:0", HTTPAddress: "127.0.0.1:0",
+		RunDir: cfg.path("run", name), DefaultVolumeSize: "1Gi",
+		Pool: cfg.poolName(i), Vdevs: []string{cfg.path("pools", name+".img")}, CreatePool: true,
+		PoolFileSize: cfg.PoolSize, MountRoot: cfg.path("mnt", name), ZFSCLI: string(zfs.CLIAuto),
+		ExportOnExit: cfg.Keep,
+		NFS: nfs.GaneshaConfig{
+			NFSPort: nfsPort, MountPort: mountPort, BindAddr: "127.0.0.1",
+			// NFSv3 and v4.0 too, so the libnfs client of the demo and
+			// the tests can read and write (see ENVIRONMENT.md).
+			Protocols: []int{3, 4}, MinorVersions: []int{0, 1, 2},
+			Clients: []string{"127.0.0.0/8"}, Squash: nfs.SquashNone,
+			// Nothing to reclaim on one machine; a short grace keeps a
+			// --keep restart from answering JUKEBOX for 90 s.
+			GracePeriod: 2 * time.Second,
+		},
+	}
+	ls := &localServer{info: ServerInfo{Name: name, Pool: scfg.Pool, NFSPort: nfsPort, MountPort: mountPort}}
+	ready, errc := make(chan struct{}), make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		errc <- server.Run(ctx, scfg, func(r server.Running) {
+			ls.info.API, ls.info.HTTP, ls.pool = r.Endpoint, r.HTTP, r.Pool
+			close(ready)
+		})
+	}()
+	select {
+	case <-ready:
+		// A server that fails later is seen by the registry's probes.
+		go func() {
+			if err := <-errc; err != nil {
+				klog.ErrorS(err, "Storage server stopped", "server", name)
+			}
+		}()
+		return ls, nil
+	case err := <-errc:
+		return nil, fmt.Errorf("storage server %s: %w", name, err)
+	}
 }
 
 // freePorts picks two free loopback ports for an NFS server.

@@ -1,0 +1,271 @@
+// Package local tests `dots local` end to end, as a user runs it: the real
+// binary as a subprocess, driven by the real client, stopped with SIGTERM.
+package local
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var dotsBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "dots-local-test-")
+	if err != nil {
+		panic(err)
+	}
+	dotsBin = filepath.Join(dir, "dots")
+	build := exec.Command("go", "build", "-o", dotsBin, "github.com/dots-csi/dots/cmd/dots")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building dots:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// stack is one `dots local` subprocess.
+type stack struct {
+	t     *testing.T
+	state string
+	cmd   *exec.Cmd
+	log   bytes.Buffer
+	done  chan error
+}
+
+func start(t *testing.T, state string, extra ...string) *stack {
+	t.Helper()
+	s := &stack{t: t, state: state, done: make(chan error, 1)}
+	s.cmd = exec.Command(dotsBin, append([]string{"local", "--state-dir", state, "--pool-size", "2Gi"}, extra...)...)
+	s.cmd.Stderr = &s.log
+	out, err := s.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "ready ") {
+				ready <- sc.Text()
+			}
+		}
+	}()
+	go func() { s.done <- s.cmd.Wait() }()
+	t.Cleanup(func() {
+		if s.cmd.ProcessState == nil {
+			s.stop()
+		}
+	})
+	select {
+	case line := <-ready:
+		if !strings.Contains(line, "endpoint=unix://"+state+"/csi.sock") || !strings.Contains(line, "metrics=http://") {
+			t.Fatalf("ready line %q does not name the endpoint and metrics address", line)
+		}
+	case err := <-s.done:
+		t.Fatalf("dots local exited before ready: %v\n%s", err, s.log.String())
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("dots local not ready in 2 minutes\n%s", s.log.String())
+	}
+	return s
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (s *stack) stop() {
+	s.t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		s.t.Fatal(err)
+	}
+	select {
+	case err := <-s.done:
+		if err != nil {
+			s.t.Fatalf("dots local exited with %v after SIGTERM\n%s", err, s.log.String())
+		}
+	case <-time.After(2 * time.Minute):
+		s.cmd.Process.Kill()
+		s.t.Fatalf("dots local did not stop within 2 minutes of SIGTERM")
+	}
+}
+
+// dots runs the client against the stack and returns stdout, stderr and
+// whether it succeeded.
+func (s *stack) dots(args ...string) (string, string, bool) {
+	var out, errb bytes.Buffer
+	cmd := exec.Command(dotsBin, args...)
+	cmd.Env = append(os.Environ(), "DOTS_STATE_DIR="+s.state)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	return out.String(), errb.String(), err == nil
+}
+
+func (s *stack) must(args ...string) string {
+	s.t.Helper()
+	out, errs, ok := s.dots(args...)
+	if !ok {
+		s.t.Fatalf("dots %s failed: %s", strings.Join(args, " "), errs)
+	}
+	return out
+}
+
+func (s *stack) mustFail(want string, args ...string) {
+	s.t.Helper()
+	_, errs, ok := s.dots(args...)
+	if ok {
+		s.t.Fatalf("dots %s succeeded, want an error with %q", strings.Join(args, " "), want)
+	}
+	if !strings.Contains(errs, want) {
+		s.t.Fatalf("dots %s: error %q does not say %q", strings.Join(args, " "), errs, want)
+	}
+}
+
+func volumeID(t *testing.T, jsonOut string) string {
+	t.Helper()
+	var v struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal([]byte(jsonOut), &v); err != nil || v.ID == "" {
+		t.Fatalf("no volume id in %q: %v", jsonOut, err)
+	}
+	return v.ID
+}
+
+func poolPrefix(state string) string {
+	h := sha256.Sum256([]byte(state))
+	return "dotslocal-" + hex.EncodeToString(h[:4]) + "-"
+}
+
+// assertNothingLeft checks the machine for what a stopped stack must not leave.
+func assertNothingLeft(t *testing.T, state string, wantPools bool) {
+	t.Helper()
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mi), state) {
+		t.Errorf("mounts under %s left behind:\n%s", state, grepLines(string(mi), state))
+	}
+	ps, _ := exec.Command("pgrep", "-af", "ganesha.nfsd").Output()
+	if strings.Contains(string(ps), state) {
+		t.Errorf("ganesha processes left behind:\n%s", grepLines(string(ps), state))
+	}
+	pools, _ := exec.Command("zpool", "list", "-H", "-o", "name").Output()
+	if strings.Contains(string(pools), poolPrefix(state)) {
+		t.Errorf("pools still imported: %s", grepLines(string(pools), poolPrefix(state)))
+	}
+	files, _ := filepath.Glob(filepath.Join(state, "pools", "*.img"))
+	if wantPools && len(files) == 0 {
+		t.Errorf("--keep: the pool files are gone")
+	}
+	if !wantPools && len(files) > 0 {
+		t.Errorf("pool files left behind: %v", files)
+	}
+}
+
+func grepLines(text, sub string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func TestLocalStack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts zfs-fuse pools and ganesha")
+	}
+	state := filepath.Join(t.TempDir(), "state")
+	s := start(t, state)
+
+	if _, errs, ok := s.dots("local", "--state-dir", state); ok || !strings.Contains(errs, "another dots local") {
+		t.Fatalf("a second dots local on the same state dir: ok=%v, %q", ok, errs)
+	}
+	servers := s.must("servers", "-o", "json")
+	if strings.Count(servers, `"healthy": true`) != 2 && strings.Count(servers, `"Healthy": true`) != 2 {
+		t.Fatalf("want two healthy servers: %s", servers)
+	}
+
+	id := volumeID(t, s.must("volume", "create", "data", "--size", "64Mi", "-o", "json"))
+	src := filepath.Join(t.TempDir(), "in.txt")
+	os.WriteFile(src, []byte("hello dots\n"), 0o644)
+	s.must("volume", "put", id, "hello.txt", "--from", src)
+	if got := s.must("volume", "cat", id, "hello.txt"); got != "hello dots\n" {
+		t.Fatalf("read back %q", got)
+	}
+	server := strings.Split(id, "/")[0]
+	s.must("snapshot", "create", id, "snap1")
+	restored := volumeID(t, s.must("snapshot", "restore", server+"/snap1", "restored", "-o", "json"))
+	if got := s.must("volume", "cat", restored, "hello.txt"); got != "hello dots\n" {
+		t.Fatalf("restored volume holds %q", got)
+	}
+	clone := volumeID(t, s.must("volume", "clone", id, "copy", "-o", "json"))
+	if got := s.must("volume", "cat", clone, "hello.txt"); got != "hello dots\n" {
+		t.Fatalf("clone holds %q", got)
+	}
+	s.must("volume", "expand", id, "--size", "128Mi")
+	if out := s.must("volume", "get", id, "-o", "json"); !strings.Contains(out, `"capacityBytes": 134217728`) {
+		t.Fatalf("after expand: %s", out)
+	}
+	if out := s.must("volume", "list"); strings.Count(out, server+"/") < 3 {
+		t.Fatalf("volume list misses volumes:\n%s", out)
+	}
+
+	s.mustFail("NotFound", "volume", "get", server+"/no-such-volume")
+	s.mustFail("ResourceExhausted", "volume", "create", "huge", "--size", "100Gi")
+	s.mustFail("InvalidArgument", "volume", "create", "bad name;rm")
+	s.mustFail("InvalidArgument", "volume", "create", "x", "--param", "colour=blue")
+
+	// A mount left in place: the stack must take it down on SIGTERM.
+	s.must("volume", "mount", id, filepath.Join(state, "left-mounted"))
+	if st := s.must("volume", "stats", id, filepath.Join(state, "left-mounted"), "-o", "json"); !strings.Contains(st, `"TotalBytes": 134217728`) {
+		t.Fatalf("stats of the mount: %s", st)
+	}
+	s.stop()
+	assertNothingLeft(t, state, false)
+}
+
+func TestLocalStackKeep(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts zfs-fuse pools and ganesha")
+	}
+	state := filepath.Join(t.TempDir(), "state")
+	s := start(t, state, "--keep")
+	id := volumeID(t, s.must("volume", "create", "kept", "--size", "32Mi", "-o", "json"))
+	src := filepath.Join(t.TempDir(), "in.txt")
+	os.WriteFile(src, []byte("still here\n"), 0o644)
+	s.must("volume", "put", id, "data.txt", "--from", src)
+	s.must("snapshot", "create", id, "kept-snap")
+	s.stop()
+	assertNothingLeft(t, state, true)
+
+	s = start(t, state, "--keep")
+	if got := s.must("volume", "cat", id, "data.txt"); got != "still here\n" {
+		t.Fatalf("after a --keep restart the file holds %q", got)
+	}
+	if out := s.must("snapshot", "list"); !strings.Contains(out, "kept-snap") {
+		t.Fatalf("after a --keep restart the snapshot is gone:\n%s", out)
+	}
+	s.stop()
+
+	// Without --keep the next run starts empty and leaves nothing.
+	s = start(t, state)
+	if out := s.must("volume", "list", "-o", "json"); strings.TrimSpace(out) != "[]" {
+		t.Fatalf("a run without --keep found volumes: %s", out)
+	}
+	s.stop()
+	assertNothingLeft(t, state, false)
+}

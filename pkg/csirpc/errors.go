@@ -9,8 +9,11 @@ import (
 
 	"github.com/dots-csi/dots/pkg/capability"
 	"github.com/dots-csi/dots/pkg/capacity"
+	"github.com/dots-csi/dots/pkg/discovery"
+	"github.com/dots-csi/dots/pkg/mounter"
 	"github.com/dots-csi/dots/pkg/nfs"
 	"github.com/dots-csi/dots/pkg/params"
+	"github.com/dots-csi/dots/pkg/volumeid"
 	"github.com/dots-csi/dots/pkg/zfs"
 )
 
@@ -31,6 +34,17 @@ var codeOf = []struct {
 	{capacity.ErrInvalid, codes.InvalidArgument},
 	{capacity.ErrOutOfRange, codes.OutOfRange},
 	{params.ErrInvalid, codes.InvalidArgument},
+	{mounter.ErrInvalidOption, codes.InvalidArgument},
+	{mounter.ErrInvalidVolume, codes.InvalidArgument},
+	{mounter.ErrNotFound, codes.NotFound},
+	{mounter.ErrOutsideRoot, codes.FailedPrecondition},
+	{mounter.ErrNotMountPoint, codes.FailedPrecondition},
+	{mounter.ErrMountConflict, codes.AlreadyExists},
+	{mounter.ErrBusy, codes.FailedPrecondition},
+	{mounter.ErrStale, codes.Unavailable},
+	{mounter.ErrTimeout, codes.Unavailable},
+	{volumeid.ErrMalformed, codes.NotFound},
+	{discovery.ErrInvalid, codes.InvalidArgument},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 	{context.Canceled, codes.Canceled},
 }

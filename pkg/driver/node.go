@@ -262,35 +262,5 @@ func (s *NodeServer) volumeFromContext(id string, vc map[string]string) (mounter
 	return vol, nil
 }
 
-// nodeCodes maps the mounter's sentinels; everything else goes through
-// csirpc.ToStatus. Kept in one table so the lead can fold it into csirpc.
-var nodeCodes = []struct {
-	err  error
-	code codes.Code
-}{
-	{mounter.ErrInvalidOption, codes.InvalidArgument},
-	{mounter.ErrInvalidVolume, codes.InvalidArgument},
-	{mounter.ErrNotFound, codes.NotFound},
-	{mounter.ErrOutsideRoot, codes.FailedPrecondition},
-	{mounter.ErrNotMountPoint, codes.FailedPrecondition},
-	{mounter.ErrMountConflict, codes.AlreadyExists},
-	{mounter.ErrBusy, codes.FailedPrecondition},
-	{mounter.ErrStale, codes.Unavailable},
-	{mounter.ErrTimeout, codes.Unavailable},
-}
-
 // nodeStatus turns a mounter error into a gRPC status error.
-func nodeStatus(err error) error {
-	if err == nil {
-		return nil
-	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	for _, m := range nodeCodes {
-		if errors.Is(err, m.err) {
-			return status.Error(m.code, err.Error())
-		}
-	}
-	return csirpc.ToStatus(err)
-}
+func nodeStatus(err error) error { return csirpc.ToStatus(err) }

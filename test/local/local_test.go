@@ -9,6 +9,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,11 +41,12 @@ func TestMain(m *testing.M) {
 
 // stack is one `dots local` subprocess.
 type stack struct {
-	t     *testing.T
-	state string
-	cmd   *exec.Cmd
-	log   bytes.Buffer
-	done  chan error
+	t       *testing.T
+	state   string
+	metrics string // from the ready line
+	cmd     *exec.Cmd
+	log     bytes.Buffer
+	done    chan error
 }
 
 func start(t *testing.T, state string, extra ...string) *stack {
@@ -77,6 +80,11 @@ func start(t *testing.T, state string, extra ...string) *stack {
 	case line := <-ready:
 		if !strings.Contains(line, "endpoint=unix://"+state+"/csi.sock") || !strings.Contains(line, "metrics=http://") {
 			t.Fatalf("ready line %q does not name the endpoint and metrics address", line)
+		}
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "metrics="); ok {
+				s.metrics = v
+			}
 		}
 	case err := <-s.done:
 		t.Fatalf("dots local exited before ready: %v\n%s", err, s.log.String())
@@ -234,8 +242,31 @@ func TestLocalStack(t *testing.T) {
 	if st := s.must("volume", "stats", id, filepath.Join(state, "left-mounted"), "-o", "json"); !strings.Contains(st, `"TotalBytes": 134217728`) {
 		t.Fatalf("stats of the mount: %s", st)
 	}
+	assertMetrics(t, s.metrics)
 	s.stop()
 	assertNothingLeft(t, state, false)
+}
+
+// assertMetrics reads the metrics address the ready line named.
+func assertMetrics(t *testing.T, url string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		`dots_server_up{server="dots-server-0"} 1`,
+		`dots_server_up{server="dots-server-1"} 1`,
+		`dots_server_available_bytes{server="dots-server-0"}`,
+		`dots_csi_call_duration_seconds_count{code="OK",method="/csi.v1.Controller/CreateVolume"}`,
+		`dots_csi_call_duration_seconds_count{code="NotFound",method="/csi.v1.Controller/ControllerGetVolume"}`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 }
 
 func TestLocalStackKeep(t *testing.T) {

@@ -27,6 +27,7 @@ var codeOf = []struct {
 	{zfs.ErrInvalid, codes.InvalidArgument},
 	{zfs.ErrNoSpace, codes.ResourceExhausted},
 	{zfs.ErrShrink, codes.InvalidArgument},
+	{zfs.ErrTooSmall, codes.OutOfRange},
 	{zfs.ErrBusy, codes.Unavailable},
 	{nfs.ErrInvalid, codes.InvalidArgument},
 	{nfs.ErrUnavailable, codes.Unavailable},

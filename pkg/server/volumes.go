@@ -47,8 +47,14 @@ func (s *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	if err != nil {
 		return nil, err
 	}
+	// Normalized (recordsize=16K is stored as 16384), so a repeated request
+	// compares equal to what the pool reports.
+	props, err := zfs.ValidateProperties(p.Properties)
+	if err != nil {
+		return nil, err
+	}
 	id := zfs.IDFor(name)
-	spec := zfs.VolumeSpec{Name: id, Capacity: size, Thick: p.Thick, Properties: p.Properties}
+	spec := zfs.VolumeSpec{Name: id, Capacity: size, Thick: p.Thick, Properties: props}
 	keys := []string{volumeKey(id)}
 	if src := req.GetVolumeContentSource(); src != nil {
 		if spec.Source, err = sourceOf(src); err != nil {

@@ -10,5 +10,6 @@ var (
 	ErrInvalid  = errors.New("invalid argument")
 	ErrNoSpace  = errors.New("not enough space in the pool")
 	ErrShrink   = errors.New("volumes cannot shrink")
+	ErrTooSmall = errors.New("smaller than its source")
 	ErrBusy     = errors.New("dataset is busy")
 )

@@ -51,7 +51,7 @@ func TestCreateVolumeRejects(t *testing.T) {
 		{"bad sync", withProp("sync", "sometimes"), zfs.ErrInvalid},
 		{"bad source kind", zfs.VolumeSpec{Name: "z", Capacity: mib, Source: zfs.Source{Kind: "disk", Name: "x"}}, zfs.ErrInvalid},
 		{"bad source name", zfs.VolumeSpec{Name: "z", Capacity: mib, Source: zfs.Source{Kind: zfs.SourceVolume, Name: "../x"}}, zfs.ErrInvalid},
-		{"clone smaller than source", zfs.VolumeSpec{Name: "z", Capacity: mib, Source: zfs.Source{Kind: zfs.SourceVolume, Name: "src"}}, zfs.ErrInvalid},
+		{"clone smaller than source", zfs.VolumeSpec{Name: "z", Capacity: mib, Source: zfs.Source{Kind: zfs.SourceVolume, Name: "src"}}, zfs.ErrTooSmall},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -123,8 +123,7 @@ func validateCapacity(c int64) error {
 // and carry a random part so a crash or a retry can never collide.
 const (
 	internalPrefix     = "_"
-	cloneSnapPrefix    = "_vc-"  // the snapshot a clone of a volume is made from
-	deletedSnapPrefix  = "_del-" // a user snapshot deleted while clones depend on it
+	cloneSnapPrefix    = "_vc-" // the snapshot a clone of a volume is made from
 	trashIDSeparator   = "_"
 	datasetRoot        = "dots"
 	datasetVolumes     = "volumes"

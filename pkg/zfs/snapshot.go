@@ -109,7 +109,11 @@ func (p *Pool) CreateSnapshot(ctx context.Context, volume, name string) (*Snapsh
 	if err != nil {
 		return nil, err
 	}
-	if err := zfsSnapshot(ctx, v.Dataset, name); err != nil {
+	if err := zfsSnapshot(ctx, v.Dataset, name); errors.Is(err, ErrExists) {
+		// Not a user snapshot (GetSnapshot found none): a deleted one
+		// kept for its clones.
+		return nil, fmt.Errorf("%w: snapshot name %q belongs to a deleted snapshot that clones still use; it is free again once they are deleted", ErrBusy, name)
+	} else if err != nil {
 		return nil, err
 	}
 	full := v.Dataset + snapshotSeparator + name
@@ -127,8 +131,8 @@ func (p *Pool) CreateSnapshot(ctx context.Context, volume, name string) (*Snapsh
 }
 
 // DeleteSnapshot removes a user snapshot. When clones depend on it, it is
-// renamed to an internal name (the user's name is free again at once) and
-// marked for deferred destruction: ZFS removes it with its last clone.
+// hidden and marked for deferred destruction: ZFS removes it with its last
+// clone. Until then its name cannot be used again on the same volume.
 func (p *Pool) DeleteSnapshot(ctx context.Context, name string) error {
 	s, err := p.GetSnapshot(ctx, name)
 	if err != nil {
@@ -149,21 +153,14 @@ func (p *Pool) DeleteSnapshot(ctx context.Context, name string) error {
 	return nil
 }
 
+// hideSnapshot marks a snapshot that clones depend on for deferred
+// destruction, in place: listings skip deferred snapshots, and ZFS destroys
+// it with its last clone. It is not renamed: on zfs-fuse a rename unmounts
+// the clones, which fails while the NFS server holds them open.
 func (p *Pool) hideSnapshot(ctx context.Context, s *Snapshot) error {
-	hidden, err := internalName(deletedSnapPrefix)
-	if err != nil {
+	if err := zfsDestroy(ctx, s.Dataset, gozfs.DestroyDeferDeletion); err != nil {
 		return err
 	}
-	dataset, _, _ := splitSnapshot(s.Dataset)
-	to := dataset + snapshotSeparator + hidden
-	if err := zfsRename(ctx, s.Dataset, to); err != nil {
-		return err
-	}
-	// If this fails the snapshot is hidden but not deferred; the recovery
-	// on the next Open finishes the job.
-	if err := zfsDestroy(ctx, to, gozfs.DestroyDeferDeletion); err != nil {
-		return err
-	}
-	klog.InfoS("Snapshot has clones: hidden until the last one goes", "pool", p.name, "snapshot", s.Name, "as", to)
+	klog.InfoS("Snapshot has clones: hidden until the last one goes", "pool", p.name, "snapshot", s.Name)
 	return nil
 }

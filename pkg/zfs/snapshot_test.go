@@ -1,6 +1,7 @@
 package zfs_test
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -72,7 +73,7 @@ func TestSnapshotAndClones(t *testing.T) {
 	// A clone may not be smaller than its source.
 	_, err = p.CreateVolume(c, zfs.VolumeSpec{Name: "small", Capacity: 10 * mib,
 		Source: zfs.Source{Kind: zfs.SourceVolume, Name: "src"}})
-	wantErr(t, err, zfs.ErrInvalid)
+	wantErr(t, err, zfs.ErrTooSmall)
 	_, err = p.CreateVolume(c, zfs.VolumeSpec{Name: "nosrc", Capacity: 10 * mib,
 		Source: zfs.Source{Kind: zfs.SourceSnapshot, Name: "nope"}})
 	wantErr(t, err, zfs.ErrNotFound)
@@ -170,8 +171,9 @@ func TestDeleteSnapshotReapsTrash(t *testing.T) {
 	}
 }
 
-// TestDeleteSnapshotWithCloneOfLiveVolume: the snapshot is hidden and its
-// name free for a new one; the hidden one goes with its clone.
+// TestDeleteSnapshotWithCloneOfLiveVolume: the snapshot is hidden in place
+// (deferred destroy), its clone keeps working, its name is refused with
+// ErrBusy while the clone lives, and both go with the clone.
 func TestDeleteSnapshotWithCloneOfLiveVolume(t *testing.T) {
 	p := newPool(t)
 	c := ctx(t)
@@ -183,22 +185,28 @@ func TestDeleteSnapshotWithCloneOfLiveVolume(t *testing.T) {
 	if err := p.DeleteSnapshot(c, "s"); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, v, "f", "two")
-	s2 := mustSnapshot(t, p, "v", "s") // the name is free again
-	if s2.Dataset != v.Dataset+"@s" {
-		t.Errorf("new snapshot = %+v", s2)
+	if _, err := p.GetSnapshot(c, "s"); !errors.Is(err, zfs.ErrNotFound) {
+		t.Errorf("deleted snapshot still visible: %v", err)
 	}
+	if list, _ := p.ListSnapshots(c); len(list) != 0 {
+		t.Errorf("ListSnapshots = %v, want none", list)
+	}
+	_, err := p.CreateSnapshot(c, "v", "s")
+	wantErr(t, err, zfs.ErrBusy)
+	writeFile(t, v, "f", "two")
 	if got := readFile(t, cl, "f"); got != "one" {
 		t.Errorf("clone reads %q", got)
-	}
-	if len(internalSnapshots(t, p)) != 1 {
-		t.Errorf("want one hidden snapshot, have %v", internalSnapshots(t, p))
 	}
 	if err := p.DeleteVolume(c, "cl"); err != nil {
 		t.Fatal(err)
 	}
-	if in := internalSnapshots(t, p); len(in) != 0 {
-		t.Errorf("hidden snapshot left after its clone went: %v", in)
+	for _, n := range zfsNames(t, p.Name()+"/dots") {
+		if strings.Contains(n, "@") {
+			t.Errorf("snapshot left after its clone went: %s", n)
+		}
+	}
+	if s2 := mustSnapshot(t, p, "v", "s"); s2.Dataset != v.Dataset+"@s" {
+		t.Errorf("new snapshot = %+v", s2)
 	}
 }
 

@@ -60,7 +60,7 @@ func (p *Pool) CreateVolume(ctx context.Context, spec VolumeSpec) (*Volume, erro
 			return nil, fmt.Errorf("source: %w", err)
 		}
 		if capacity < s.Size {
-			return nil, fmt.Errorf("%w: capacity %d is smaller than snapshot %q (%d bytes)", ErrInvalid, capacity, s.Name, s.Size)
+			return nil, fmt.Errorf("%w: capacity %d is smaller than snapshot %q (%d bytes)", ErrTooSmall, capacity, s.Name, s.Size)
 		}
 		origin = s.Dataset
 	case SourceVolume:
@@ -69,7 +69,7 @@ func (p *Pool) CreateVolume(ctx context.Context, spec VolumeSpec) (*Volume, erro
 			return nil, fmt.Errorf("source: %w", err)
 		}
 		if capacity < srcVol.Capacity {
-			return nil, fmt.Errorf("%w: capacity %d is smaller than source volume %q (%d bytes)", ErrInvalid, capacity, srcVol.Name, srcVol.Capacity)
+			return nil, fmt.Errorf("%w: capacity %d is smaller than source volume %q (%d bytes)", ErrTooSmall, capacity, srcVol.Name, srcVol.Capacity)
 		}
 	}
 

@@ -1,0 +1,357 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/dots-csi/dots/internal/libnfs"
+	"github.com/dots-csi/dots/internal/testenv"
+	"github.com/dots-csi/dots/pkg/csirpc"
+	"github.com/dots-csi/dots/pkg/nfs"
+	"github.com/dots-csi/dots/pkg/zfs"
+	"github.com/dots-csi/dots/pkg/zfs/fusecompat"
+)
+
+// poolPrefix names this package's test pools: dotss-<random>.
+const poolPrefix = "dotss"
+
+// testPIDProperty is the pool property testenv.CleanStalePools reads to
+// recognise a pool whose test process died (pools made by server.Run do
+// not go through testenv.NewPool, which would set it).
+const testPIDProperty = "dots:testenv-pid"
+
+const mib = int64(1) << 20
+
+// testServer is a real storage server (zfs-fuse pool on a sparse file,
+// supervised ganesha) run in this process through Run, and a CSI client
+// dialled at its gRPC endpoint as the cluster controller does.
+type testServer struct {
+	t      *testing.T
+	cfg    Config
+	cancel context.CancelFunc
+	done   chan error
+	conn   *grpc.ClientConn
+	ctrl   csi.ControllerClient
+	ident  csi.IdentityClient
+	nfs    libnfs.Client
+}
+
+// startTestServer creates a pool named dotss-<random> and runs a server on
+// it serving NFSv3 and NFSv4 (minor 0, 1, 2) to 127.0.0.0/8 on free ports.
+// Everything is stopped and the pool destroyed in t.Cleanup.
+func startTestServer(t *testing.T) *testServer {
+	t.Helper()
+	testenv.EnsureRpcbind(t) // NFSv3 registers with it
+	dir := t.TempDir()
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	suffix := hex.EncodeToString(b)
+	pool := poolPrefix + "-" + suffix
+	ports := testenv.FreeTCPPorts(t, 2)
+	s := &testServer{t: t, cfg: Config{
+		Name:              "srv-" + suffix,
+		Endpoint:          "tcp://127.0.0.1:0",
+		HTTPAddress:       "127.0.0.1:0",
+		RunDir:            filepath.Join(dir, "run"),
+		DefaultVolumeSize: "64Mi",
+		Pool:              pool,
+		Vdevs:             []string{filepath.Join(dir, "pool.img")},
+		CreatePool:        true,
+		PoolFileSize:      "1Gi",
+		MountRoot:         filepath.Join(dir, "mnt"),
+		ZFSCLI:            string(zfs.CLIAuto),
+		ExportOnExit:      true,
+		NFS: nfs.GaneshaConfig{
+			NFSPort: ports[0], MountPort: ports[1], BindAddr: "127.0.0.1",
+			Protocols: []int{3, 4}, MinorVersions: []int{0, 1, 2},
+			Clients: []string{"127.0.0.0/8"},
+			// libnfs writes as root: without this, root becomes nobody,
+			// who may not write into the dataset's root directory.
+			Squash: nfs.SquashNone,
+			// libnfs never reclaims, so keep the grace after a restart short.
+			GracePeriod: 2 * time.Second, LeaseLifetime: 2 * time.Second,
+			RestartDelay: 50 * time.Millisecond,
+		},
+	}}
+	s.nfs = libnfs.Client{Host: "127.0.0.1", Port: ports[0], MountPort: ports[1], Version: 3}
+	// Registered first, so it runs after the server has stopped (and
+	// exported the pool, which therefore has to be imported again).
+	t.Cleanup(func() {
+		s.stop()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if _, err := s.zfsTool(ctx, fusecompat.ToolZpool, "list", "-H", "-o", "name", pool); err != nil {
+			if _, err := s.zfsTool(ctx, fusecompat.ToolZpool, "import", "-d", dir, pool); err != nil {
+				t.Logf("importing %s for its destruction: %v", pool, err)
+			}
+		}
+		if err := zfs.DestroyPoolIfExists(ctx, pool); err != nil {
+			t.Errorf("destroying pool %s: %v", pool, err)
+		}
+	})
+	s.start()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := s.zfsTool(ctx, fusecompat.ToolZFS, "set", testPIDProperty+"="+strconv.Itoa(os.Getpid()), pool); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// start runs the server and dials it; it returns once the server is ready.
+func (s *testServer) start() {
+	s.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	ready := make(chan Running, 1)
+	go func() { done <- Run(ctx, s.cfg, func(r Running) { ready <- r }) }()
+	var r Running
+	select {
+	case r = <-ready:
+	case err := <-done:
+		cancel()
+		s.t.Fatalf("server did not start: %v", err)
+	case <-time.After(2 * time.Minute):
+		cancel()
+		s.t.Fatal("server not ready within 2 minutes")
+	}
+	s.cancel, s.done = cancel, done
+	target, err := csirpc.DialTarget("tcp://" + r.Endpoint)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.conn, s.ctrl, s.ident = conn, csi.NewControllerClient(conn), csi.NewIdentityClient(conn)
+}
+
+// stop cancels Run and waits for it: API, ganesha, then the pool export.
+func (s *testServer) stop() {
+	if s.cancel == nil {
+		return
+	}
+	if s.conn != nil {
+		_ = s.conn.Close()
+	}
+	s.cancel()
+	select {
+	case err := <-s.done:
+		if err != nil {
+			s.t.Errorf("server stopped with: %v", err)
+		}
+	case <-time.After(2 * time.Minute):
+		s.t.Error("server did not stop within 2 minutes")
+	}
+	s.cancel = nil
+}
+
+// zfsTool runs the real zfs or zpool, not the shim.
+func (s *testServer) zfsTool(ctx context.Context, tool string, args ...string) (string, error) {
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, fusecompat.RealBinary(tool), args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", errors.New(tool + " " + strings.Join(args, " ") + ": " + err.Error() + ": " + strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+// datasets lists every dataset and snapshot below dataset (inclusive).
+func (s *testServer) datasets(ctx context.Context, dataset string) []string {
+	s.t.Helper()
+	out, err := s.zfsTool(ctx, fusecompat.ToolZFS, "list", "-H", "-o", "name", "-t", "all", "-r", dataset)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return strings.Fields(out)
+}
+
+// volumeDatasets lists the names of the datasets (not snapshots) directly
+// under POOL/dots/volumes.
+func (s *testServer) volumeDatasets(ctx context.Context) []string {
+	s.t.Helper()
+	prefix := s.cfg.Pool + "/dots/volumes/"
+	var out []string
+	for _, d := range s.datasets(ctx, s.cfg.Pool+"/dots/volumes") {
+		if rest, ok := strings.CutPrefix(d, prefix); ok && !strings.ContainsAny(rest, "@/") {
+			out = append(out, rest)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// ganeshaPids finds the ganesha.nfsd processes whose command line names a
+// file in this server's run directory.
+func (s *testServer) ganeshaPids() []int {
+	var pids []int
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range procs {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+		if len(args) == 0 || filepath.Base(args[0]) != "ganesha.nfsd" {
+			continue
+		}
+		if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, s.cfg.RunDir+"/") }) {
+			continue
+		}
+		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f))); err == nil && processAlive(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// processAlive is false for gone and zombie processes.
+func processAlive(pid int) bool {
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	st := string(raw)
+	i := strings.LastIndexByte(st, ')')
+	return i < 0 || i+2 >= len(st) || st[i+2] != 'Z'
+}
+
+func mountCaps() []*csi.VolumeCapability {
+	return []*csi.VolumeCapability{{
+		AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
+		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER},
+	}}
+}
+
+func blockCaps() []*csi.VolumeCapability {
+	return []*csi.VolumeCapability{{
+		AccessType: &csi.VolumeCapability_Block{Block: &csi.VolumeCapability_BlockVolume{}},
+		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
+	}}
+}
+
+func fromSnapshot(id string) *csi.VolumeContentSource {
+	return &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Snapshot{
+		Snapshot: &csi.VolumeContentSource_SnapshotSource{SnapshotId: id}}}
+}
+
+func fromVolume(id string) *csi.VolumeContentSource {
+	return &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{
+		Volume: &csi.VolumeContentSource_VolumeSource{VolumeId: id}}}
+}
+
+// createReq is a mount-volume CreateVolume request of size bytes (0: no
+// capacity range).
+func createReq(name string, size int64, params map[string]string, src *csi.VolumeContentSource) *csi.CreateVolumeRequest {
+	req := &csi.CreateVolumeRequest{Name: name, VolumeCapabilities: mountCaps(), Parameters: params, VolumeContentSource: src}
+	if size != 0 {
+		req.CapacityRange = &csi.CapacityRange{RequiredBytes: size}
+	}
+	return req
+}
+
+// mustCreate creates a volume and returns it.
+func (s *testServer) mustCreate(ctx context.Context, req *csi.CreateVolumeRequest) *csi.Volume {
+	s.t.Helper()
+	resp, err := s.ctrl.CreateVolume(ctx, req)
+	if err != nil {
+		s.t.Fatalf("CreateVolume %q: %v", req.GetName(), err)
+	}
+	v := resp.GetVolume()
+	if v.GetVolumeContext()[ContextExport] == "" {
+		s.t.Fatalf("CreateVolume %q: no export in the volume context %v", req.GetName(), v.GetVolumeContext())
+	}
+	return v
+}
+
+func exportOf(v *csi.Volume) string { return v.GetVolumeContext()[ContextExport] }
+
+// listVolumes returns every volume by id, through all pages.
+func (s *testServer) listVolumes(ctx context.Context) map[string]*csi.Volume {
+	s.t.Helper()
+	out := map[string]*csi.Volume{}
+	token := ""
+	for {
+		resp, err := s.ctrl.ListVolumes(ctx, &csi.ListVolumesRequest{StartingToken: token})
+		if err != nil {
+			s.t.Fatalf("ListVolumes: %v", err)
+		}
+		for _, e := range resp.GetEntries() {
+			out[e.GetVolume().GetVolumeId()] = e.GetVolume()
+		}
+		if token = resp.GetNextToken(); token == "" {
+			return out
+		}
+	}
+}
+
+func wantCode(t *testing.T, what string, err error, code codes.Code) {
+	t.Helper()
+	if got := status.Code(err); got != code {
+		t.Errorf("%s: code %v (%v), want %v", what, got, err, code)
+	}
+}
+
+// readNFS reads a file through the export, retrying briefly while the NFS
+// server is (re)starting or in its grace period.
+func (s *testServer) readNFS(ctx context.Context, export, file string) ([]byte, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		data, err := s.nfs.ReadFile(ctx, export, file)
+		if err == nil || errors.Is(err, libnfs.ErrNotFound) || time.Now().After(deadline) {
+			return data, err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// mustRead reads a file through NFS and compares it with want.
+func (s *testServer) mustRead(ctx context.Context, export, file string, want []byte) {
+	s.t.Helper()
+	got, err := s.readNFS(ctx, export, file)
+	if err != nil {
+		s.t.Fatalf("reading %s%s through NFS: %v", export, "/"+file, err)
+	}
+	if !bytes.Equal(got, want) {
+		s.t.Fatalf("%s/%s through NFS: %d bytes, want %d bytes (%q...)", export, file, len(got), len(want), head(got))
+	}
+}
+
+func (s *testServer) mustWrite(ctx context.Context, export, file string, data []byte) {
+	s.t.Helper()
+	if err := s.nfs.WriteFile(ctx, export, file, data); err != nil {
+		s.t.Fatalf("writing %s/%s (%d bytes) through NFS: %v", export, file, len(data), err)
+	}
+}
+
+func head(b []byte) []byte { return b[:min(len(b), 32)] }
+
+func randomBytes(t *testing.T, n int64) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -1,0 +1,11 @@
+// Package e2e walks a user's path through dots on a real Kubernetes control
+// plane on loopback: etcd, kube-apiserver, kube-controller-manager and the
+// CSI sidecars, built from the Go module proxy by hack/k8s/build-tools.sh,
+// with dots' storage servers, controller and node plugin running on this
+// machine (real zfs-fuse pools, real ganesha, the libnfs client). There is no
+// kubelet: the node plugin is called as the kubelet would call it.
+//
+// It is its own module so that client-go stays out of the driver's
+// dependency graph, and so `go test ./...` at the root does not run it; run
+// it with `make e2e` (after `make build`), which needs root.
+package e2e

@@ -18,7 +18,7 @@ import (
 func clientCommands() []command {
 	return []command{
 		{"servers", "list the storage servers with their capacity", cmdServers},
-		{"volume", "create, list, get, expand, clone, delete, mount, unmount volumes; show stats", cmdVolume},
+		{"volume", "create, list, get, expand, clone, delete volumes; put and cat files through NFS; mount, unmount, stats", cmdVolume},
 		{"snapshot", "create, list, delete snapshots; restore one into a new volume", cmdSnapshot},
 	}
 }

@@ -1,0 +1,102 @@
+// Package server runs csi-sanity against one storage server on its own: a
+// server is a complete CSI controller for its pool (the cluster controller
+// only routes between servers). The Node service comes from a node plugin
+// in local-bind mode over the server's dataset mountpoints.
+//
+// Skips: the capabilities a server does not advertise (the list in
+// test/sanity), and two node specs that want the Identity at the node
+// endpoint to advertise the controller service, which a node plugin does
+// not; they run in test/sanity against the whole local stack.
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/kubernetes-csi/csi-test/v5/pkg/sanity"
+
+	"github.com/dots-csi/dots/internal/testenv"
+	"github.com/dots-csi/dots/pkg/driver"
+	"github.com/dots-csi/dots/pkg/mounter"
+	"github.com/dots-csi/dots/pkg/nfs"
+	"github.com/dots-csi/dots/pkg/server"
+	"github.com/dots-csi/dots/pkg/zfs"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// run starts fn in the background and stops it at cleanup.
+func run(t *testing.T, what string, fn func(ctx context.Context, ready func()) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready, done := make(chan struct{}), make(chan error, 1)
+	go func() { done <- fn(ctx, func() { close(ready) }) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+	})
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("%s did not start: %v", what, err)
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("%s not ready in 2 minutes", what)
+	}
+}
+
+func TestServerSanity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("csi-sanity needs zfs-fuse and ganesha; run without -short")
+	}
+	dir := t.TempDir()
+	pool := fmt.Sprintf("dotss-sanity-%d", time.Now().UnixNano()%1e8)
+	mnt := filepath.Join(dir, "mnt")
+	api := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cfg := server.Config{
+		Name: "sanity-server", Endpoint: "tcp://" + api, HTTPAddress: "127.0.0.1:0", RunDir: filepath.Join(dir, "run"),
+		DefaultVolumeSize: "1Gi", Pool: pool, Vdevs: []string{filepath.Join(dir, "pool.img")}, CreatePool: true,
+		PoolFileSize: "3Gi", MountRoot: mnt, ZFSCLI: string(zfs.CLIAuto),
+		NFS: nfs.GaneshaConfig{NFSPort: freePort(t), BindAddr: "127.0.0.1", Protocols: []int{4}, MinorVersions: []int{1, 2},
+			Clients: []string{"127.0.0.0/8"}},
+	}
+	t.Cleanup(func() {
+		if err := zfs.DestroyPoolIfExists(context.Background(), pool); err != nil {
+			t.Errorf("destroying pool %s: %v", pool, err)
+		}
+	})
+	run(t, "storage server", func(ctx context.Context, ready func()) error {
+		return server.Run(ctx, cfg, func(server.Running) { ready() })
+	})
+	nodeSock := "unix://" + filepath.Join(dir, "node.sock")
+	run(t, "node plugin", func(ctx context.Context, ready func()) error {
+		return driver.RunNode(ctx, driver.NodeConfig{Endpoint: nodeSock, HTTPAddress: "127.0.0.1:0",
+			NodeOptions: driver.NodeOptions{NodeID: "sanity-node", MountMode: mounter.ModeLocalBind, LocalBindRoot: mnt,
+				StatsTimeout: mounter.DefaultStatTimeout, UnmountTimeout: mounter.DefaultUnmountTimeout}},
+			func(string) { ready() })
+	})
+
+	sc := sanity.NewTestConfig()
+	sc.Address = nodeSock
+	sc.ControllerAddress = api
+	sc.TargetPath = filepath.Join(dir, "target")
+	sc.StagingPath = filepath.Join(dir, "staging")
+	sc.TestVolumeSize = 1 << 30
+	sc.TestVolumeExpandSize = 1<<30 + 123<<20
+	sanity.Test(t, sc)
+}

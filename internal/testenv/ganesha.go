@@ -163,6 +163,32 @@ func EnsureRpcbind(t testing.TB) {
 func CleanStaleGanesha(t testing.TB) {
 	t.Helper()
 	tmp := os.TempDir()
+	for _, p := range GaneshaProcesses() {
+		conf := ganeshaArg(p.Args, "-f")
+		owner, dir, ok := ganeshaOwner(tmp, conf)
+		if !ok || ganeshaPidAlive(owner) {
+			continue
+		}
+		t.Logf("killing stale ganesha %d of dead test process %d (%s)", p.PID, owner, dir)
+		_ = syscall.Kill(p.PID, syscall.SIGKILL)
+	}
+	dirs, _ := filepath.Glob(filepath.Join(tmp, GaneshaDirPrefix+"*"))
+	for _, d := range dirs {
+		if owner, ok := ganeshaDirOwner(filepath.Base(d)); ok && !ganeshaPidAlive(owner) {
+			_ = os.RemoveAll(d)
+		}
+	}
+}
+
+// GaneshaProcess is a running ganesha.nfsd and its command line.
+type GaneshaProcess struct {
+	PID  int
+	Args []string
+}
+
+// GaneshaProcesses lists the ganesha.nfsd processes on this machine.
+func GaneshaProcesses() []GaneshaProcess {
+	var out []GaneshaProcess
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, f := range procs {
 		raw, err := os.ReadFile(f)
@@ -173,24 +199,11 @@ func CleanStaleGanesha(t testing.TB) {
 		if len(args) == 0 || filepath.Base(args[0]) != "ganesha.nfsd" {
 			continue
 		}
-		conf := ganeshaArg(args, "-f")
-		owner, dir, ok := ganeshaOwner(tmp, conf)
-		if !ok || ganeshaPidAlive(owner) {
-			continue
-		}
-		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f)))
-		if err != nil {
-			continue
-		}
-		t.Logf("killing stale ganesha %d of dead test process %d (%s)", pid, owner, dir)
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
-	dirs, _ := filepath.Glob(filepath.Join(tmp, GaneshaDirPrefix+"*"))
-	for _, d := range dirs {
-		if owner, ok := ganeshaDirOwner(filepath.Base(d)); ok && !ganeshaPidAlive(owner) {
-			_ = os.RemoveAll(d)
+		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f))); err == nil {
+			out = append(out, GaneshaProcess{PID: pid, Args: args})
 		}
 	}
+	return out
 }
 
 func ganeshaArg(args []string, flag string) string {

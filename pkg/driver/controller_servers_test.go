@@ -3,7 +3,6 @@ package driver
 import (
 	"context"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -33,15 +32,7 @@ type testServer struct {
 	done   chan error
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return testenv.FreeTCPPorts(t, 1)[0] }
 
 func newTestServer(t *testing.T, name string) *testServer {
 	dir := t.TempDir()

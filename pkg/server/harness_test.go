@@ -206,21 +206,9 @@ func (s *testServer) volumeDatasets(ctx context.Context) []string {
 // file in this server's run directory.
 func (s *testServer) ganeshaPids() []int {
 	var pids []int
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, f := range procs {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
-		if len(args) == 0 || filepath.Base(args[0]) != "ganesha.nfsd" {
-			continue
-		}
-		if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, s.cfg.RunDir+"/") }) {
-			continue
-		}
-		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f))); err == nil && processAlive(pid) {
-			pids = append(pids, pid)
+	for _, p := range testenv.GaneshaProcesses() {
+		if slices.ContainsFunc(p.Args, func(a string) bool { return strings.HasPrefix(a, s.cfg.RunDir+"/") }) && processAlive(p.PID) {
+			pids = append(pids, p.PID)
 		}
 	}
 	return pids

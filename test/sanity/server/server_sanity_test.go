@@ -12,7 +12,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -29,15 +28,7 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return testenv.FreeTCPPorts(t, 1)[0] }
 
 // run starts fn in the background and stops it at cleanup.
 func run(t *testing.T, what string, fn func(ctx context.Context, ready func()) error) {

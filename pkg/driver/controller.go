@@ -120,6 +120,9 @@ func (c *ControllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolu
 	if err != nil {
 		return nil, err
 	}
+	// Counted at once, so a burst of creates spreads before the next probe
+	// reads the truth.
+	m.AddProvisioned(resp.GetVolume().GetCapacityBytes())
 	klog.V(2).InfoS("Volume placed", "volume", name, "server", m.Name)
 	return &csi.CreateVolumeResponse{Volume: c.clusterVolume(m, resp.GetVolume())}, nil
 }
@@ -165,8 +168,8 @@ func (c *ControllerServer) existing(ctx context.Context, name string) (*registry
 	return nil, nil
 }
 
-// place picks the server with the most free bytes that fits size, or the
-// pinned one.
+// place picks a server with room for size bytes (see choose), or checks
+// the pinned one.
 func (c *ControllerServer) place(ctx context.Context, pinned string, size int64) (*registry.Member, error) {
 	candidates := c.servers.List()
 	if pinned != "" {
@@ -176,9 +179,9 @@ func (c *ControllerServer) place(ctx context.Context, pinned string, size int64)
 		}
 		candidates = []*registry.Member{m}
 	}
-	var best *registry.Member
-	var bestFree, largest int64
-	var reached int
+	var reached []*registry.Member
+	var cands []candidate
+	var largest int64
 	var lastErr error
 	for _, m := range candidates {
 		resp, err := m.Controller.GetCapacity(ctx, &csi.GetCapacityRequest{})
@@ -186,19 +189,17 @@ func (c *ControllerServer) place(ctx context.Context, pinned string, size int64)
 			lastErr = err
 			continue
 		}
-		reached++
-		free := resp.GetAvailableCapacity()
-		largest = max(largest, free)
-		if free >= size && free > bestFree {
-			best, bestFree = m, free
-		}
+		reached = append(reached, m)
+		cands = append(cands, candidate{free: resp.GetAvailableCapacity(), provisioned: m.Status().Provisioned})
+		largest = max(largest, resp.GetAvailableCapacity())
+	}
+	if i := choose(cands, size); i >= 0 {
+		return reached[i], nil
 	}
 	switch {
-	case best != nil:
-		return best, nil
-	case reached == 0 && lastErr != nil:
+	case len(reached) == 0 && lastErr != nil:
 		return nil, status.Errorf(codes.Unavailable, "no storage server answered: %v", lastErr)
-	case reached == 0:
+	case len(reached) == 0:
 		return nil, status.Error(codes.Unavailable, "no storage servers are configured")
 	}
 	return nil, status.Errorf(codes.ResourceExhausted, "no storage server has %d bytes free (the most free is %d)", size, largest)

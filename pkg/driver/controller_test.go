@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -180,5 +181,27 @@ func TestIDsNoServerCanHold(t *testing.T) {
 		if err != nil || len(resp.GetEntries()) != 0 {
 			t.Errorf("ListSnapshots(%q) = %v, %v; want empty", id, resp, err)
 		}
+	}
+}
+
+// TestPlacementSpreadsThinVolumes: equal servers take turns, even within one
+// probe interval (the controller counts what it placed).
+func TestPlacementSpreadsThinVolumes(t *testing.T) {
+	a := newFakeServer(t, "srv-a", 100*gib)
+	b := newFakeServer(t, "srv-b", 100*gib)
+	c := newTestController(t, a.discovery(), b.discovery())
+	counts := map[string]int{}
+	for i := range 6 {
+		// Thin: the fakes' free space does not move much.
+		a.setFree(100*gib - int64(i))
+		b.setFree(100 * gib)
+		resp, err := c.CreateVolume(context.Background(), createReq(fmt.Sprintf("thin-%d", i), gib/1024, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts[resp.GetVolume().GetVolumeContext()[ContextServer]]++
+	}
+	if counts["srv-a"] != 3 || counts["srv-b"] != 3 {
+		t.Fatalf("6 thin volumes on two equal servers: %v, want 3 each", counts)
 	}
 }

@@ -56,6 +56,12 @@ func (f *fakeServer) discovery() discovery.Server {
 	return discovery.Server{Name: f.name, APIAddress: f.addr, NFSAddress: "10.0.0." + f.name[len(f.name)-1:], NFSPort: 2049}
 }
 
+func (f *fakeServer) setFree(b int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.free = b
+}
+
 func (f *fakeServer) Probe(context.Context, *csi.ProbeRequest) (*csi.ProbeResponse, error) {
 	return &csi.ProbeResponse{}, nil
 }

@@ -59,6 +59,14 @@ func (m *Member) Status() Status {
 	return st
 }
 
+// AddProvisioned counts a volume just created on the member; the next probe
+// replaces the sum with what the server reports.
+func (m *Member) AddProvisioned(bytes int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.provisioned += bytes
+}
+
 // Options tune the registry.
 type Options struct {
 	Interval     time.Duration // between probes

@@ -429,3 +429,32 @@ func TestRestoreExports(t *testing.T) {
 		t.Errorf("exports %v, want %v", got, want)
 	}
 }
+
+// TestExpandVolumeRules: expansion raises the size, a smaller request is a
+// no-op (volumes never shrink), and a limit below the current size is
+// OutOfRange rather than an answer that breaks it.
+func TestExpandVolumeRules(t *testing.T) {
+	s, _, _, _ := newFakeServer(t)
+	ctx := context.Background()
+	if _, err := s.CreateVolume(ctx, createReq("v", 20<<20, nil, nil)); err != nil {
+		t.Fatal(err)
+	}
+	expand := func(req, lim int64) (int64, error) {
+		resp, err := s.ControllerExpandVolume(ctx, &csi.ControllerExpandVolumeRequest{VolumeId: "v",
+			CapacityRange: &csi.CapacityRange{RequiredBytes: req, LimitBytes: lim}})
+		return resp.GetCapacityBytes(), err
+	}
+	if got, err := expand(30<<20+1, 0); err != nil || got != 31<<20 {
+		t.Fatalf("expand to 30 MiB + 1: %d, %v; want 31 MiB", got, err)
+	}
+	if got, err := expand(10<<20, 0); err != nil || got != 31<<20 {
+		t.Fatalf("shrink request: %d, %v; want the current 31 MiB", got, err)
+	}
+	if _, err := expand(0, 10<<20); code(err) != codes.OutOfRange {
+		t.Fatalf("limit below the current size: %v, want OutOfRange", err)
+	}
+	if _, err := s.ControllerExpandVolume(ctx, &csi.ControllerExpandVolumeRequest{VolumeId: "nope",
+		CapacityRange: &csi.CapacityRange{RequiredBytes: 1}}); code(err) != codes.NotFound {
+		t.Fatalf("unknown volume: %v, want NotFound", err)
+	}
+}

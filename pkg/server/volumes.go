@@ -218,6 +218,10 @@ func (s *Server) ControllerExpandVolume(ctx context.Context, req *csi.Controller
 	if err != nil {
 		return nil, err
 	}
+	if lim := req.GetCapacityRange().GetLimitBytes(); lim > 0 && vol.Capacity > lim {
+		// Volumes never shrink, so the answer would break the limit.
+		return nil, status.Errorf(codes.OutOfRange, "volume %q is already %d bytes, more than the limit %d; volumes never shrink", name, vol.Capacity, lim)
+	}
 	unlock, err := s.lock(volumeKey(name))
 	if err != nil {
 		return nil, err

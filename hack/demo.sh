@@ -26,10 +26,10 @@ step() {
   t1=$(date +%s.%N)
   local ms; ms=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%d", (b-a)*1000}')
   if [ $rc -ne 0 ]; then
-    SUMMARY+=("$(printf '%-46s %8s ms  FAILED' "$name" "$ms")")
+    SUMMARY+=("$(printf '%-52s %8s ms  FAILED' "$name" "$ms")")
     echo "step failed (exit $rc)"; exit $rc
   fi
-  SUMMARY+=("$(printf '%-46s %8s ms  ok' "$name" "$ms")")
+  SUMMARY+=("$(printf '%-52s %8s ms  ok' "$name" "$ms")")
   echo "($ms ms)"
 }
 
@@ -55,7 +55,7 @@ teardown() {
   if [ -n "$left" ]; then echo "LEFT BEHIND: $left"; rc=1; else echo "clean: no mounts, pools or NFS servers left"; fi
   if [ ${#SUMMARY[@]} -gt 0 ]; then
     say "summary"
-    printf '%-46s %11s  %s\n' STEP DURATION RESULT
+    printf '%-52s %11s  %s\n' STEP DURATION RESULT
     printf '%s\n' "${SUMMARY[@]}"
   fi
   [ $rc -eq 0 ] && rm -rf "$STATE" || echo "state and logs kept in $STATE"

@@ -52,8 +52,16 @@ func rawPool(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if slices.Contains(pools(t), name) {
-			_, _ = run(context.Background(), fusecompat.ToolZpool, "destroy", "-f", name)
+		// zfs-fuse answers "busy" for a moment after mounts change: retry.
+		var err error
+		for try := 0; try < 50 && slices.Contains(pools(t), name); try++ {
+			if _, err = run(context.Background(), fusecompat.ToolZpool, "destroy", "-f", name); err == nil {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if err != nil {
+			t.Errorf("pool %s left behind: %v", name, err)
 		}
 	})
 	return img

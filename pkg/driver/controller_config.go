@@ -29,6 +29,7 @@ type ControllerConfig struct {
 	DiscoverDNS       string
 	DefaultVolumeSize string
 	ProbeInterval     time.Duration
+	ForgetAfter       time.Duration
 }
 
 // AddFlags registers the controller's flags.
@@ -47,6 +48,7 @@ func (c *ControllerConfig) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DiscoverDNS, "discover-dns", "", "discover servers from DNS: srv=_api._tcp.SVC.NS.svc.DOMAIN,nfs-domain=NS.svc.DOMAIN[,nfs-port=P]")
 	fs.StringVar(&c.DefaultVolumeSize, "default-volume-size", "1Gi", "size of a volume whose request names none")
 	fs.DurationVar(&c.ProbeInterval, "probe-interval", 10*time.Second, "how often each storage server's health and capacity are read")
+	fs.DurationVar(&c.ForgetAfter, "forget-server-after", 5*time.Minute, "how long a server that discovery no longer lists is kept (its volumes stay reachable through DNS hiccups)")
 }
 
 // Validate checks the configuration and that exactly one server source is set.
@@ -112,7 +114,7 @@ func RunController(ctx context.Context, cfg ControllerConfig, ready func(*Contro
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
-	servers := registry.New(src, registry.Options{Interval: cfg.ProbeInterval}, reg)
+	servers := registry.New(src, registry.Options{Interval: cfg.ProbeInterval, ForgetAfter: cfg.ForgetAfter}, reg)
 	servers.Refresh(ctx)
 	cs, err := NewControllerServer(servers, size)
 	if err != nil {

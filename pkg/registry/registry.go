@@ -27,6 +27,9 @@ type Member struct {
 	Controller csi.ControllerClient
 	Identity   csi.IdentityClient
 	conn       *grpc.ClientConn
+	// missingSince is when discovery stopped listing it (zero while
+	// listed); guarded by the registry's lock.
+	missingSince time.Time
 
 	mu          sync.Mutex
 	err         error // last probe result; nil when healthy
@@ -71,6 +74,10 @@ func (m *Member) AddProvisioned(bytes int64) {
 type Options struct {
 	Interval     time.Duration // between probes
 	ProbeTimeout time.Duration // for each server's probe
+	// ForgetAfter is how long a server discovery no longer lists is kept.
+	// A DNS hiccup must not make a server's volumes look deleted (NotFound)
+	// or let their deletes succeed without touching them.
+	ForgetAfter time.Duration
 }
 
 // Registry tracks the members.
@@ -81,6 +88,7 @@ type Registry struct {
 
 	mu      sync.RWMutex
 	members map[string]*Member
+	now     func() time.Time
 }
 
 // New returns a registry fed by source; reg may be nil (no metrics).
@@ -91,7 +99,10 @@ func New(source discovery.Source, opts Options, reg prometheus.Registerer) *Regi
 	if opts.ProbeTimeout <= 0 {
 		opts.ProbeTimeout = 5 * time.Second
 	}
-	return &Registry{source: source, opts: opts, metrics: newMetrics(reg), members: map[string]*Member{}}
+	if opts.ForgetAfter <= 0 {
+		opts.ForgetAfter = 5 * time.Minute
+	}
+	return &Registry{source: source, opts: opts, metrics: newMetrics(reg), members: map[string]*Member{}, now: time.Now}
 }
 
 // Run refreshes until ctx is done, then closes every connection.
@@ -135,6 +146,7 @@ func (r *Registry) sync(servers []discovery.Server) {
 	for _, s := range servers {
 		seen[s.Name] = true
 		if old, ok := r.members[s.Name]; ok && old.Server == s {
+			old.missingSince = time.Time{}
 			continue
 		} else if ok {
 			old.conn.Close()
@@ -151,8 +163,14 @@ func (r *Registry) sync(servers []discovery.Server) {
 			Controller: csi.NewControllerClient(conn), Identity: csi.NewIdentityClient(conn)}
 		klog.InfoS("Storage server added", "server", s.Name, "api", s.APIAddress, "nfs", s.NFSAddress)
 	}
+	now := r.now()
 	for name, m := range r.members {
-		if !seen[name] {
+		switch {
+		case seen[name]:
+		case m.missingSince.IsZero():
+			m.missingSince = now
+			klog.InfoS("Storage server no longer discovered; keeping it for a while", "server", name, "forgetAfter", r.opts.ForgetAfter)
+		case now.Sub(m.missingSince) >= r.opts.ForgetAfter:
 			m.conn.Close()
 			delete(r.members, name)
 			r.metrics.forget(name)

@@ -42,7 +42,7 @@ func Main(m *testing.M) {
 func setup() (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := EnsureZFS(ctx); err != nil {
+	if err := zfs.EnsureDaemon(ctx); err != nil {
 		return "", err
 	}
 	if err := CleanStalePools(ctx); err != nil {

@@ -73,10 +73,6 @@ func NewPool(t testing.TB, prefix string, size int64) *zfs.Pool {
 	return p
 }
 
-// EnsureZFS starts the zfs-fuse daemon unless it runs, and waits until
-// it answers.
-func EnsureZFS(ctx context.Context) error { return zfs.EnsureDaemon(ctx) }
-
 // CleanStalePools destroys test pools (named dots*) left behind by crashed
 // runs: those whose backing file is gone, and those NewPool made for a
 // process that no longer exists (their files are removed too).

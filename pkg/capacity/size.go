@@ -35,19 +35,6 @@ func ParseSize(s string) (int64, error) {
 	return n * factor, nil
 }
 
-// FormatSize writes bytes with the largest binary suffix that divides them.
-func FormatSize(b int64) string {
-	for _, u := range []struct {
-		suffix string
-		factor int64
-	}{{"Pi", 1 << 50}, {"Ti", 1 << 40}, {"Gi", 1 << 30}, {"Mi", 1 << 20}, {"Ki", 1 << 10}} {
-		if b != 0 && b%u.factor == 0 {
-			return strconv.FormatInt(b/u.factor, 10) + u.suffix
-		}
-	}
-	return strconv.FormatInt(b, 10)
-}
-
 // Human writes bytes rounded to one decimal with a binary suffix, for tables.
 func Human(b int64) string {
 	const unit = 1024

@@ -1,5 +1,7 @@
 package driver
 
+import "github.com/dots-csi/dots/pkg/server"
+
 // Keys of the volume context that CreateVolume returns and the node plugin
 // reads. They are part of every PV ever provisioned: never rename one.
 const (
@@ -9,9 +11,10 @@ const (
 	ContextNFSAddress = "dots.csi.dev/nfs-address"
 	// ContextNFSPort is the NFS port when it is not 2049 (the local stack).
 	ContextNFSPort = "dots.csi.dev/nfs-port"
-	// ContextExport is the NFSv4 pseudo path of the volume's export, e.g. /dots/pvc-123.
-	ContextExport = "dots.csi.dev/export"
+	// ContextExport is the NFSv4 pseudo path of the volume's export, e.g.
+	// /dots/pvc-123, as the storage server reports it.
+	ContextExport = server.ContextExport
 	// ContextLocalPath is the dataset's mountpoint on the server's machine,
 	// used only by the local-bind mount mode of a single-machine stack.
-	ContextLocalPath = "dots.csi.dev/local-path"
+	ContextLocalPath = server.ContextLocalPath
 )

@@ -41,12 +41,12 @@ type Member struct {
 
 // Status is a snapshot of a member's last probe.
 type Status struct {
-	Healthy     bool
-	Error       string
-	Available   int64 // free bytes in the pool
-	Provisioned int64 // sum of the volumes' capacities (may exceed the pool: thin)
-	Volumes     int
-	Checked     time.Time
+	Healthy     bool      `json:"healthy"`
+	Error       string    `json:"error,omitempty"`
+	Available   int64     `json:"availableBytes"`   // free bytes in the pool
+	Provisioned int64     `json:"provisionedBytes"` // sum of the volumes' capacities (may exceed the pool: thin)
+	Volumes     int       `json:"volumes"`
+	Checked     time.Time `json:"checked"`
 }
 
 // Status returns the member's last probe result.

@@ -13,8 +13,6 @@ import (
 	"syscall"
 
 	"k8s.io/klog/v2"
-
-	"github.com/dots-csi/dots/pkg/zfs/fusecompat"
 )
 
 type command struct {
@@ -40,11 +38,6 @@ func usage() {
 }
 
 func main() {
-	// Started as "zfs" or "zpool" through the compatibility shim's symlink,
-	// this binary translates go-zfs' calls for the old zfs-fuse CLI.
-	if fusecompat.IsShim(os.Args[0]) {
-		os.Exit(fusecompat.Main(os.Args))
-	}
 	if len(os.Args) < 2 || os.Args[1] == "help" || os.Args[1] == "-h" || os.Args[1] == "--help" {
 		usage()
 		os.Exit(2)

@@ -1,30 +1,52 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes tools that the chart tests and the e2e test need
-# (etcd, kube-apiserver, kube-controller-manager, the CSI sidecars, helm) from
-# the Go module proxy into a cache directory keyed by the pinned versions, and
-# copies the snapshot CRDs beside them. Idempotent: a tool already in the cache
-# is skipped, so a warm run takes well under a second.
+# (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, the CSI
+# sidecars, helm) from the Go module proxy, and copies the snapshot CRDs beside
+# them. Idempotent: a tool already in the cache is skipped, so a warm run takes
+# well under a second.
+#
+# Each tool is stored under a key made of its own inputs (its version, and for
+# etcd and Kubernetes their go.mod/go.sum), so adding a tool or bumping one
+# version rebuilds only what changed. The directory printed is a view keyed by
+# all versions, holding bin/ (links into the store) and crd/.
 #
 # Usage: hack/k8s/build-tools.sh [TOOL...]   (default: all)
-#   TOOL is one of: etcd kube-apiserver kube-controller-manager csi-provisioner
-#   csi-snapshotter snapshot-controller csi-resizer helm crds
-# Prints the cache directory (holding bin/ and crd/) on stdout; progress and
-# durations go to stderr. DOTS_TOOLS_CACHE overrides ~/.cache/dots-tools.
+#   TOOL is one of: etcd kube-apiserver kube-controller-manager kube-scheduler
+#   csi-provisioner csi-snapshotter snapshot-controller csi-resizer
+#   csi-attacher helm crds
+# Prints the view directory on stdout; progress and durations go to stderr.
+# DOTS_TOOLS_CACHE overrides ~/.cache/dots-tools.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.sh
 . "$here/versions.sh"
 
-all=(helm crds etcd kube-apiserver kube-controller-manager csi-provisioner csi-snapshotter snapshot-controller csi-resizer)
+all=(helm crds etcd kube-apiserver kube-controller-manager kube-scheduler csi-provisioner csi-snapshotter snapshot-controller csi-resizer csi-attacher)
 tools=("$@")
 [ ${#tools[@]} -gt 0 ] || tools=("${all[@]}")
 
+cache=${DOTS_TOOLS_CACHE:-$HOME/.cache/dots-tools}
 key=$(cat "$here/versions.sh" "$here"/etcd/go.{mod,sum} "$here"/kube/go.{mod,sum} | sha256sum | cut -c1-16)
-root=${DOTS_TOOLS_CACHE:-$HOME/.cache/dots-tools}/$key
-mkdir -p "$root/bin" "$root/crd"
+root=$cache/$key
+mkdir -p "$root/bin" "$root/crd" "$cache/store"
 
-work=$(mktemp -d "$root/.work.XXXXXX")
+# tool_key TOOL: a hash of exactly the inputs that make TOOL's binary.
+tool_key() {
+  local inputs="$1 $TOOLS_REVISION"
+  case $1 in
+    etcd) inputs+=" $ETCD_VERSION $(cat "$here"/etcd/go.{mod,sum})" ;;
+    kube-*) inputs+=" $KUBE_VERSION $(cat "$here"/kube/go.{mod,sum})" ;;
+    csi-provisioner) inputs+=" $PROVISIONER_MODULE $PROVISIONER_VERSION" ;;
+    csi-snapshotter|snapshot-controller|crds) inputs+=" $SNAPSHOTTER_MODULE $SNAPSHOTTER_VERSION" ;;
+    csi-resizer) inputs+=" $RESIZER_MODULE $RESIZER_VERSION" ;;
+    csi-attacher) inputs+=" $ATTACHER_MODULE $ATTACHER_VERSION" ;;
+    helm) inputs+=" $HELM_MODULE $HELM_VERSION" ;;
+  esac
+  echo "$inputs" | sha256sum | cut -c1-16
+}
+
+work=$(mktemp -d "$cache/.work.XXXXXX")
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 
 log() { echo "build-tools: $*" >&2; }
@@ -86,7 +108,7 @@ build() {
   case $1 in
     etcd)
       (cd "$here/etcd" && gobuild -ldflags "-s -w" -o "$2" go.etcd.io/etcd/server/v3) ;;
-    kube-apiserver|kube-controller-manager)
+    kube-apiserver|kube-controller-manager|kube-scheduler)
       (cd "$here/kube" && gobuild -ldflags "$(kube_ldflags)" -o "$2" "k8s.io/kubernetes/cmd/$1") ;;
     csi-provisioner)
       dir=$(module_dir "$PROVISIONER_MODULE" "$PROVISIONER_VERSION")
@@ -97,6 +119,9 @@ build() {
     csi-resizer)
       dir=$(module_dir "$RESIZER_MODULE" "$RESIZER_VERSION")
       (cd "$dir" && gobuild -ldflags "-s -w -X main.version=$RESIZER_VERSION" -o "$2" ./cmd/csi-resizer) ;;
+    csi-attacher)
+      dir=$(module_dir "$ATTACHER_MODULE" "$ATTACHER_VERSION")
+      (cd "$dir" && gobuild -ldflags "-s -w -X main.version=$ATTACHER_VERSION" -o "$2" ./cmd/csi-attacher) ;;
     helm)
       mkdir -p "$work/gobin"
       GOBIN=$work/gobin nice -n 10 go install -trimpath -ldflags "$(helm_ldflags)" "$HELM_MODULE/cmd/helm@$HELM_VERSION"
@@ -108,32 +133,43 @@ build() {
 
 for t in "${tools[@]}"; do
   if [ "$t" = crds ]; then
-    if ! ls "$root"/crd/*.yaml >/dev/null 2>&1; then
+    crd=$cache/store/crds-$(tool_key crds)
+    if [ ! -d "$crd" ]; then
       dir=$(module_dir "$SNAPSHOTTER_CLIENT_MODULE" "$SNAPSHOTTER_VERSION")
-      cp "$dir"/config/crd/snapshot.storage.k8s.io_*.yaml "$work/"
-      mv "$work"/snapshot.storage.k8s.io_*.yaml "$root/crd/"
-      log "crds: copied $(ls "$root/crd" | wc -l) snapshot CRDs"
+      mkdir -p "$work/crds"
+      cp "$dir"/config/crd/*.yaml "$work/crds/"
+      mv "$work/crds" "$crd"
+      log "crds: copied $(ls "$crd" | wc -l) snapshot CRDs"
     fi
+    # crd/ holds the v1 snapshot CRDs; crd/group/ the group snapshot ones, which
+    # only tests that turn group snapshots on install.
+    mkdir -p "$root/crd/group"
+    for f in "$crd"/*.yaml; do
+      case $(basename "$f") in
+        groupsnapshot.*) ln -sfn "$f" "$root/crd/group/$(basename "$f")" ;;
+        *) ln -sfn "$f" "$root/crd/$(basename "$f")" ;;
+      esac
+    done
     continue
   fi
-  out=$root/bin/$t
-  [ -x "$out" ] && continue
-  # Concurrent callers (the chart tests and the e2e test) wait for each
-  # other per tool instead of building it twice.
-  exec 9>"$root/.lock-$t"
-  flock 9
-  if [ -x "$out" ]; then
+  out=$cache/store/$t-$(tool_key "$t")
+  if [ ! -x "$out" ]; then
+    # Concurrent callers (the chart tests and the e2e test) wait for each
+    # other per tool instead of building it twice.
+    exec 9>"$cache/store/.lock-$t"
+    flock 9
+    if [ ! -x "$out" ]; then
+      start=$(date +%s)
+      log "$t: building"
+      # Build beside the cache and rename, so an interrupted build leaves
+      # nothing that a later run would take for a finished binary.
+      build "$t" "$work/$t.new"
+      mv "$work/$t.new" "$out"
+      log "$t: built in $(( $(date +%s) - start ))s"
+    fi
     exec 9>&-
-    continue
   fi
-  start=$(date +%s)
-  log "$t: building"
-  # Build beside the cache and rename, so an interrupted build leaves nothing
-  # that a later run would take for a finished binary.
-  build "$t" "$work/$t.new"
-  mv "$work/$t.new" "$out"
-  log "$t: built in $(( $(date +%s) - start ))s"
-  exec 9>&-
+  ln -sfn "$out" "$root/bin/$t"
 done
 
 echo "$root"

@@ -1,7 +1,6 @@
 # Pinned versions of the Kubernetes tools the chart tests and the e2e test
-# build from the Go module proxy. The tools cache directory is keyed by a hash
-# of this file and the tool modules' go.mod/go.sum, so changing a version here
-# builds a fresh set. etcd and Kubernetes versions are pinned in etcd/go.mod
+# build from the Go module proxy. Each tool is cached under a hash of its own
+# inputs, so changing one version here rebuilds only that tool. etcd and Kubernetes versions are pinned in etcd/go.mod
 # and kube/go.mod; they are repeated here for the version stamps.
 ETCD_VERSION=v3.6.16
 KUBE_VERSION=v1.34.4
@@ -12,8 +11,10 @@ SNAPSHOTTER_CLIENT_MODULE=github.com/kubernetes-csi/external-snapshotter/client/
 SNAPSHOTTER_VERSION=v8.7.0
 RESIZER_MODULE=github.com/kubernetes-csi/external-resizer
 RESIZER_VERSION=v1.14.0
+ATTACHER_MODULE=github.com/kubernetes-csi/external-attacher/v4
+ATTACHER_VERSION=v4.13.0
 HELM_MODULE=helm.sh/helm/v3
 HELM_VERSION=v3.22.0
 # Bump to rebuild every tool after changing how build-tools.sh builds them
-# (the cache is keyed by this file, not by the script).
+# (the cache is keyed by the versions, not by the script).
 TOOLS_REVISION=1

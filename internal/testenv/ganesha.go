@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dots-csi/dots/internal/libnfs"
+	"github.com/dots-csi/dots/internal/poll"
 	"github.com/dots-csi/dots/pkg/nfs"
 )
 
@@ -141,17 +142,14 @@ func EnsureRpcbind(t testing.TB) {
 		t.Fatalf("starting rpcbind: %v", err)
 	}
 	go func() { _ = cmd.Wait() }() // reap it if it exits while we run
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	if err := poll.Wait(10*time.Second, func() error {
 		conn, err := net.DialTimeout("tcp", "127.0.0.1:111", time.Second)
 		if err == nil {
 			_ = conn.Close()
-			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("rpcbind did not come up: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return err
+	}); err != nil {
+		t.Fatalf("rpcbind did not come up: %v", err)
 	}
 }
 
@@ -166,7 +164,7 @@ func CleanStaleGanesha(t testing.TB) {
 	for _, p := range GaneshaProcesses() {
 		conf := ganeshaArg(p.Args, "-f")
 		owner, dir, ok := ganeshaOwner(tmp, conf)
-		if !ok || ganeshaPidAlive(owner) {
+		if !ok || pidAlive(owner) {
 			continue
 		}
 		t.Logf("killing stale ganesha %d of dead test process %d (%s)", p.PID, owner, dir)
@@ -174,7 +172,7 @@ func CleanStaleGanesha(t testing.TB) {
 	}
 	dirs, _ := filepath.Glob(filepath.Join(tmp, GaneshaDirPrefix+"*"))
 	for _, d := range dirs {
-		if owner, ok := ganeshaDirOwner(filepath.Base(d)); ok && !ganeshaPidAlive(owner) {
+		if owner, ok := ganeshaDirOwner(filepath.Base(d)); ok && !pidAlive(owner) {
 			_ = os.RemoveAll(d)
 		}
 	}
@@ -239,9 +237,9 @@ func ganeshaDirOwner(name string) (int, bool) {
 	return pid, err == nil && pid > 0
 }
 
-// ganeshaPidAlive reports whether a process with this pid exists (zombies count
+// pidAlive reports whether a process with this pid exists (zombies count
 // as gone: they hold no ports).
-func ganeshaPidAlive(pid int) bool {
+func pidAlive(pid int) bool {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return false

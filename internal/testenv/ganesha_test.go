@@ -1,9 +1,12 @@
+//go:build integration
+
 package testenv_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dots-csi/dots/internal/poll"
 	"github.com/dots-csi/dots/internal/testenv"
 	"github.com/dots-csi/dots/pkg/nfs"
 )
@@ -67,7 +71,13 @@ NFSV4 { RecoveryRoot = %q; }
 	exited := make(chan error, 1)
 	go func() { exited <- orphan.Wait() }()
 	t.Cleanup(func() { _ = orphan.Process.Kill() })
-	time.Sleep(200 * time.Millisecond) // let it get going
+	poll.Until(t, 30*time.Second, "the orphan listens", func() error {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
 
 	testenv.CleanStaleGanesha(t)
 	select {

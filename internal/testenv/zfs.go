@@ -1,141 +1,209 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
-	"syscall"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/dots-csi/dots/internal/devzfs"
 	"github.com/dots-csi/dots/pkg/zfs"
-	"github.com/dots-csi/dots/pkg/zfs/fusecompat"
+	"github.com/dots-csi/dots/pkg/zfs/command"
 )
 
 // testPoolPrefix is what every test pool's name starts with (each
 // package's prefix: dotsz, dotsn, dotss, ...).
 const testPoolPrefix = "dots"
 
-// propTestPID marks the pools NewPool creates with the test process's pid,
-// so a later run can tell a crashed run's pool from a live one.
-const propTestPID = "dots:testenv-pid"
-
-// DefaultPoolSize is used by NewPool when size is 0.
+// DefaultPoolSize is the size of a pool file when a test names none.
 const DefaultPoolSize = 1 << 30
 
-// NewPool creates a fresh pool named PREFIX-<random> on a sparse file in a
-// temporary directory, mounted below it, and destroys it when the test
-// ends. prefix must start with "dots".
-func NewPool(t testing.TB, prefix string, size int64) *zfs.Pool {
+var runner struct {
+	once sync.Once
+	host *command.Host
+	err  error
+}
+
+// Runner is the command runner tests use for their own zfs and zpool
+// commands and for the pools they open: the real binaries, with the
+// production deadlines.
+func Runner(t testing.TB) command.Runner {
+	t.Helper()
+	r, err := hostRunner()
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return r
+}
+
+func hostRunner() (*command.Host, error) {
+	runner.once.Do(func() {
+		runner.host, runner.err = command.NewHost(command.HostConfig{Timeouts: command.DefaultTimeouts})
+	})
+	return runner.host, runner.err
+}
+
+// Zfs runs a zfs command with the test's own runner: the test's view of the
+// pool, independent of the code under test.
+func Zfs(t testing.TB, args ...string) string {
+	t.Helper()
+	return runTool(t, command.Z(args...))
+}
+
+// Zpool runs a zpool command, like Zfs.
+func Zpool(t testing.TB, args ...string) string {
+	t.Helper()
+	return runTool(t, command.Pool(args...))
+}
+
+func runTool(t testing.TB, c command.Cmd) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := Runner(t).Run(ctx, c)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return string(out)
+}
+
+// TestPool is the place of a pool a test makes, directly (NewPool) or
+// through a storage server it starts. Its name carries the test process's
+// pid, so a later run can tell a crashed run's pool from a live one.
+type TestPool struct {
+	Name       string
+	Dir        string // holds the pool file and the mountpoint
+	Vdev       string
+	Mountpoint string
+}
+
+// NewTestPool picks a fresh pool name PREFIX-PID-RANDOM and a directory
+// for it, and destroys the pool when the test ends: imported or exported
+// (a stopped server exports its pool), whoever created it. prefix must
+// start with "dots".
+func NewTestPool(t testing.TB, prefix string) TestPool {
 	t.Helper()
 	if !strings.HasPrefix(prefix, testPoolPrefix) {
 		t.Fatalf("testenv: pool prefix %q must start with %q", prefix, testPoolPrefix)
 	}
-	if size <= 0 {
-		size = DefaultPoolSize
-	}
-	dir := t.TempDir()
 	b := make([]byte, 4)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
 	}
-	cfg := zfs.Config{
-		Pool:       prefix + "-" + hex.EncodeToString(b),
-		Vdevs:      []string{filepath.Join(dir, "pool.img")},
+	dir := t.TempDir()
+	tp := TestPool{
+		Name:       fmt.Sprintf("%s-%d-%s", prefix, os.Getpid(), hex.EncodeToString(b)),
+		Dir:        dir,
+		Vdev:       filepath.Join(dir, "pool.img"),
 		Mountpoint: filepath.Join(dir, "mnt"),
-		Create:     true,
-		FileSize:   size,
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	p, err := zfs.Open(ctx, cfg)
-	if err != nil {
-		t.Fatalf("testenv: open pool %s: %v", cfg.Pool, err)
-	}
+	r := Runner(t)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		if err := p.DestroyPool(ctx); err != nil && !errors.Is(err, zfs.ErrNotFound) {
-			t.Errorf("testenv: destroy pool %s: %v", cfg.Pool, err)
+		if err := destroyTestPool(ctx, r, tp.Name, dir); err != nil {
+			t.Errorf("testenv: %v", err)
 		}
 	})
-	if _, err := run(ctx, fusecompat.ToolZFS, "set", propTestPID+"="+strconv.Itoa(os.Getpid()), cfg.Pool); err != nil {
-		t.Fatalf("testenv: %v", err)
+	return tp
+}
+
+// NewPool creates a fresh pool of size bytes (DefaultPoolSize when 0) on a
+// sparse file and opens it; it is destroyed when the test ends.
+func NewPool(t testing.TB, prefix string, size int64) *zfs.Pool {
+	t.Helper()
+	if size <= 0 {
+		size = DefaultPoolSize
+	}
+	tp := NewTestPool(t, prefix)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p, err := zfs.Open(ctx, tp.Config(Runner(t), size))
+	if err != nil {
+		t.Fatalf("testenv: open pool %s: %v", tp.Name, err)
 	}
 	return p
 }
 
-// CleanStalePools destroys test pools (named dots*) left behind by crashed
-// runs: those whose backing file is gone, and those NewPool made for a
-// process that no longer exists (their files are removed too).
+// Config is the zfs.Config that creates (or re-opens) the pool.
+func (tp TestPool) Config(r command.Runner, size int64) zfs.Config {
+	return zfs.Config{Pool: tp.Name, Vdevs: []string{tp.Vdev}, Mountpoint: tp.Mountpoint, Create: true, FileSize: size, Runner: r}
+}
+
+// destroyTestPool destroys a pool whatever state a test left it in: an
+// exported one is imported from dir first.
+func destroyTestPool(ctx context.Context, r command.Runner, name, dir string) error {
+	if !slices.Contains(importedPools(ctx, r), name) && dir != "" {
+		if _, err := r.Run(ctx, command.Pool("import", "-d", dir, name)); err != nil {
+			return nil // never created, or already gone
+		}
+	}
+	if err := zfs.DestroyImportedPool(ctx, r, name); err != nil {
+		return fmt.Errorf("destroying pool %s: %w", name, err)
+	}
+	return nil
+}
+
+func importedPools(ctx context.Context, r command.Runner) []string {
+	out, err := r.Run(ctx, command.Pool("list", "-H", "-o", "name"))
+	if err != nil {
+		return nil
+	}
+	return strings.Fields(string(out))
+}
+
+// poolOwner reads the test pid from a name PREFIX-PID-RANDOM.
+func poolOwner(name string) (int, bool) {
+	f := strings.Split(name, "-")
+	if len(f) != 3 || !strings.HasPrefix(f[0], testPoolPrefix) {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(f[1])
+	return pid, err == nil && pid > 0
+}
+
+// CleanStalePools destroys the imported test pools whose test process is
+// gone (a crashed run's), and removes their files.
 func CleanStalePools(ctx context.Context) error {
-	out, err := run(ctx, fusecompat.ToolZpool, "list", "-H", "-o", "name")
+	r, err := hostRunner()
 	if err != nil {
 		return err
 	}
 	var errs []error
-	for _, pool := range strings.Fields(out) {
-		if !strings.HasPrefix(pool, testPoolPrefix) {
+	for _, pool := range importedPools(ctx, r) {
+		pid, ok := poolOwner(pool)
+		if !ok || pidAlive(pid) {
 			continue
 		}
-		status, err := run(ctx, fusecompat.ToolZpool, "status", pool)
-		if err != nil {
-			continue // exported or destroyed meanwhile
-		}
-		files := vdevFiles(status)
-		reason := ""
-		for _, f := range files {
-			if _, err := os.Stat(f); os.IsNotExist(err) {
-				reason = "backing file " + f + " is gone"
-			}
-		}
-		removeFiles := false
-		if reason == "" {
-			pidOut, err := run(ctx, fusecompat.ToolZFS, "get", "-H", "-s", "local", "-o", "value", propTestPID, pool)
-			if pid, perr := strconv.Atoi(strings.TrimSpace(pidOut)); err == nil && perr == nil && !pidAlive(pid) {
-				reason = fmt.Sprintf("its test process %d is gone", pid)
-				removeFiles = true
-			}
-		}
-		if reason == "" {
-			continue
-		}
-		fmt.Fprintf(os.Stderr, "testenv: destroying stale pool %s: %s\n", pool, reason)
-		if err := destroyPool(ctx, pool); err != nil {
+		files := poolFiles(ctx, r, pool)
+		fmt.Fprintf(os.Stderr, "testenv: destroying stale pool %s of dead test process %d\n", pool, pid)
+		if err := zfs.DestroyImportedPool(ctx, r, pool); err != nil {
 			errs = append(errs, fmt.Errorf("destroying stale pool %s: %w", pool, err))
 			continue
 		}
-		if removeFiles {
-			for _, f := range files {
-				_ = os.Remove(f)
-			}
+		for _, f := range files {
+			_ = os.Remove(f)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// destroyPool runs `zpool destroy -f`, retrying while zfs-fuse reports the
-// pool busy (it does for a moment after mounts change).
-func destroyPool(ctx context.Context, pool string) error {
-	var err error
-	for delay := 50 * time.Millisecond; ; delay *= 2 {
-		if _, err = run(ctx, fusecompat.ToolZpool, "destroy", "-f", pool); err == nil || !strings.Contains(err.Error(), "busy") || delay > 2*time.Second {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(delay):
-		}
+// poolFiles reads the absolute vdev paths of a pool from `zpool status`.
+func poolFiles(ctx context.Context, r command.Runner, pool string) []string {
+	out, err := r.Run(ctx, command.Pool("status", pool))
+	if err != nil {
+		return nil
 	}
+	return vdevFiles(string(out))
 }
 
 // vdevFiles reads the absolute vdev paths from `zpool status` output.
@@ -156,21 +224,11 @@ func vdevFiles(status string) []string {
 	return out
 }
 
-func pidAlive(pid int) bool {
-	if pid <= 0 {
-		return false
+// ensureZFS starts the zfs-fuse daemon if no ZFS answers.
+func ensureZFS(ctx context.Context) error {
+	r, err := hostRunner()
+	if err != nil {
+		return err
 	}
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
-}
-
-// run runs the real zfs or zpool (never the shim) and returns stdout.
-func run(ctx context.Context, tool string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, fusecompat.RealBinary(tool), args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("%s %s: %v: %s", tool, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return stdout.String(), nil
+	return devzfs.EnsureDaemon(ctx, r)
 }

@@ -1,11 +1,18 @@
+// Package capacity reads and prints sizes for people: the sizes in flags
+// and config ("20Gi"), and the sizes the client shows. The sizes of
+// requests follow the contract in pkg/api.
 package capacity
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
 )
+
+// ErrInvalid reports a size that does not parse.
+var ErrInvalid = errors.New("invalid size")
 
 var units = []struct {
 	suffix string

@@ -17,10 +17,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/csirpc"
-	"github.com/dots-csi/dots/pkg/driver"
 	"github.com/dots-csi/dots/pkg/registry"
-	"github.com/dots-csi/dots/pkg/volumeid"
 )
 
 // Client talks to one dots endpoint.
@@ -62,9 +61,9 @@ type Volume struct {
 
 func volumeOf(v *csi.Volume) Volume {
 	ctx := v.GetVolumeContext()
-	out := Volume{ID: v.GetVolumeId(), Capacity: v.GetCapacityBytes(), Server: ctx[driver.ContextServer],
-		NFSAddress: ctx[driver.ContextNFSAddress], Export: ctx[driver.ContextExport], LocalPath: ctx[driver.ContextLocalPath]}
-	out.NFSPort, _ = strconv.Atoi(ctx[driver.ContextNFSPort])
+	out := Volume{ID: v.GetVolumeId(), Capacity: v.GetCapacityBytes(), Server: ctx[api.ContextServer],
+		NFSAddress: ctx[api.ContextNFSAddress], Export: ctx[api.ContextExport], LocalPath: ctx[api.ContextLocalPath]}
+	out.NFSPort, _ = strconv.Atoi(ctx[api.ContextNFSPort])
 	switch {
 	case v.GetContentSource().GetSnapshot() != nil:
 		out.Source = "snapshot " + v.GetContentSource().GetSnapshot().GetSnapshotId()
@@ -209,7 +208,7 @@ func stagingPath(target string) string {
 
 // Mount stages and publishes a volume at target, as kubelet would.
 func (c *Client) Mount(ctx context.Context, id, target string, readOnly bool) error {
-	if _, _, err := volumeid.Parse(id); err != nil {
+	if _, _, err := api.ParseID(id); err != nil {
 		return err
 	}
 	v, err := c.controller.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: id})

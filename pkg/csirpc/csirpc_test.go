@@ -13,11 +13,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/dots-csi/dots/pkg/capability"
-	"github.com/dots-csi/dots/pkg/capacity"
-	"github.com/dots-csi/dots/pkg/nfs"
-	"github.com/dots-csi/dots/pkg/params"
-	"github.com/dots-csi/dots/pkg/zfs"
 )
 
 func TestParseEndpoint(t *testing.T) {
@@ -90,40 +85,39 @@ func TestPage(t *testing.T) {
 		t.Fatalf("resume after a deleted key: first %d, %v", first, err)
 	}
 	for _, bad := range []string{"invalid-token", "after:", "b"} {
-		if _, _, _, err := Page(keys, bad, 0); status.Code(err) != codes.Aborted {
+		if _, _, _, err := Page(keys, bad, 0); !errors.Is(err, ErrBadToken) {
 			t.Errorf("token %q: %v, want Aborted", bad, err)
 		}
 	}
-	if _, _, _, err := Page(keys, "", -1); status.Code(err) != codes.InvalidArgument {
+	if _, _, _, err := Page(keys, "", -1); !errors.Is(err, ErrBadMaxEntries) {
 		t.Errorf("negative max: %v", err)
 	}
 }
 
-func TestToStatus(t *testing.T) {
+func TestCodes(t *testing.T) {
+	errA, errB := errors.New("a"), errors.New("b")
+	both := errors.Join(errA, errB)
+	c := NewCodes([]ErrorCode{{Err: errA, Code: codes.NotFound}}, []ErrorCode{{Err: errB, Code: codes.AlreadyExists}})
 	cases := []struct {
 		err  error
 		want codes.Code
 	}{
-		{fmt.Errorf("creating: %w", zfs.ErrNotFound), codes.NotFound},
-		{fmt.Errorf("x: %w", zfs.ErrExists), codes.AlreadyExists},
-		{zfs.ErrInvalid, codes.InvalidArgument},
-		{fmt.Errorf("x: %w", zfs.ErrNoSpace), codes.ResourceExhausted},
-		{zfs.ErrBusy, codes.Unavailable},
-		{nfs.ErrUnavailable, codes.Unavailable},
-		{nfs.ErrInvalid, codes.InvalidArgument},
-		{capability.ErrUnsupported, codes.InvalidArgument},
-		{capacity.ErrOutOfRange, codes.OutOfRange},
-		{params.ErrInvalid, codes.InvalidArgument},
+		{fmt.Errorf("creating: %w", errA), codes.NotFound},
+		{fmt.Errorf("x: %w", errB), codes.AlreadyExists},
+		{both, codes.NotFound}, // the first table wins
+		{fmt.Errorf("%w: x", ErrBadToken), codes.Aborted},
+		{ErrBadMaxEntries, codes.InvalidArgument},
 		{context.DeadlineExceeded, codes.DeadlineExceeded},
+		{fmt.Errorf("zfs get: %w", context.Canceled), codes.Canceled},
 		{errors.New("boom"), codes.Internal},
 		{status.Error(codes.Aborted, "relayed"), codes.Aborted},
 	}
-	for _, c := range cases {
-		if got := status.Code(ToStatus(c.err)); got != c.want {
-			t.Errorf("ToStatus(%v) = %v, want %v", c.err, got, c.want)
+	for _, tc := range cases {
+		if got := status.Code(c.Status(tc.err)); got != tc.want {
+			t.Errorf("Status(%v) = %v, want %v", tc.err, got, tc.want)
 		}
 	}
-	if ToStatus(nil) != nil {
-		t.Error("ToStatus(nil) != nil")
+	if c.Status(nil) != nil {
+		t.Error("Status(nil) != nil")
 	}
 }

@@ -6,63 +6,55 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-
-	"github.com/dots-csi/dots/pkg/capability"
-	"github.com/dots-csi/dots/pkg/capacity"
-	"github.com/dots-csi/dots/pkg/discovery"
-	"github.com/dots-csi/dots/pkg/mounter"
-	"github.com/dots-csi/dots/pkg/nfs"
-	"github.com/dots-csi/dots/pkg/params"
-	"github.com/dots-csi/dots/pkg/volumeid"
-	"github.com/dots-csi/dots/pkg/zfs"
 )
 
-// codeOf lists, in one place, which backend error means which gRPC code.
-var codeOf = []struct {
-	err  error
-	code codes.Code
-}{
-	{zfs.ErrNotFound, codes.NotFound},
-	{zfs.ErrExists, codes.AlreadyExists},
-	{zfs.ErrInvalid, codes.InvalidArgument},
-	{zfs.ErrNoSpace, codes.ResourceExhausted},
-	{zfs.ErrShrink, codes.InvalidArgument},
-	{zfs.ErrTooSmall, codes.OutOfRange},
-	{zfs.ErrBusy, codes.Unavailable},
-	{nfs.ErrInvalid, codes.InvalidArgument},
-	{nfs.ErrUnavailable, codes.Unavailable},
-	{capability.ErrUnsupported, codes.InvalidArgument},
-	{capacity.ErrInvalid, codes.InvalidArgument},
-	{capacity.ErrOutOfRange, codes.OutOfRange},
-	{params.ErrInvalid, codes.InvalidArgument},
-	{mounter.ErrInvalidOption, codes.InvalidArgument},
-	{mounter.ErrInvalidVolume, codes.InvalidArgument},
-	{mounter.ErrNotFound, codes.NotFound},
-	{mounter.ErrOutsideRoot, codes.FailedPrecondition},
-	{mounter.ErrNotMountPoint, codes.FailedPrecondition},
-	{mounter.ErrMountConflict, codes.AlreadyExists},
-	{mounter.ErrBusy, codes.FailedPrecondition},
-	{mounter.ErrStale, codes.Unavailable},
-	{mounter.ErrTimeout, codes.Unavailable},
-	{volumeid.ErrMalformed, codes.NotFound},
-	{discovery.ErrInvalid, codes.InvalidArgument},
-	{context.DeadlineExceeded, codes.DeadlineExceeded},
-	{context.Canceled, codes.Canceled},
+// ErrorCode pairs a sentinel error with the gRPC code it means. It is an
+// alias of an unnamed struct, so a package can write its rows without
+// importing this one (pkg/api does).
+type ErrorCode = struct {
+	Err  error
+	Code codes.Code
 }
 
-// ToStatus turns err into a gRPC status error. A status error passes through
+// Codes is a daemon's table of which error means which gRPC code. Backends
+// return sentinel errors (wrapped with detail); only the interceptor turns
+// them into status codes, through this table.
+type Codes struct {
+	rows []ErrorCode
+}
+
+// base rows hold for every daemon: the context's own errors and paging.
+var base = []ErrorCode{
+	{Err: ErrBadToken, Code: codes.Aborted},
+	{Err: ErrBadMaxEntries, Code: codes.InvalidArgument},
+	{Err: context.DeadlineExceeded, Code: codes.DeadlineExceeded},
+	{Err: context.Canceled, Code: codes.Canceled},
+}
+
+// NewCodes joins tables in order; the first row whose error an error wraps
+// decides its code.
+func NewCodes(tables ...[]ErrorCode) Codes {
+	var c Codes
+	for _, t := range tables {
+		c.rows = append(c.rows, t...)
+	}
+	c.rows = append(c.rows, base...)
+	return c
+}
+
+// Status turns err into a gRPC status error. A status error passes through
 // unchanged (a server's answer relayed by the controller keeps its code);
-// unknown errors become Internal.
-func ToStatus(err error) error {
+// errors no row matches become Internal.
+func (c Codes) Status(err error) error {
 	if err == nil {
 		return nil
 	}
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	for _, m := range codeOf {
-		if errors.Is(err, m.err) {
-			return status.Error(m.code, err.Error())
+	for _, m := range c.rows {
+		if errors.Is(err, m.Err) {
+			return status.Error(m.Code, err.Error())
 		}
 	}
 	return status.Error(codes.Internal, err.Error())

@@ -40,8 +40,8 @@ func quiet(method string) bool {
 }
 
 // Interceptor logs each call with its sanitized request (secrets stripped),
-// maps its error through ToStatus, and records it in m (which may be nil).
-func Interceptor(m *Metrics) grpc.UnaryServerInterceptor {
+// maps its error through codes, and records it in m (which may be nil).
+func Interceptor(codes Codes, m *Metrics) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		level := klog.Level(2)
 		if quiet(info.FullMethod) {
@@ -50,7 +50,7 @@ func Interceptor(m *Metrics) grpc.UnaryServerInterceptor {
 		start := time.Now()
 		klog.V(level).InfoS("CSI call", "method", info.FullMethod, "request", protosanitizer.StripSecrets(req))
 		resp, err := handler(ctx, req)
-		err = ToStatus(err)
+		err = codes.Status(err)
 		code := status.Code(err)
 		if m != nil {
 			m.calls.WithLabelValues(info.FullMethod, code.String()).Observe(time.Since(start).Seconds())

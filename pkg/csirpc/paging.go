@@ -1,11 +1,19 @@
 package csirpc
 
 import (
+	"errors"
+	"fmt"
 	"sort"
 	"strings"
+)
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+// Paging errors; every daemon's Codes maps them.
+var (
+	// ErrBadToken is a starting token this listing did not make: the spec
+	// asks for Aborted.
+	ErrBadToken = errors.New("invalid starting_token")
+	// ErrBadMaxEntries is a negative max_entries.
+	ErrBadMaxEntries = errors.New("invalid max_entries")
 )
 
 // tokenPrefix marks our page tokens; anything else is rejected as the spec
@@ -22,7 +30,7 @@ func Page(sortedKeys []string, token string, max int32) (first, end int, next st
 	if token != "" {
 		after, ok := strings.CutPrefix(token, tokenPrefix)
 		if !ok || after == "" {
-			return 0, 0, "", status.Errorf(codes.Aborted, "invalid starting_token %q", token)
+			return 0, 0, "", fmt.Errorf("%w %q", ErrBadToken, token)
 		}
 		start = sort.SearchStrings(sortedKeys, after)
 		if start < len(sortedKeys) && sortedKeys[start] == after {
@@ -30,7 +38,7 @@ func Page(sortedKeys []string, token string, max int32) (first, end int, next st
 		}
 	}
 	if max < 0 {
-		return 0, 0, "", status.Errorf(codes.InvalidArgument, "max_entries %d is negative", max)
+		return 0, 0, "", fmt.Errorf("%w: %d is negative", ErrBadMaxEntries, max)
 	}
 	end = len(sortedKeys)
 	if max > 0 && start+int(max) < end {

@@ -9,9 +9,10 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// NewServer returns a gRPC server with the dots interceptor installed.
-func NewServer(m *Metrics, opts ...grpc.ServerOption) *grpc.Server {
-	return grpc.NewServer(append([]grpc.ServerOption{grpc.UnaryInterceptor(Interceptor(m))}, opts...)...)
+// NewServer returns a gRPC server with the dots interceptor installed,
+// mapping errors through codes.
+func NewServer(codes Codes, m *Metrics, opts ...grpc.ServerOption) *grpc.Server {
+	return grpc.NewServer(append([]grpc.ServerOption{grpc.UnaryInterceptor(Interceptor(codes, m))}, opts...)...)
 }
 
 // Serve serves srv on lis until ctx is done, then stops gracefully, giving

@@ -10,10 +10,11 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/dots-csi/dots/pkg/api"
 )
 
 // ErrInvalid reports a malformed server description.
@@ -41,22 +42,17 @@ type Source interface {
 	Servers(ctx context.Context) ([]Server, error)
 }
 
-// MaxNameLength keeps volume IDs ("SERVER/VOLUME") within CSI's 128 bytes.
-const MaxNameLength = 27
-
-var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
-
-// ValidateName checks a server name: a DNS label of at most MaxNameLength.
-func ValidateName(name string) error {
-	if len(name) == 0 || len(name) > MaxNameLength || !nameRE.MatchString(name) {
-		return fmt.Errorf("%w: server name %q must be a lowercase DNS label of 1..%d characters", ErrInvalid, name, MaxNameLength)
+// validateName checks a server name (see api.ValidateServerName).
+func validateName(name string) error {
+	if err := api.ValidateServerName(name); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return nil
 }
 
 // Validate checks one server description.
 func (s Server) Validate() error {
-	if err := ValidateName(s.Name); err != nil {
+	if err := validateName(s.Name); err != nil {
 		return err
 	}
 	if _, _, err := net.SplitHostPort(s.APIAddress); err != nil {

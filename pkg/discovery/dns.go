@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dots-csi/dots/pkg/api"
 	"k8s.io/klog/v2"
 )
 
@@ -77,10 +78,10 @@ func ParseDNSFlag(value string) (*DNS, error) {
 
 // Validate checks the configuration.
 func (d *DNS) Validate() error {
-	if !isDomain(d.SRVName) || !strings.HasPrefix(d.SRVName, "_") {
+	if !api.IsDNSName(d.SRVName, true) || !strings.HasPrefix(d.SRVName, "_") {
 		return fmt.Errorf("%w: srv %q is not an SRV record name like _api._tcp.SVC.NS.svc.cluster.local", ErrInvalid, d.SRVName)
 	}
-	if !isDomain(d.NFSDomain) {
+	if !api.IsDNSName(d.NFSDomain, true) {
 		return fmt.Errorf("%w: nfs-domain %q is not a domain name", ErrInvalid, d.NFSDomain)
 	}
 	if d.NFSPort < 0 || d.NFSPort > 65535 {
@@ -106,7 +107,7 @@ func (d *DNS) Servers(ctx context.Context) ([]Server, error) {
 	for _, srv := range srvs {
 		host := strings.TrimSuffix(srv.Target, ".")
 		name, _, _ := strings.Cut(host, ".")
-		if err := ValidateName(name); err != nil {
+		if err := validateName(name); err != nil {
 			klog.ErrorS(err, "Skipping SRV target", "srv", d.SRVName, "target", srv.Target)
 			continue
 		}
@@ -164,24 +165,4 @@ func (d *DNS) serviceIP(ctx context.Context, r Resolver, host string) (string, e
 		return all[0], nil
 	}
 	return "", fmt.Errorf("%w: %s resolved to no IP address", ErrLookup, host)
-}
-
-// isDomain accepts dot-separated labels of letters, digits, '-' and '_'
-// (SRV names start with "_service._proto"), with an optional final dot.
-func isDomain(s string) bool {
-	s = strings.TrimSuffix(s, ".")
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(s, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, c := range label {
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
 }

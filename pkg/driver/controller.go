@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -12,14 +13,9 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	"k8s.io/klog/v2"
 
-	"github.com/dots-csi/dots/pkg/capability"
-	"github.com/dots-csi/dots/pkg/capacity"
+	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/lockset"
-	"github.com/dots-csi/dots/pkg/params"
 	"github.com/dots-csi/dots/pkg/registry"
-	"github.com/dots-csi/dots/pkg/server"
-	"github.com/dots-csi/dots/pkg/volumeid"
-	"github.com/dots-csi/dots/pkg/zfs"
 )
 
 // ControllerServer is the cluster-wide CSI controller. It owns no data: it
@@ -42,77 +38,56 @@ func NewControllerServer(reg *registry.Registry, defaultCapacity int64) (*Contro
 
 // ControllerGetCapabilities is what every server implements.
 func (c *ControllerServer) ControllerGetCapabilities(context.Context, *csi.ControllerGetCapabilitiesRequest) (*csi.ControllerGetCapabilitiesResponse, error) {
-	return &csi.ControllerGetCapabilitiesResponse{Capabilities: capability.Controller()}, nil
-}
-
-func (c *ControllerServer) lock(key string) (func(), error) {
-	if !c.locks.TryAcquire(key) {
-		return nil, status.Errorf(codes.Aborted, "an operation on %q is already in progress", key)
-	}
-	return func() { c.locks.Release(key) }, nil
+	return &csi.ControllerGetCapabilitiesResponse{Capabilities: api.ControllerCapabilities()}, nil
 }
 
 // member finds the server named in an ID. Malformed IDs and unknown servers
 // answer NotFound: no such volume can exist.
 func (c *ControllerServer) member(kind, id string) (*registry.Member, string, error) {
-	srv, name, err := volumeid.Parse(id)
+	srv, name, err := api.ParseID(id)
 	if err != nil {
-		return nil, "", status.Errorf(codes.NotFound, "%s %q not found: %v", kind, id, err)
+		return nil, "", fmt.Errorf("%s %q: %w", kind, id, err)
 	}
 	m, ok := c.servers.Get(srv)
 	if !ok {
-		return nil, "", status.Errorf(codes.NotFound, "%s %q not found: no storage server %q", kind, id, srv)
+		return nil, "", fmt.Errorf("%s %q: %w: no storage server %q", kind, id, errNotFound, srv)
 	}
 	return m, name, nil
 }
 
 // CreateVolume places a new volume, or finds the one a repeated call made.
 func (c *ControllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
-	name := req.GetName()
-	if name == "" {
-		return nil, status.Error(codes.InvalidArgument, "name is required")
-	}
-	if err := zfs.ValidateName(name); err != nil {
-		return nil, err
-	}
-	if err := capability.Validate(req.GetVolumeCapabilities()); err != nil {
-		return nil, err
-	}
-	p, err := params.Parse(req.GetParameters())
+	cv, err := api.ParseCreateVolume(req, c.defaultCapacity)
 	if err != nil {
 		return nil, err
 	}
-	size, err := capacity.Resolve(req.GetCapacityRange(), c.defaultCapacity, zfs.RoundCapacity)
-	if err != nil {
-		return nil, err
-	}
-	unlock, err := c.lock("volume/" + zfs.IDFor(name))
+	unlock, err := c.locks.Acquire("volume/" + cv.ID)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 
 	fwd := proto.Clone(req).(*csi.CreateVolumeRequest)
-	fwd.Parameters = params.WithoutServer(req.GetParameters())
-	if req.GetCapacityRange() == nil || (req.GetCapacityRange().GetRequiredBytes() == 0 && req.GetCapacityRange().GetLimitBytes() == 0) {
+	fwd.Parameters = api.WithoutServer(req.GetParameters())
+	if cv.DefaultCapacity {
 		// The controller's default wins over each server's, so placement
 		// and the server agree on the size.
-		fwd.CapacityRange = &csi.CapacityRange{RequiredBytes: size}
+		fwd.CapacityRange = &csi.CapacityRange{RequiredBytes: cv.Capacity}
 	}
 
 	var m *registry.Member
-	if src := req.GetVolumeContentSource(); src != nil {
+	if cv.Source.Kind != api.SourceNone {
 		// Clones are O(1) only on the server that holds the source.
-		if m, err = c.routeSource(src, fwd); err != nil {
+		if m, err = c.routeSource(cv.Source, fwd); err != nil {
 			return nil, err
 		}
-		if p.Server != "" && p.Server != m.Name {
-			return nil, status.Errorf(codes.InvalidArgument, "parameter server=%q conflicts with the content source on server %q", p.Server, m.Name)
+		if p := cv.Params.Server; p != "" && p != m.Name {
+			return nil, fmt.Errorf("%w: parameter server=%q conflicts with the content source on server %q", api.ErrInvalid, p, m.Name)
 		}
-	} else if m, err = c.existing(ctx, name); err != nil {
+	} else if m, err = c.existing(ctx, cv.ID); err != nil {
 		return nil, err
 	} else if m == nil {
-		if m, err = c.place(ctx, p.Server, size); err != nil {
+		if m, err = c.place(ctx, cv.Params.Server, cv.Capacity); err != nil {
 			return nil, err
 		}
 	}
@@ -123,37 +98,30 @@ func (c *ControllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolu
 	// Counted at once, so a burst of creates spreads before the next probe
 	// reads the truth.
 	m.AddProvisioned(resp.GetVolume().GetCapacityBytes())
-	klog.V(2).InfoS("Volume placed", "volume", name, "server", m.Name)
+	klog.V(2).InfoS("Volume placed", "volume", cv.Name, "server", m.Name)
 	return &csi.CreateVolumeResponse{Volume: c.clusterVolume(m, resp.GetVolume())}, nil
 }
 
-// routeSource rewrites the content source to the server's own name and
+// routeSource rewrites the content source to the server's own ID and
 // returns the server holding it.
-func (c *ControllerServer) routeSource(src *csi.VolumeContentSource, fwd *csi.CreateVolumeRequest) (*registry.Member, error) {
-	switch {
-	case src.GetSnapshot() != nil:
-		m, name, err := c.member("snapshot", src.GetSnapshot().GetSnapshotId())
-		if err != nil {
-			return nil, err
-		}
-		fwd.VolumeContentSource.GetSnapshot().SnapshotId = name
-		return m, nil
-	case src.GetVolume() != nil:
-		m, name, err := c.member("volume", src.GetVolume().GetVolumeId())
-		if err != nil {
-			return nil, err
-		}
-		fwd.VolumeContentSource.GetVolume().VolumeId = name
-		return m, nil
+func (c *ControllerServer) routeSource(src api.Source, fwd *csi.CreateVolumeRequest) (*registry.Member, error) {
+	m, id, err := c.member(string(src.Kind), src.ID)
+	if err != nil {
+		return nil, err
 	}
-	return nil, status.Error(codes.InvalidArgument, "volume_content_source names neither a snapshot nor a volume")
+	if src.Kind == api.SourceSnapshot {
+		fwd.VolumeContentSource.GetSnapshot().SnapshotId = id
+	} else {
+		fwd.VolumeContentSource.GetVolume().VolumeId = id
+	}
+	return m, nil
 }
 
-// existing returns the server that already holds a volume named name, so a
+// existing returns the server that already holds a volume of this ID, so a
 // repeated CreateVolume never makes a second dataset on another server.
-func (c *ControllerServer) existing(ctx context.Context, name string) (*registry.Member, error) {
+func (c *ControllerServer) existing(ctx context.Context, id string) (*registry.Member, error) {
 	for _, m := range c.servers.List() {
-		_, err := m.Controller.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: zfs.IDFor(name)})
+		_, err := m.Controller.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: id})
 		switch status.Code(err) {
 		case codes.OK:
 			return m, nil
@@ -162,7 +130,7 @@ func (c *ControllerServer) existing(ctx context.Context, name string) (*registry
 			// A down server cannot be asked; a volume a lost reply left
 			// there stays until that server answers again (a leak, never
 			// a loss).
-			klog.InfoS("Storage server not asked for an existing volume", "server", m.Name, "volume", name, "err", err)
+			klog.InfoS("Storage server not asked for an existing volume", "server", m.Name, "volume", id, "err", err)
 		}
 	}
 	return nil, nil
@@ -175,7 +143,7 @@ func (c *ControllerServer) place(ctx context.Context, pinned string, size int64)
 	if pinned != "" {
 		m, ok := c.servers.Get(pinned)
 		if !ok {
-			return nil, status.Errorf(codes.InvalidArgument, "parameter server=%q: no such storage server", pinned)
+			return nil, fmt.Errorf("%w: parameter server=%q: no such storage server", api.ErrInvalid, pinned)
 		}
 		candidates = []*registry.Member{m}
 	}
@@ -198,35 +166,35 @@ func (c *ControllerServer) place(ctx context.Context, pinned string, size int64)
 	}
 	switch {
 	case len(reached) == 0 && lastErr != nil:
-		return nil, status.Errorf(codes.Unavailable, "no storage server answered: %v", lastErr)
+		return nil, fmt.Errorf("%w: no storage server answered: %v", errUnavailable, lastErr)
 	case len(reached) == 0:
-		return nil, status.Error(codes.Unavailable, "no storage servers are configured")
+		return nil, fmt.Errorf("%w: no storage servers are configured", errUnavailable)
 	}
-	return nil, status.Errorf(codes.ResourceExhausted, "no storage server has %d bytes free (the most free is %d)", size, largest)
+	return nil, fmt.Errorf("%w: none has %d bytes free (the most free is %d)", errNoRoom, size, largest)
 }
 
 // clusterVolume turns a server's answer into what Kubernetes stores: cluster
 // IDs, and the context a node needs to mount the volume.
 func (c *ControllerServer) clusterVolume(m *registry.Member, v *csi.Volume) *csi.Volume {
 	out := proto.Clone(v).(*csi.Volume)
-	out.VolumeId = volumeid.Format(m.Name, v.GetVolumeId())
+	out.VolumeId = api.FormatID(m.Name, v.GetVolumeId())
 	ctx := map[string]string{
-		ContextServer:     m.Name,
-		ContextNFSAddress: m.NFSAddress,
-		ContextExport:     v.GetVolumeContext()[server.ContextExport],
+		api.ContextServer:     m.Name,
+		api.ContextNFSAddress: m.NFSAddress,
+		api.ContextExport:     v.GetVolumeContext()[api.ContextExport],
 	}
 	if m.NFSPort != 0 {
-		ctx[ContextNFSPort] = strconv.Itoa(m.NFSPort)
+		ctx[api.ContextNFSPort] = strconv.Itoa(m.NFSPort)
 	}
 	if m.LocalPaths {
-		ctx[ContextLocalPath] = v.GetVolumeContext()[server.ContextLocalPath]
+		ctx[api.ContextLocalPath] = v.GetVolumeContext()[api.ContextLocalPath]
 	}
 	out.VolumeContext = ctx
 	switch {
 	case v.GetContentSource().GetSnapshot() != nil:
-		out.ContentSource.GetSnapshot().SnapshotId = volumeid.Format(m.Name, v.GetContentSource().GetSnapshot().GetSnapshotId())
+		out.ContentSource.GetSnapshot().SnapshotId = api.FormatID(m.Name, v.GetContentSource().GetSnapshot().GetSnapshotId())
 	case v.GetContentSource().GetVolume() != nil:
-		out.ContentSource.GetVolume().VolumeId = volumeid.Format(m.Name, v.GetContentSource().GetVolume().GetVolumeId())
+		out.ContentSource.GetVolume().VolumeId = api.FormatID(m.Name, v.GetContentSource().GetVolume().GetVolumeId())
 	}
 	return out
 }
@@ -234,15 +202,15 @@ func (c *ControllerServer) clusterVolume(m *registry.Member, v *csi.Volume) *csi
 // DeleteVolume relays to the holding server; an ID no server can hold is
 // already deleted.
 func (c *ControllerServer) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
-	if req.GetVolumeId() == "" {
-		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
+	if err := api.Required("volume_id", req.GetVolumeId()); err != nil {
+		return nil, err
 	}
 	m, name, err := c.member("volume", req.GetVolumeId())
 	if err != nil {
 		klog.InfoS("Deleting a volume no server can hold: nothing to do", "volume", req.GetVolumeId(), "reason", err)
 		return &csi.DeleteVolumeResponse{}, nil
 	}
-	unlock, err := c.lock("volume/" + name)
+	unlock, err := c.locks.Acquire("volume/" + name)
 	if err != nil {
 		return nil, err
 	}
@@ -252,11 +220,11 @@ func (c *ControllerServer) DeleteVolume(ctx context.Context, req *csi.DeleteVolu
 
 // ControllerExpandVolume relays to the holding server.
 func (c *ControllerServer) ControllerExpandVolume(ctx context.Context, req *csi.ControllerExpandVolumeRequest) (*csi.ControllerExpandVolumeResponse, error) {
-	if req.GetVolumeId() == "" {
-		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
+	if err := api.Required("volume_id", req.GetVolumeId()); err != nil {
+		return nil, err
 	}
 	if req.GetCapacityRange() == nil {
-		return nil, status.Error(codes.InvalidArgument, "capacity_range is required")
+		return nil, fmt.Errorf("%w: capacity_range is required", api.ErrInvalid)
 	}
 	m, name, err := c.member("volume", req.GetVolumeId())
 	if err != nil {
@@ -269,8 +237,8 @@ func (c *ControllerServer) ControllerExpandVolume(ctx context.Context, req *csi.
 
 // ControllerGetVolume relays to the holding server.
 func (c *ControllerServer) ControllerGetVolume(ctx context.Context, req *csi.ControllerGetVolumeRequest) (*csi.ControllerGetVolumeResponse, error) {
-	if req.GetVolumeId() == "" {
-		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
+	if err := api.Required("volume_id", req.GetVolumeId()); err != nil {
+		return nil, err
 	}
 	m, name, err := c.member("volume", req.GetVolumeId())
 	if err != nil {
@@ -285,11 +253,11 @@ func (c *ControllerServer) ControllerGetVolume(ctx context.Context, req *csi.Con
 
 // ValidateVolumeCapabilities relays to the holding server.
 func (c *ControllerServer) ValidateVolumeCapabilities(ctx context.Context, req *csi.ValidateVolumeCapabilitiesRequest) (*csi.ValidateVolumeCapabilitiesResponse, error) {
-	if req.GetVolumeId() == "" {
-		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
+	if err := api.Required("volume_id", req.GetVolumeId()); err != nil {
+		return nil, err
 	}
 	if len(req.GetVolumeCapabilities()) == 0 {
-		return nil, status.Error(codes.InvalidArgument, "volume_capabilities are required")
+		return nil, fmt.Errorf("%w: volume_capabilities are required", api.ErrInvalid)
 	}
 	m, name, err := c.member("volume", req.GetVolumeId())
 	if err != nil {
@@ -298,13 +266,13 @@ func (c *ControllerServer) ValidateVolumeCapabilities(ctx context.Context, req *
 	if _, err := m.Controller.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: name}); err != nil {
 		return nil, err
 	}
-	return server.Confirm(req), nil
+	return api.Confirm(req), nil
 }
 
 // GetCapacity reports one server's free bytes (parameter server) or the
 // sum over the servers that answer, with the largest single volume possible.
 func (c *ControllerServer) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (*csi.GetCapacityResponse, error) {
-	p, err := params.Parse(req.GetParameters())
+	p, err := api.ParseParams(req.GetParameters())
 	if err != nil {
 		return nil, err
 	}
@@ -312,7 +280,7 @@ func (c *ControllerServer) GetCapacity(ctx context.Context, req *csi.GetCapacity
 	if p.Server != "" {
 		m, ok := c.servers.Get(p.Server)
 		if !ok {
-			return nil, status.Errorf(codes.InvalidArgument, "parameter server=%q: no such storage server", p.Server)
+			return nil, fmt.Errorf("%w: parameter server=%q: no such storage server", api.ErrInvalid, p.Server)
 		}
 		members = []*registry.Member{m}
 	}

@@ -1,23 +1,14 @@
 package driver
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"net/http"
 	"time"
-
-	"github.com/container-storage-interface/spec/lib/go/csi"
-	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
-	"k8s.io/klog/v2"
 
 	"github.com/dots-csi/dots/pkg/capacity"
 	"github.com/dots-csi/dots/pkg/csirpc"
 	"github.com/dots-csi/dots/pkg/discovery"
-	"github.com/dots-csi/dots/pkg/health"
-	"github.com/dots-csi/dots/pkg/registry"
 )
 
 // ControllerConfig is the configuration of `dots controller`.
@@ -93,60 +84,4 @@ func (c *ControllerConfig) source() (discovery.Source, error) {
 		return discovery.ParseDNSFlag(c.DiscoverDNS)
 	}
 	return discovery.Static(c.Servers), nil
-}
-
-// Controller is a running controller process's parts.
-type Controller struct {
-	Registry *registry.Registry
-	HTTP     *health.Server
-}
-
-// RunController serves the controller until ctx is done. ready, if not
-// nil, is called once the endpoints listen.
-func RunController(ctx context.Context, cfg ControllerConfig, ready func(*Controller)) error {
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	size, _ := cfg.defaultSize()
-	src, err := cfg.source()
-	if err != nil {
-		return err
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
-	servers := registry.New(src, registry.Options{Interval: cfg.ProbeInterval, ForgetAfter: cfg.ForgetAfter}, reg)
-	servers.Refresh(ctx)
-	cs, err := NewControllerServer(servers, size)
-	if err != nil {
-		return err
-	}
-	ids := NewIdentityServer(true, func() error {
-		if !servers.AnyHealthy() {
-			return errors.New("no storage server answers")
-		}
-		return nil
-	})
-	g := csirpc.NewServer(csirpc.NewMetrics(reg))
-	csi.RegisterIdentityServer(g, ids)
-	csi.RegisterControllerServer(g, cs)
-
-	hs, err := health.Listen(cfg.HTTPAddress, reg, func() error { _, err := ids.Probe(ctx, nil); return err })
-	if err != nil {
-		return err
-	}
-	hs.Handle("/servers", http.HandlerFunc(servers.ServeHTTP))
-	lis, err := csirpc.Listen(cfg.Endpoint)
-	if err != nil {
-		return err
-	}
-	klog.InfoS("Controller starting", "endpoint", cfg.Endpoint, "http", hs.Addr(), "servers", len(servers.List()))
-
-	eg, ctx := errgroup.WithContext(ctx)
-	eg.Go(func() error { servers.Run(ctx); return nil })
-	eg.Go(func() error { return hs.Serve(ctx) })
-	eg.Go(func() error { return csirpc.Serve(ctx, lis, g, 10*time.Second) })
-	if ready != nil {
-		ready(&Controller{Registry: servers, HTTP: hs})
-	}
-	return eg.Wait()
 }

@@ -2,12 +2,12 @@ package driver
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
+	"github.com/dots-csi/dots/pkg/csirpc"
 	"github.com/dots-csi/dots/pkg/registry"
 )
 
@@ -28,14 +28,14 @@ func (c *ControllerServer) pageStart(token string) ([]*registry.Member, string, 
 			}
 		}
 	}
-	return nil, "", status.Errorf(codes.Aborted, "invalid starting_token %q", token)
+	return nil, "", fmt.Errorf("%w %q", csirpc.ErrBadToken, token)
 }
 
 // walk pages through servers: fetch(m, token, max) returns how many entries
 // it added and the server's next token.
 func (c *ControllerServer) walk(token string, max int32, fetch func(m *registry.Member, token string, max int32) (int, string, error)) (string, error) {
 	if max < 0 {
-		return "", status.Errorf(codes.InvalidArgument, "max_entries %d is negative", max)
+		return "", fmt.Errorf("%w: %d is negative", csirpc.ErrBadMaxEntries, max)
 	}
 	members, inner, err := c.pageStart(token)
 	if err != nil {

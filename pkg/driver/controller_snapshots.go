@@ -2,22 +2,20 @@ package driver
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"k8s.io/klog/v2"
 
+	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/registry"
-	"github.com/dots-csi/dots/pkg/volumeid"
-	"github.com/dots-csi/dots/pkg/zfs"
 )
 
 func clusterSnapshot(m *registry.Member, s *csi.Snapshot) *csi.Snapshot {
 	out := proto.Clone(s).(*csi.Snapshot)
-	out.SnapshotId = volumeid.Format(m.Name, s.GetSnapshotId())
-	out.SourceVolumeId = volumeid.Format(m.Name, s.GetSourceVolumeId())
+	out.SnapshotId = api.FormatID(m.Name, s.GetSnapshotId())
+	out.SourceVolumeId = api.FormatID(m.Name, s.GetSourceVolumeId())
 	return out
 }
 
@@ -26,20 +24,20 @@ func clusterSnapshot(m *registry.Member, s *csi.Snapshot) *csi.Snapshot {
 // answers AlreadyExists.
 func (c *ControllerServer) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequest) (*csi.CreateSnapshotResponse, error) {
 	name := req.GetName()
-	if name == "" {
-		return nil, status.Error(codes.InvalidArgument, "name is required")
+	if err := api.Required("name", name); err != nil {
+		return nil, err
 	}
-	if req.GetSourceVolumeId() == "" {
-		return nil, status.Error(codes.InvalidArgument, "source_volume_id is required")
+	if err := api.Required("source_volume_id", req.GetSourceVolumeId()); err != nil {
+		return nil, err
 	}
-	if err := zfs.ValidateName(name); err != nil {
+	if err := api.ValidateName(name); err != nil {
 		return nil, err
 	}
 	m, vol, err := c.member("volume", req.GetSourceVolumeId())
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := c.lock("snapshot/" + zfs.IDFor(name))
+	unlock, err := c.locks.Acquire("snapshot/" + api.IDFor(name))
 	if err != nil {
 		return nil, err
 	}
@@ -48,13 +46,13 @@ func (c *ControllerServer) CreateSnapshot(ctx context.Context, req *csi.CreateSn
 		if other == m {
 			continue
 		}
-		r, err := other.Controller.ListSnapshots(ctx, &csi.ListSnapshotsRequest{SnapshotId: zfs.IDFor(name)})
+		r, err := other.Controller.ListSnapshots(ctx, &csi.ListSnapshotsRequest{SnapshotId: api.IDFor(name)})
 		if err != nil {
 			klog.InfoS("Storage server not asked for an existing snapshot", "server", other.Name, "snapshot", name, "err", err)
 			continue
 		}
 		if len(r.GetEntries()) > 0 {
-			return nil, status.Errorf(codes.AlreadyExists, "snapshot %q exists on server %q for another volume", name, other.Name)
+			return nil, fmt.Errorf("%w: snapshot %q exists on server %q for another volume", errExists, name, other.Name)
 		}
 	}
 	fwd := proto.Clone(req).(*csi.CreateSnapshotRequest)
@@ -69,15 +67,15 @@ func (c *ControllerServer) CreateSnapshot(ctx context.Context, req *csi.CreateSn
 // DeleteSnapshot relays to the holding server; an ID no server can hold is
 // already deleted.
 func (c *ControllerServer) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequest) (*csi.DeleteSnapshotResponse, error) {
-	if req.GetSnapshotId() == "" {
-		return nil, status.Error(codes.InvalidArgument, "snapshot_id is required")
+	if err := api.Required("snapshot_id", req.GetSnapshotId()); err != nil {
+		return nil, err
 	}
 	m, name, err := c.member("snapshot", req.GetSnapshotId())
 	if err != nil {
 		klog.InfoS("Deleting a snapshot no server can hold: nothing to do", "snapshot", req.GetSnapshotId(), "reason", err)
 		return &csi.DeleteSnapshotResponse{}, nil
 	}
-	unlock, err := c.lock("snapshot/" + name)
+	unlock, err := c.locks.Acquire("snapshot/" + name)
 	if err != nil {
 		return nil, err
 	}
@@ -87,8 +85,8 @@ func (c *ControllerServer) DeleteSnapshot(ctx context.Context, req *csi.DeleteSn
 
 // GetSnapshot relays to the holding server.
 func (c *ControllerServer) GetSnapshot(ctx context.Context, req *csi.GetSnapshotRequest) (*csi.GetSnapshotResponse, error) {
-	if req.GetSnapshotId() == "" {
-		return nil, status.Error(codes.InvalidArgument, "snapshot_id is required")
+	if err := api.Required("snapshot_id", req.GetSnapshotId()); err != nil {
+		return nil, err
 	}
 	m, name, err := c.member("snapshot", req.GetSnapshotId())
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/dots-csi/dots/pkg/csirpc"
+	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/discovery"
 	"github.com/dots-csi/dots/pkg/registry"
 )
@@ -19,8 +19,8 @@ import (
 const gib = 1 << 30
 
 // code is what a client sees: the interceptor maps every error through
-// csirpc.ToStatus, and these tests call the methods directly.
-func code(err error) codes.Code { return status.Code(csirpc.ToStatus(err)) }
+// the controller's table, and these tests call the methods directly.
+func code(err error) codes.Code { return status.Code(ControllerCodes.Status(err)) }
 
 func newTestController(t *testing.T, servers ...discovery.Server) *ControllerServer {
 	t.Helper()
@@ -69,7 +69,7 @@ func TestPlacement(t *testing.T) {
 				return
 			}
 			v := resp.GetVolume()
-			if got := v.GetVolumeContext()[ContextServer]; got != tc.want {
+			if got := v.GetVolumeContext()[api.ContextServer]; got != tc.want {
 				t.Fatalf("placed on %s, want %s", got, tc.want)
 			}
 			if v.GetVolumeId() != tc.want+"/vol-"+string(rune('a'+i)) {
@@ -117,10 +117,10 @@ func TestVolumeContext(t *testing.T) {
 			t.Fatal(err)
 		}
 		vc := resp.GetVolume().GetVolumeContext()
-		if vc[ContextNFSAddress] != "10.0.0.a" || vc[ContextExport] != "/dots/v" || vc[ContextNFSPort] != tc.wantPort {
+		if vc[api.ContextNFSAddress] != "10.0.0.a" || vc[api.ContextExport] != "/dots/v" || vc[api.ContextNFSPort] != tc.wantPort {
 			t.Fatalf("volume context %v", vc)
 		}
-		if _, has := vc[ContextLocalPath]; has != tc.wantLocal {
+		if _, has := vc[api.ContextLocalPath]; has != tc.wantLocal {
 			t.Fatalf("local path present=%v, want %v (LocalPaths=%v)", has, tc.wantLocal, tc.srv.LocalPaths)
 		}
 	}
@@ -199,7 +199,7 @@ func TestPlacementSpreadsThinVolumes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		counts[resp.GetVolume().GetVolumeContext()[ContextServer]]++
+		counts[resp.GetVolume().GetVolumeContext()[api.ContextServer]]++
 	}
 	if counts["srv-a"] != 3 || counts["srv-b"] != 3 {
 		t.Fatalf("6 thin volumes on two equal servers: %v, want 3 each", counts)

@@ -12,9 +12,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/csirpc"
 	"github.com/dots-csi/dots/pkg/discovery"
-	"github.com/dots-csi/dots/pkg/server"
 )
 
 // fakeServer is an in-memory storage server speaking real gRPC on loopback,
@@ -44,7 +44,7 @@ func newFakeServer(t *testing.T, name string, free int64, volumes ...string) *fa
 		t.Fatal(err)
 	}
 	f.addr = lis.Addr().String()
-	f.srv = grpc.NewServer()
+	f.srv = csirpc.NewServer(csirpc.NewCodes(api.ErrorCodes), nil)
 	csi.RegisterIdentityServer(f.srv, f)
 	csi.RegisterControllerServer(f.srv, f)
 	go f.srv.Serve(lis)
@@ -74,7 +74,7 @@ func (f *fakeServer) GetCapacity(context.Context, *csi.GetCapacityRequest) (*csi
 
 func (f *fakeServer) volume(id string) *csi.Volume {
 	return &csi.Volume{VolumeId: id, CapacityBytes: f.volumes[id], VolumeContext: map[string]string{
-		server.ContextExport: "/dots/" + id, server.ContextLocalPath: "/mnt/" + id}}
+		api.ContextExport: "/dots/" + id, api.ContextLocalPath: "/mnt/" + id}}
 }
 
 func (f *fakeServer) CreateVolume(_ context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
@@ -118,4 +118,9 @@ func (f *fakeServer) ListVolumes(_ context.Context, req *csi.ListVolumesRequest)
 
 func (f *fakeServer) ListSnapshots(context.Context, *csi.ListSnapshotsRequest) (*csi.ListSnapshotsResponse, error) {
 	return &csi.ListSnapshotsResponse{}, nil
+}
+
+func mountCaps() []*csi.VolumeCapability {
+	return []*csi.VolumeCapability{{AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
+		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER}}}
 }

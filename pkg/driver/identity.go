@@ -6,17 +6,17 @@ package driver
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
-	"github.com/dots-csi/dots/pkg/capability"
+	"github.com/dots-csi/dots/pkg/api"
+	"github.com/dots-csi/dots/pkg/health"
 	"github.com/dots-csi/dots/pkg/version"
 )
 
 // Readiness says whether the plugin can serve; nil means always ready.
-type Readiness func() error
+type Readiness = health.Check
 
 // IdentityServer answers the CSI Identity service.
 type IdentityServer struct {
@@ -41,7 +41,7 @@ func (s *IdentityServer) GetPluginCapabilities(context.Context, *csi.GetPluginCa
 	if !s.controller {
 		return &csi.GetPluginCapabilitiesResponse{}, nil
 	}
-	return &csi.GetPluginCapabilitiesResponse{Capabilities: capability.Plugin()}, nil
+	return &csi.GetPluginCapabilitiesResponse{Capabilities: api.PluginCapabilities()}, nil
 }
 
 // Probe reports readiness: for the controller, at least one storage server
@@ -49,7 +49,7 @@ func (s *IdentityServer) GetPluginCapabilities(context.Context, *csi.GetPluginCa
 func (s *IdentityServer) Probe(context.Context, *csi.ProbeRequest) (*csi.ProbeResponse, error) {
 	if s.ready != nil {
 		if err := s.ready(); err != nil {
-			return nil, status.Errorf(codes.FailedPrecondition, "not ready: %v", err)
+			return nil, fmt.Errorf("%w: %v", api.ErrNotReady, err)
 		}
 	}
 	return &csi.ProbeResponse{}, nil

@@ -12,8 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
 
-	"github.com/dots-csi/dots/pkg/capability"
-	"github.com/dots-csi/dots/pkg/csirpc"
+	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/lockset"
 	"github.com/dots-csi/dots/pkg/mounter"
 )
@@ -75,11 +74,8 @@ func (s *NodeServer) NodeGetInfo(context.Context, *csi.NodeGetInfoRequest) (*csi
 // NodeStageVolume mounts the volume's export at the staging path.
 func (s *NodeServer) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
 	id, staging := req.GetVolumeId(), req.GetStagingTargetPath()
-	if id == "" {
-		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
-	}
-	if staging == "" {
-		return nil, status.Error(codes.InvalidArgument, "staging_target_path is required")
+	if err := required("volume_id", id, "staging_target_path", staging); err != nil {
+		return nil, err
 	}
 	vc := req.GetVolumeCapability()
 	if err := validateCapability(vc); err != nil {
@@ -89,7 +85,7 @@ func (s *NodeServer) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolu
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := s.lock(id)
+	unlock, err := s.locks.Acquire(id)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +93,7 @@ func (s *NodeServer) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolu
 
 	flags := vc.GetMount().GetMountFlags()
 	if err := s.m.Stage(ctx, vol, staging, flags, readerOnly(vc)); err != nil {
-		return nil, nodeStatus(fmt.Errorf("stage volume %s at %s: %w", id, staging, err))
+		return nil, fmt.Errorf("stage volume %s at %s: %w", id, staging, err)
 	}
 	s.paths.stage(id, staging)
 	klog.InfoS("Volume staged", "volumeID", id, "stagingPath", staging, "mode", s.m.Mode(), "mountFlags", flags)
@@ -107,20 +103,17 @@ func (s *NodeServer) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolu
 // NodeUnstageVolume unmounts the staging path and removes it.
 func (s *NodeServer) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
 	id, staging := req.GetVolumeId(), req.GetStagingTargetPath()
-	if id == "" {
-		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
+	if err := required("volume_id", id, "staging_target_path", staging); err != nil {
+		return nil, err
 	}
-	if staging == "" {
-		return nil, status.Error(codes.InvalidArgument, "staging_target_path is required")
-	}
-	unlock, err := s.lock(id)
+	unlock, err := s.locks.Acquire(id)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 
 	if err := s.m.Unmount(ctx, staging); err != nil {
-		return nil, nodeStatus(fmt.Errorf("unstage volume %s from %s: %w", id, staging, err))
+		return nil, fmt.Errorf("unstage volume %s from %s: %w", id, staging, err)
 	}
 	s.paths.unstage(id)
 	klog.InfoS("Volume unstaged", "volumeID", id, "stagingPath", staging)
@@ -130,20 +123,17 @@ func (s *NodeServer) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstage
 // NodePublishVolume bind mounts the staged volume at the target path.
 func (s *NodeServer) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
 	id, target, staging := req.GetVolumeId(), req.GetTargetPath(), req.GetStagingTargetPath()
-	if id == "" {
-		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
-	}
-	if target == "" {
-		return nil, status.Error(codes.InvalidArgument, "target_path is required")
+	if err := required("volume_id", id, "target_path", target); err != nil {
+		return nil, err
 	}
 	vc := req.GetVolumeCapability()
 	if err := validateCapability(vc); err != nil {
 		return nil, err
 	}
 	if staging == "" {
-		return nil, status.Error(codes.FailedPrecondition, "staging_target_path is required: this plugin stages volumes (STAGE_UNSTAGE_VOLUME)")
+		return nil, fmt.Errorf("%w: staging_target_path is required: this plugin stages volumes (STAGE_UNSTAGE_VOLUME)", errNotStaged)
 	}
-	unlock, err := s.lock(id)
+	unlock, err := s.locks.Acquire(id)
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +146,7 @@ func (s *NodeServer) NodePublishVolume(ctx context.Context, req *csi.NodePublish
 	}
 	readOnly := req.GetReadonly() || readerOnly(vc)
 	if err := s.m.Publish(ctx, staging, target, readOnly); err != nil {
-		return nil, nodeStatus(fmt.Errorf("publish volume %s at %s: %w", id, target, err))
+		return nil, fmt.Errorf("publish volume %s at %s: %w", id, target, err)
 	}
 	s.paths.publish(id, staging, target)
 	klog.InfoS("Volume published", "volumeID", id, "targetPath", target, "readOnly", readOnly)
@@ -169,10 +159,11 @@ func (s *NodeServer) NodePublishVolume(ctx context.Context, req *csi.NodePublish
 func (s *NodeServer) checkSingleWriter(id, staging, target string) error {
 	targets, err := s.m.PublishedTargets(staging)
 	if err != nil {
-		return nodeStatus(err)
+		return err
 	}
 	for _, t := range targets {
 		if t != filepath.Clean(target) {
+			// FailedPrecondition, as the spec asks for a second writer.
 			return status.Errorf(codes.FailedPrecondition,
 				"volume %s has access mode SINGLE_NODE_SINGLE_WRITER and is already published at %s", id, t)
 		}
@@ -183,43 +174,39 @@ func (s *NodeServer) checkSingleWriter(id, staging, target string) error {
 // NodeUnpublishVolume unmounts the target path and removes it.
 func (s *NodeServer) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
 	id, target := req.GetVolumeId(), req.GetTargetPath()
-	if id == "" {
-		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
+	if err := required("volume_id", id, "target_path", target); err != nil {
+		return nil, err
 	}
-	if target == "" {
-		return nil, status.Error(codes.InvalidArgument, "target_path is required")
-	}
-	unlock, err := s.lock(id)
+	unlock, err := s.locks.Acquire(id)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 
 	if err := s.m.Unmount(ctx, target); err != nil {
-		return nil, nodeStatus(fmt.Errorf("unpublish volume %s from %s: %w", id, target, err))
+		return nil, fmt.Errorf("unpublish volume %s from %s: %w", id, target, err)
 	}
 	s.paths.unpublish(id, target)
 	klog.InfoS("Volume unpublished", "volumeID", id, "targetPath", target)
 	return &csi.NodeUnpublishVolumeResponse{}, nil
 }
 
-// lock takes the volume's lock or answers Aborted, so the CO retries later.
-func (s *NodeServer) lock(id string) (func(), error) {
-	if !s.locks.TryAcquire(id) {
-		return nil, status.Errorf(codes.Aborted, "an operation on volume %q is already in progress", id)
+// required checks pairs of (field name, value): each must be set.
+func required(pairs ...string) error {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if err := api.Required(pairs[i], pairs[i+1]); err != nil {
+			return err
+		}
 	}
-	return func() { s.locks.Release(id) }, nil
+	return nil
 }
 
 // validateCapability accepts mount volumes in any known access mode.
 func validateCapability(vc *csi.VolumeCapability) error {
 	if vc == nil {
-		return status.Error(codes.InvalidArgument, "volume_capability is required")
+		return fmt.Errorf("%w: volume_capability is required", api.ErrInvalid)
 	}
-	if err := capability.Validate([]*csi.VolumeCapability{vc}); err != nil {
-		return status.Error(codes.InvalidArgument, err.Error())
-	}
-	return nil
+	return api.ValidateCapabilities([]*csi.VolumeCapability{vc})
 }
 
 // readerOnly reports an access mode that only reads.
@@ -236,31 +223,28 @@ func readerOnly(vc *csi.VolumeCapability) bool {
 func (s *NodeServer) volumeFromContext(id string, vc map[string]string) (mounter.Volume, error) {
 	vol := mounter.Volume{
 		ID:        id,
-		Address:   vc[ContextNFSAddress],
-		Export:    vc[ContextExport],
-		LocalPath: vc[ContextLocalPath],
+		Address:   vc[api.ContextNFSAddress],
+		Export:    vc[api.ContextExport],
+		LocalPath: vc[api.ContextLocalPath],
 	}
-	if p, ok := vc[ContextNFSPort]; ok {
+	if p, ok := vc[api.ContextNFSPort]; ok {
 		port, err := strconv.Atoi(p)
 		if err != nil || port < 1 || port > 65535 {
-			return vol, status.Errorf(codes.InvalidArgument, "volume context %s=%q is not a port number", ContextNFSPort, p)
+			return vol, fmt.Errorf("%w: volume context %s=%q is not a port number", api.ErrInvalid, api.ContextNFSPort, p)
 		}
 		vol.Port = port
 	}
-	var required []string
+	var needed []string
 	switch s.m.Mode() {
 	case mounter.ModeLocalBind:
-		required = []string{ContextLocalPath}
+		needed = []string{api.ContextLocalPath}
 	default:
-		required = []string{ContextNFSAddress, ContextExport}
+		needed = []string{api.ContextNFSAddress, api.ContextExport}
 	}
-	for _, k := range required {
+	for _, k := range needed {
 		if vc[k] == "" {
-			return vol, status.Errorf(codes.InvalidArgument, "volume context lacks %s, needed by mount mode %s", k, s.m.Mode())
+			return vol, fmt.Errorf("%w: volume context lacks %s, needed by mount mode %s", api.ErrInvalid, k, s.m.Mode())
 		}
 	}
 	return vol, nil
 }
-
-// nodeStatus turns a mounter error into a gRPC status error.
-func nodeStatus(err error) error { return csirpc.ToStatus(err) }

@@ -1,3 +1,5 @@
+//go:build integration
+
 package driver
 
 import (
@@ -16,6 +18,7 @@ import (
 
 	"github.com/dots-csi/dots/internal/libnfs"
 	"github.com/dots-csi/dots/internal/testenv"
+	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/mounter"
 	"github.com/dots-csi/dots/pkg/nfs"
 )
@@ -68,11 +71,11 @@ func newNodeFixture(t *testing.T) nodeFixture {
 
 func (f nodeFixture) volumeContext() map[string]string {
 	return map[string]string{
-		ContextServer:     "local",
-		ContextNFSAddress: "127.0.0.1",
-		ContextNFSPort:    strconv.Itoa(f.nfs.Client.Port),
-		ContextExport:     f.export,
-		ContextLocalPath:  f.mountpoint,
+		api.ContextServer:     "local",
+		api.ContextNFSAddress: "127.0.0.1",
+		api.ContextNFSPort:    strconv.Itoa(f.nfs.Client.Port),
+		api.ContextExport:     f.export,
+		api.ContextLocalPath:  f.mountpoint,
 	}
 }
 

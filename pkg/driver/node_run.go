@@ -3,15 +3,13 @@ package driver
 import (
 	"context"
 	"flag"
-	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 	"k8s.io/klog/v2"
 
 	"github.com/dots-csi/dots/pkg/csirpc"
-	"github.com/dots-csi/dots/pkg/health"
+	"github.com/dots-csi/dots/pkg/daemon"
 	"github.com/dots-csi/dots/pkg/mounter"
 )
 
@@ -38,7 +36,7 @@ func (c *NodeConfig) Validate() error {
 }
 
 // RunNode serves the node plugin (Identity and Node) until ctx is done.
-func RunNode(ctx context.Context, cfg NodeConfig, ready func(httpAddr string)) error {
+func RunNode(ctx context.Context, cfg NodeConfig, ready func(daemon.Addrs) error) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -50,29 +48,18 @@ func RunNode(ctx context.Context, cfg NodeConfig, ready func(httpAddr string)) e
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
-	g := csirpc.NewServer(csirpc.NewMetrics(reg))
-	csi.RegisterIdentityServer(g, NewIdentityServer(false, nil))
-	csi.RegisterNodeServer(g, ns)
-	lis, err := csirpc.Listen(cfg.Endpoint)
-	if err != nil {
-		return err
-	}
-	hs, err := health.Listen(cfg.HTTPAddress, reg)
-	if err != nil {
-		lis.Close()
-		return err
-	}
 	if cfg.MountMode == mounter.ModeLocalBind {
 		klog.InfoS("DEVELOPMENT MODE: volumes are bind-mounted from a storage server on this machine, not over NFS", "mountMode", cfg.MountMode, "localBindRoot", cfg.LocalBindRoot)
 	}
-	klog.InfoS("Node plugin starting", "node", cfg.NodeID, "mountMode", cfg.MountMode, "endpoint", cfg.Endpoint, "http", hs.Addr())
-	eg, gctx := errgroup.WithContext(ctx)
-	eg.Go(func() error { return hs.Serve(gctx) })
-	eg.Go(func() error { return csirpc.Serve(gctx, lis, g, 10*time.Second) })
-	if ready != nil {
-		ready(hs.Addr())
-	}
-	return eg.Wait()
+	return daemon.Run(ctx, daemon.Spec{
+		Name:     "node plugin " + cfg.NodeID,
+		Endpoint: cfg.Endpoint,
+		Register: func(g *grpc.Server) {
+			csi.RegisterIdentityServer(g, NewIdentityServer(false, nil))
+			csi.RegisterNodeServer(g, ns)
+		},
+		Codes:       NodeCodes,
+		HTTPAddress: cfg.HTTPAddress,
+		Metrics:     daemon.NewRegistry(),
+	}, ready)
 }

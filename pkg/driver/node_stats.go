@@ -9,8 +9,6 @@ import (
 	"sync"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/dots-csi/dots/pkg/mounter"
 )
@@ -25,18 +23,17 @@ import (
 // NodeGetVolumeHealth says what is wrong.
 func (s *NodeServer) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
 	id, path := req.GetVolumeId(), req.GetVolumePath()
-	if id == "" {
-		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
-	}
-	if path == "" {
-		return nil, status.Error(codes.InvalidArgument, "volume_path is required")
+	if err := required("volume_id", id, "volume_path", path); err != nil {
+		return nil, err
 	}
 	u, err := s.m.Stats(ctx, path)
 	if err != nil {
 		if errors.Is(err, mounter.ErrNotFound) || errors.Is(err, mounter.ErrNotMountPoint) {
-			return nil, status.Errorf(codes.NotFound, "volume %s is not mounted at %s: %v", id, path, err)
+			// NotFound, as the spec asks, where the table says
+			// FailedPrecondition for a path that is not a mount point.
+			return nil, fmt.Errorf("%w: volume %s is not mounted at %s: %v", errNotFound, id, path, err)
 		}
-		return nil, nodeStatus(fmt.Errorf("stats of volume %s at %s: %w", id, path, err))
+		return nil, fmt.Errorf("stats of volume %s at %s: %w", id, path, err)
 	}
 	return &csi.NodeGetVolumeStatsResponse{Usage: []*csi.VolumeUsage{
 		{Unit: csi.VolumeUsage_BYTES, Total: u.TotalBytes, Available: u.AvailableBytes, Used: u.UsedBytes},
@@ -56,8 +53,8 @@ const (
 // and published the volume at, within the stats timeout each.
 func (s *NodeServer) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolumeHealthRequest) (*csi.NodeGetVolumeHealthResponse, error) {
 	id := req.GetVolumeId()
-	if id == "" {
-		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
+	if err := required("volume_id", id); err != nil {
+		return nil, err
 	}
 	var paths []string
 	for _, p := range []string{req.GetStagingTargetPath(), req.GetVolumePublishPath()} {
@@ -69,7 +66,7 @@ func (s *NodeServer) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVo
 		paths = s.paths.of(id)
 	}
 	if len(paths) == 0 {
-		return nil, status.Errorf(codes.NotFound, "volume %s is not staged or published on this node", id)
+		return nil, fmt.Errorf("%w: volume %s is not staged or published on this node", errNotFound, id)
 	}
 	health := &csi.VolumeHealth{VolumeId: id}
 	seen := map[string]bool{}
@@ -79,7 +76,7 @@ func (s *NodeServer) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVo
 			continue
 		}
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return nil, nodeStatus(err)
+			return nil, err
 		}
 		st, reason := healthOf(err)
 		if key := st.String() + "/" + reason; !seen[key] {

@@ -30,10 +30,10 @@ func TestNodeGetVolumeStatsErrors(t *testing.T) {
 	wantNodeCode(t, stats(nodeVolID, dir), codes.NotFound) // exists, nothing mounted
 	nodeMust(t, stats(nodeVolID, staging))
 
-	f.setStatErr(staging, &os.PathError{Op: "statfs", Path: staging, Err: syscall.ESTALE})
+	f.SetStatErr(staging, &os.PathError{Op: "statfs", Path: staging, Err: syscall.ESTALE})
 	wantNodeCode(t, stats(nodeVolID, staging), codes.Unavailable)
-	f.setStatErr(staging, nil)
-	f.block(t, staging)
+	f.SetStatErr(staging, nil)
+	f.Block(t, staging)
 	start := time.Now()
 	wantNodeCode(t, stats(nodeVolID, staging), codes.Unavailable)
 	if d := time.Since(start); d > 5*time.Second {
@@ -72,16 +72,16 @@ func TestNodeGetVolumeHealth(t *testing.T) {
 	}
 
 	// A stale target and a stale staging path make one entry, not two.
-	f.setStatErr(staging, syscall.ESTALE)
-	f.setStatErr(target, syscall.ESTALE)
+	f.SetStatErr(staging, syscall.ESTALE)
+	f.SetStatErr(target, syscall.ESTALE)
 	h, err = health(&csi.NodeGetVolumeHealthRequest{VolumeId: nodeVolID})
 	nodeMust(t, err)
 	if e := h.GetHealthStatuses(); len(e) != 1 || e[0].GetStatus() != csi.VolumeHealthErrorType_INACCESSIBLE || e[0].GetReason() != ReasonStaleMount {
 		t.Fatalf("stale volume: %v", h)
 	}
-	f.setStatErr(staging, nil)
-	f.setStatErr(target, nil)
-	f.block(t, target)
+	f.SetStatErr(staging, nil)
+	f.SetStatErr(target, nil)
+	f.Block(t, target)
 	h, err = health(&csi.NodeGetVolumeHealthRequest{VolumeId: nodeVolID, VolumePublishPath: target})
 	nodeMust(t, err)
 	if e := h.GetHealthStatuses(); len(e) != 1 || e[0].GetReason() != ReasonNotResponding {

@@ -7,31 +7,28 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	mount "k8s.io/mount-utils"
 
+	"github.com/dots-csi/dots/internal/mountfake"
+	"github.com/dots-csi/dots/pkg/api"
+	"github.com/dots-csi/dots/pkg/csirpc"
+	"github.com/dots-csi/dots/pkg/discovery"
+	"github.com/dots-csi/dots/pkg/lockset"
 	"github.com/dots-csi/dots/pkg/mounter"
 )
 
-// fakeNode is a NodeServer over mount-utils' fake mounter, with stat and
-// statfs answers the test controls.
+// fakeNode is a NodeServer over a fake host whose stat and statfs
+// answers the test controls.
 type fakeNode struct {
 	*NodeServer
-	fake *mount.FakeMounter
-	m    *mounter.Host
-
-	mu       sync.Mutex
-	statErr  map[string]error
-	blocked  map[string]chan struct{}
-	statfsOK unix.Statfs_t
-	entered  chan string // receives a path when a call blocks on it
+	*mountfake.Seams
+	m *mounter.Host
 }
 
 func newFakeNode(t *testing.T, mode, root string) *fakeNode {
@@ -42,12 +39,11 @@ func newFakeNode(t *testing.T, mode, root string) *fakeNode {
 // newFakeNodeTimeout sets the bound on stat and statfs.
 func newFakeNodeTimeout(t *testing.T, mode, root string, statTimeout time.Duration) *fakeNode {
 	t.Helper()
-	f := &fakeNode{fake: mount.NewFakeMounter(nil), statErr: map[string]error{}, blocked: map[string]chan struct{}{}, entered: make(chan string, 16),
-		statfsOK: unix.Statfs_t{Bsize: 4096, Frsize: 4096, Blocks: 16384, Bfree: 12288, Bavail: 12288, Files: 1000, Ffree: 990}}
+	f := &fakeNode{Seams: mountfake.New()}
 	m, err := mounter.New(mounter.Config{
 		Mode: mode, LocalBindRoot: root,
 		StatTimeout: statTimeout, UnmountTimeout: 100 * time.Millisecond,
-		Mount: f.fake, Stat: f.stat, Statfs: f.statfs,
+		Mount: f.Mounter, Stat: f.Stat, Statfs: f.Statfs,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -67,72 +63,6 @@ func newNodeServerFor(t *testing.T, m mounter.Mounter, mode, root string) *NodeS
 	return s
 }
 
-func (f *fakeNode) wait(p string) error {
-	f.mu.Lock()
-	block, err := f.blocked[p], f.statErr[p]
-	f.mu.Unlock()
-	if block != nil {
-		select {
-		case f.entered <- p:
-		default:
-		}
-		<-block
-	}
-	return err
-}
-
-func (f *fakeNode) stat(p string) error {
-	if err := f.wait(p); err != nil {
-		return err
-	}
-	_, err := os.Stat(p)
-	return err
-}
-
-func (f *fakeNode) statfs(p string, buf *unix.Statfs_t) error {
-	if err := f.wait(p); err != nil {
-		return err
-	}
-	*buf = f.statfsOK
-	return nil
-}
-
-func (f *fakeNode) setStatErr(p string, err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.statErr[p] = err
-}
-
-// block makes stat and statfs of p hang until release or the test's end.
-func (f *fakeNode) block(t *testing.T, p string) (release func()) {
-	ch := make(chan struct{})
-	var once sync.Once
-	release = func() {
-		once.Do(func() {
-			f.mu.Lock()
-			delete(f.blocked, p)
-			f.mu.Unlock()
-			close(ch)
-		})
-	}
-	f.mu.Lock()
-	f.blocked[p] = ch
-	f.mu.Unlock()
-	t.Cleanup(release)
-	return release
-}
-
-func (f *fakeNode) mountsAt(p string) []mount.MountPoint {
-	mps, _ := f.fake.List()
-	var out []mount.MountPoint
-	for _, mp := range mps {
-		if mp.Path == p {
-			out = append(out, mp)
-		}
-	}
-	return out
-}
-
 func nodeMountCap(mode csi.VolumeCapability_AccessMode_Mode, flags ...string) *csi.VolumeCapability {
 	return &csi.VolumeCapability{
 		AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{MountFlags: flags}},
@@ -142,7 +72,7 @@ func nodeMountCap(mode csi.VolumeCapability_AccessMode_Mode, flags ...string) *c
 
 var (
 	nodeSNW        = csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER
-	nodeNFSContext = map[string]string{ContextServer: "a", ContextNFSAddress: "10.96.0.12", ContextNFSPort: "20490", ContextExport: "/dots/pvc-1"}
+	nodeNFSContext = map[string]string{api.ContextServer: "a", api.ContextNFSAddress: "10.96.0.12", api.ContextNFSPort: "20490", api.ContextExport: "/dots/pvc-1"}
 	nodeVolID      = "a/pvc-1"
 	nodeCtx        = context.Background()
 	nodeAnyPath    = "/var/lib/kubelet/x"
@@ -150,7 +80,8 @@ var (
 
 func wantNodeCode(t *testing.T, err error, code codes.Code) {
 	t.Helper()
-	if got := status.Code(err); got != code {
+	// As on the wire: through the node's error table.
+	if got := status.Code(NodeCodes.Status(err)); got != code {
 		t.Fatalf("got %v (%v), want %v", got, err, code)
 	}
 }
@@ -248,8 +179,8 @@ func TestNodeStageValidation(t *testing.T) {
 		return c
 	}
 	withPort := func(p string) map[string]string {
-		c := without(ContextNFSPort)
-		c[ContextNFSPort] = p
+		c := without(api.ContextNFSPort)
+		c[api.ContextNFSPort] = p
 		return c
 	}
 	cases := map[string]*csi.NodeStageVolumeRequest{
@@ -259,8 +190,8 @@ func TestNodeStageValidation(t *testing.T) {
 		"block":              {VolumeId: nodeVolID, StagingTargetPath: staging, VolumeCapability: block, VolumeContext: nodeNFSContext},
 		"unknown mode":       {VolumeId: nodeVolID, StagingTargetPath: staging, VolumeCapability: nodeMountCap(csi.VolumeCapability_AccessMode_UNKNOWN), VolumeContext: nodeNFSContext},
 		"fsType ext4":        {VolumeId: nodeVolID, StagingTargetPath: staging, VolumeCapability: ext4, VolumeContext: nodeNFSContext},
-		"no address":         {VolumeId: nodeVolID, StagingTargetPath: staging, VolumeCapability: nodeMountCap(nodeSNW), VolumeContext: without(ContextNFSAddress)},
-		"no export":          {VolumeId: nodeVolID, StagingTargetPath: staging, VolumeCapability: nodeMountCap(nodeSNW), VolumeContext: without(ContextExport)},
+		"no address":         {VolumeId: nodeVolID, StagingTargetPath: staging, VolumeCapability: nodeMountCap(nodeSNW), VolumeContext: without(api.ContextNFSAddress)},
+		"no export":          {VolumeId: nodeVolID, StagingTargetPath: staging, VolumeCapability: nodeMountCap(nodeSNW), VolumeContext: without(api.ContextExport)},
 		"bad port":           {VolumeId: nodeVolID, StagingTargetPath: staging, VolumeCapability: nodeMountCap(nodeSNW), VolumeContext: withPort("nfs")},
 		"port out of range":  {VolumeId: nodeVolID, StagingTargetPath: staging, VolumeCapability: nodeMountCap(nodeSNW), VolumeContext: withPort("0")},
 		"NFSv3 mount option": {VolumeId: nodeVolID, StagingTargetPath: staging, VolumeCapability: nodeMountCap(nodeSNW, "vers=3"), VolumeContext: nodeNFSContext},
@@ -273,7 +204,7 @@ func TestNodeStageValidation(t *testing.T) {
 			wantNodeCode(t, err, codes.InvalidArgument)
 		})
 	}
-	if n := len(f.fake.GetLog()); n != 0 {
+	if n := len(f.Mounter.GetLog()); n != 0 {
 		t.Fatalf("invalid requests mounted %d times", n)
 	}
 }
@@ -289,7 +220,7 @@ func TestNodeFlowNFS(t *testing.T) {
 		_, err := f.NodeStageVolume(nodeCtx, stage)
 		nodeMust(t, err)
 	}
-	mps := f.mountsAt(staging)
+	mps := f.MountsAt(staging)
 	if len(mps) != 1 || mps[0].Device != "10.96.0.12:/dots/pvc-1" || mps[0].Type != "nfs4" ||
 		fmt.Sprint(mps[0].Opts) != "[vers=4.1 hard timeo=600 retrans=2 noresvport nconnect=2 port=20490]" {
 		t.Fatalf("staging mounts: %+v", mps)
@@ -305,10 +236,10 @@ func TestNodeFlowNFS(t *testing.T) {
 		VolumeCapability: nodeMountCap(csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER), Readonly: true}
 	_, err := f.NodePublishVolume(nodeCtx, roPublish)
 	nodeMust(t, err)
-	if mps := f.mountsAt(target); len(mps) != 1 || mps[0].Device != "10.96.0.12:/dots/pvc-1" || nodeHasOpt(mps[0].Opts, "ro") {
+	if mps := f.MountsAt(target); len(mps) != 1 || mps[0].Device != "10.96.0.12:/dots/pvc-1" || nodeHasOpt(mps[0].Opts, "ro") {
 		t.Fatalf("target: %+v", mps)
 	}
-	if mps := f.mountsAt(roTarget); len(mps) != 1 || !nodeHasOpt(mps[0].Opts, "ro") {
+	if mps := f.MountsAt(roTarget); len(mps) != 1 || !nodeHasOpt(mps[0].Opts, "ro") {
 		t.Fatalf("read-only target: %+v", mps)
 	}
 	// The same target read-write now conflicts with its read-only mount.
@@ -330,15 +261,15 @@ func TestNodeFlowNFS(t *testing.T) {
 			_, err := f.NodeUnpublishVolume(nodeCtx, &csi.NodeUnpublishVolumeRequest{VolumeId: nodeVolID, TargetPath: p})
 			nodeMust(t, err)
 		}
-		if _, err := os.Stat(p); !os.IsNotExist(err) || len(f.mountsAt(p)) != 0 {
-			t.Fatalf("%s not cleaned up: %v %+v", p, err, f.mountsAt(p))
+		if _, err := os.Stat(p); !os.IsNotExist(err) || len(f.MountsAt(p)) != 0 {
+			t.Fatalf("%s not cleaned up: %v %+v", p, err, f.MountsAt(p))
 		}
 	}
 	for i := 0; i < 2; i++ {
 		_, err := f.NodeUnstageVolume(nodeCtx, &csi.NodeUnstageVolumeRequest{VolumeId: nodeVolID, StagingTargetPath: staging})
 		nodeMust(t, err)
 	}
-	if _, err := os.Stat(staging); !os.IsNotExist(err) || len(f.mountsAt(staging)) != 0 {
+	if _, err := os.Stat(staging); !os.IsNotExist(err) || len(f.MountsAt(staging)) != 0 {
 		t.Fatalf("staging not cleaned up: %v", err)
 	}
 }
@@ -353,7 +284,7 @@ func TestNodeReaderOnlyAccessMode(t *testing.T) {
 	_, err = f.NodePublishVolume(nodeCtx, &csi.NodePublishVolumeRequest{VolumeId: nodeVolID, StagingTargetPath: staging, TargetPath: target, VolumeCapability: ro})
 	nodeMust(t, err)
 	for _, p := range []string{staging, target} {
-		if mps := f.mountsAt(p); len(mps) != 1 || !nodeHasOpt(mps[0].Opts, "ro") {
+		if mps := f.MountsAt(p); len(mps) != 1 || !nodeHasOpt(mps[0].Opts, "ro") {
 			t.Fatalf("%s not read-only: %+v", p, mps)
 		}
 	}
@@ -375,19 +306,19 @@ func TestNodePublishPreconditions(t *testing.T) {
 		"no capability": {VolumeId: nodeVolID, TargetPath: nodeAnyPath},
 	} {
 		_, err := f.NodePublishVolume(nodeCtx, r)
-		if status.Code(err) != codes.InvalidArgument {
+		if status.Code(NodeCodes.Status(err)) != codes.InvalidArgument {
 			t.Errorf("%s: %v, want InvalidArgument", name, err)
 		}
 	}
 	for name, r := range map[string]*csi.NodeUnpublishVolumeRequest{"no volume id": {TargetPath: nodeAnyPath}, "no target": {VolumeId: nodeVolID}} {
 		_, err := f.NodeUnpublishVolume(nodeCtx, r)
-		if status.Code(err) != codes.InvalidArgument {
+		if status.Code(NodeCodes.Status(err)) != codes.InvalidArgument {
 			t.Errorf("unpublish %s: %v, want InvalidArgument", name, err)
 		}
 	}
 	for name, r := range map[string]*csi.NodeUnstageVolumeRequest{"no volume id": {StagingTargetPath: nodeAnyPath}, "no staging": {VolumeId: nodeVolID}} {
 		_, err := f.NodeUnstageVolume(nodeCtx, r)
-		if status.Code(err) != codes.InvalidArgument {
+		if status.Code(NodeCodes.Status(err)) != codes.InvalidArgument {
 			t.Errorf("unstage %s: %v, want InvalidArgument", name, err)
 		}
 	}
@@ -432,11 +363,11 @@ func TestNodeLockContention(t *testing.T) {
 
 	// A second stage finds the mount and checks it; a hung stat keeps it
 	// busy inside the volume's lock.
-	release := f.block(t, staging)
+	release := f.Block(t, staging)
 	done := make(chan error, 1)
 	go func() { _, err := f.NodeStageVolume(nodeCtx, stage); done <- err }()
 	select {
-	case <-f.entered: // the stage holds the lock and waits on the stat
+	case <-f.Entered: // the stage holds the lock and waits on the stat
 	case err := <-done:
 		t.Fatalf("stage returned before checking the mount: %v", err)
 	case <-time.After(5 * time.Second):
@@ -452,7 +383,7 @@ func TestNodeLockContention(t *testing.T) {
 	_, err = f.NodeStageVolume(nodeCtx, stage)
 	wantNodeCode(t, err, codes.Aborted)
 	// Another volume is not held up.
-	other := map[string]string{ContextNFSAddress: "10.96.0.12", ContextExport: "/dots/pvc-2"}
+	other := map[string]string{api.ContextNFSAddress: "10.96.0.12", api.ContextExport: "/dots/pvc-2"}
 	_, err = f.NodeStageVolume(nodeCtx, &csi.NodeStageVolumeRequest{VolumeId: "a/pvc-2", StagingTargetPath: filepath.Join(dir, "st2"),
 		VolumeCapability: nodeMountCap(nodeSNW), VolumeContext: other})
 	nodeMust(t, err)
@@ -472,24 +403,24 @@ func TestNodeLocalBindContext(t *testing.T) {
 	source := filepath.Join(root, "pool", "pvc-1")
 	nodeMust(t, os.MkdirAll(source, 0o750))
 	f := newFakeNode(t, mounter.ModeLocalBind, root)
-	f.fake.MountPoints = []mount.MountPoint{{Device: "pool/pvc-1", Path: source, Type: "fuse.zfs"}}
+	f.Mounter.MountPoints = []mount.MountPoint{{Device: "pool/pvc-1", Path: source, Type: "fuse.zfs"}}
 	staging := filepath.Join(t.TempDir(), "st")
 	req := &csi.NodeStageVolumeRequest{VolumeId: nodeVolID, StagingTargetPath: staging, VolumeCapability: nodeMountCap(nodeSNW), VolumeContext: nodeNFSContext}
 	_, err := f.NodeStageVolume(nodeCtx, req)
 	wantNodeCode(t, err, codes.InvalidArgument) // no local path in the context
 
-	req.VolumeContext = map[string]string{ContextLocalPath: t.TempDir()}
+	req.VolumeContext = map[string]string{api.ContextLocalPath: t.TempDir()}
 	_, err = f.NodeStageVolume(nodeCtx, req)
 	wantNodeCode(t, err, codes.FailedPrecondition) // outside the root
 
-	req.VolumeContext = map[string]string{ContextLocalPath: filepath.Join(root, "pool", "gone")}
+	req.VolumeContext = map[string]string{api.ContextLocalPath: filepath.Join(root, "pool", "gone")}
 	_, err = f.NodeStageVolume(nodeCtx, req)
 	wantNodeCode(t, err, codes.NotFound)
 
-	req.VolumeContext = map[string]string{ContextLocalPath: source}
+	req.VolumeContext = map[string]string{api.ContextLocalPath: source}
 	_, err = f.NodeStageVolume(nodeCtx, req)
 	nodeMust(t, err)
-	if mps := f.mountsAt(staging); len(mps) != 1 || mps[0].Device != "pool/pvc-1" {
+	if mps := f.MountsAt(staging); len(mps) != 1 || mps[0].Device != "pool/pvc-1" {
 		t.Fatalf("staging: %+v", mps)
 	}
 }
@@ -513,12 +444,24 @@ func TestNodeStatus(t *testing.T) {
 		{errors.New("anything else"), codes.Internal},
 	}
 	for _, c := range cases {
-		if got := status.Code(nodeStatus(c.err)); got != c.code {
-			t.Errorf("nodeStatus(%v) = %v, want %v", c.err, got, c.code)
+		for name, table := range map[string]csirpc.Codes{"node": NodeCodes, "local": LocalCodes} {
+			if got := status.Code(table.Status(c.err)); got != c.code {
+				t.Errorf("%s table: %v -> %v, want %v", name, c.err, got, c.code)
+			}
 		}
 	}
-	if nodeStatus(nil) != nil {
-		t.Error("nodeStatus(nil) != nil")
+}
+
+// The local stack serves the controller and the node on one endpoint: its
+// table must agree with both.
+func TestLocalCodesAgree(t *testing.T) {
+	for _, err := range []error{errNotFound, errUnavailable, errNoRoom, errExists, errNotStaged, discovery.ErrInvalid,
+		api.ErrInvalid, api.ErrMalformedID, lockset.ErrBusy, mounter.ErrStale} {
+		local := status.Code(LocalCodes.Status(err))
+		c, n := status.Code(ControllerCodes.Status(err)), status.Code(NodeCodes.Status(err))
+		if (c != codes.Internal && c != local) || (n != codes.Internal && n != local) {
+			t.Errorf("%v: local %v, controller %v, node %v", err, local, c, n)
+		}
 	}
 }
 

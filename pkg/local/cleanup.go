@@ -14,6 +14,7 @@ import (
 	mount "k8s.io/mount-utils"
 
 	"github.com/dots-csi/dots/pkg/zfs"
+	"github.com/dots-csi/dots/pkg/zfs/command"
 )
 
 // lockStateDir makes sure one stack at a time uses a state directory. The
@@ -40,11 +41,11 @@ func lockStateDir(path string) (func(), error) {
 
 // discardPools destroys the stack's pools, whether imported or left behind
 // as files by an earlier run, and removes their files.
-func discardPools(ctx context.Context, cfg Config) {
+func discardPools(ctx context.Context, r command.Runner, cfg Config) {
 	files, _ := filepath.Glob(cfg.path("pools", "*.img"))
 	for i := range max(cfg.Servers, len(files)) {
 		name := cfg.poolName(i)
-		if err := zfs.DestroyPoolIfExists(ctx, name); err != nil {
+		if err := zfs.DestroyImportedPool(ctx, r, name); err != nil {
 			klog.ErrorS(err, "Destroying a local pool", "pool", name)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,11 +14,11 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 	"k8s.io/klog/v2"
 
-	"github.com/dots-csi/dots/pkg/csirpc"
+	"github.com/dots-csi/dots/internal/devzfs"
+	"github.com/dots-csi/dots/pkg/daemon"
 	"github.com/dots-csi/dots/pkg/discovery"
 	"github.com/dots-csi/dots/pkg/driver"
 	"github.com/dots-csi/dots/pkg/health"
@@ -26,6 +27,7 @@ import (
 	"github.com/dots-csi/dots/pkg/registry"
 	"github.com/dots-csi/dots/pkg/server"
 	"github.com/dots-csi/dots/pkg/zfs"
+	"github.com/dots-csi/dots/pkg/zfs/command"
 )
 
 // ServerInfo describes one local storage server.
@@ -78,14 +80,17 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 		return err
 	}
 	defer unlock()
-	if err := zfs.EnsureDaemon(ctx); err != nil {
+	// The stack's own zfs commands (starting the daemon, discarding
+	// pools); each server runs its own, with its own metrics.
+	zfsCmds, err := command.NewHost(command.HostConfig{Timeouts: command.DefaultTimeouts})
+	if err != nil {
 		return err
 	}
-	if _, err := zfs.SetupCLI(ctx, zfs.CLIAuto, cfg.path("run", "zfs-cli")); err != nil {
+	if err := devzfs.EnsureDaemon(ctx, zfsCmds); err != nil {
 		return err
 	}
 	if !cfg.Keep {
-		discardPools(ctx, cfg)
+		discardPools(ctx, zfsCmds, cfg)
 	}
 
 	// Teardown runs in reverse, also after a failed start: mounts, then
@@ -96,7 +101,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 		unmountAll(cfg, servers)
 		stopServers()
 		if !cfg.Keep {
-			discardPools(context.Background(), cfg)
+			discardPools(context.Background(), zfsCmds, cfg)
 		}
 	}()
 	servers, stopServers, err = startServers(ctx, cfg)
@@ -104,24 +109,19 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 		return err
 	}
 
-	reg := prometheus.NewRegistry()
+	metrics := daemon.NewRegistry()
 	var list discovery.Static
 	for _, s := range servers {
 		list = append(list, discovery.Server{Name: s.info.Name, APIAddress: s.info.API, NFSAddress: "127.0.0.1",
 			NFSPort: s.info.NFSPort, LocalPaths: true})
 	}
-	members := registry.New(list, registry.Options{Interval: 5 * time.Second}, reg)
+	members := registry.New(list, registry.Options{Interval: 5 * time.Second}, metrics)
 	members.Refresh(ctx)
 	cs, err := driver.NewControllerServer(members, 1<<30)
 	if err != nil {
 		return err
 	}
-	ids := driver.NewIdentityServer(true, func() error {
-		if !members.AnyHealthy() {
-			return errors.New("no storage server answers")
-		}
-		return nil
-	})
+	ids := driver.NewIdentityServer(true, driver.ServersReady(members))
 	host, _ := os.Hostname()
 	nodeOpts := driver.NodeOptions{NodeID: host, MountMode: mounter.ModeLocalBind, LocalBindRoot: cfg.path("mnt"),
 		StatsTimeout: mounter.DefaultStatTimeout, UnmountTimeout: mounter.DefaultUnmountTimeout}
@@ -133,39 +133,36 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	if err != nil {
 		return err
 	}
-	g := csirpc.NewServer(csirpc.NewMetrics(reg))
-	csi.RegisterIdentityServer(g, ids)
-	csi.RegisterControllerServer(g, cs)
-	csi.RegisterNodeServer(g, ns)
-	lis, err := csirpc.Listen(cfg.Endpoint())
-	if err != nil {
-		return err
-	}
-	hs, err := health.Listen(cfg.HTTPAddress, reg, func() error { _, err := ids.Probe(ctx, nil); return err })
-	if err != nil {
-		lis.Close()
-		return err
-	}
-	hs.Handle("/servers", members)
-
-	info := Info{PID: os.Getpid(), Endpoint: cfg.Endpoint(), HTTP: "http://" + hs.Addr()}
-	for _, s := range servers {
-		info.Servers = append(info.Servers, s.info)
-	}
-	if err := writeInfo(cfg.path(infoFile), info); err != nil {
-		return err
-	}
 	defer os.Remove(cfg.path(infoFile))
-
-	eg, gctx := errgroup.WithContext(ctx)
-	eg.Go(func() error { members.Run(gctx); return nil })
-	eg.Go(func() error { return hs.Serve(gctx) })
-	eg.Go(func() error { return csirpc.Serve(gctx, lis, g, 5*time.Second) })
-	klog.InfoS("Local stack ready", "endpoint", info.Endpoint, "http", info.HTTP, "servers", len(servers), "mountMode", mounter.ModeLocalBind)
-	if ready != nil {
-		ready(info)
-	}
-	return eg.Wait()
+	return daemon.Run(ctx, daemon.Spec{
+		Name:     "local stack",
+		Endpoint: cfg.Endpoint(),
+		Register: func(g *grpc.Server) {
+			csi.RegisterIdentityServer(g, ids)
+			csi.RegisterControllerServer(g, cs)
+			csi.RegisterNodeServer(g, ns)
+		},
+		Codes:       driver.LocalCodes,
+		HTTPAddress: cfg.HTTPAddress,
+		Metrics:     metrics,
+		Ready:       []health.Check{driver.ServersReady(members)},
+		Handlers:    map[string]http.Handler{"/servers": members},
+		Background:  []func(context.Context) error{func(ctx context.Context) error { members.Run(ctx); return nil }},
+		Grace:       5 * time.Second,
+	}, func(a daemon.Addrs) error {
+		info := Info{PID: os.Getpid(), Endpoint: cfg.Endpoint(), HTTP: "http://" + a.HTTP}
+		for _, s := range servers {
+			info.Servers = append(info.Servers, s.info)
+		}
+		if err := writeInfo(cfg.path(infoFile), info); err != nil {
+			return fmt.Errorf("writing the stack's description for clients: %w", err)
+		}
+		klog.InfoS("Local stack ready", "endpoint", info.Endpoint, "http", info.HTTP, "servers", len(servers), "mountMode", mounter.ModeLocalBind)
+		if ready != nil {
+			ready(info)
+		}
+		return nil
+	})
 }
 
 type localServer struct {
@@ -205,6 +202,7 @@ func startServer(ctx context.Context, cfg Config, i int, wg *sync.WaitGroup) (*l
 		RunDir: cfg.path("run", name), DefaultVolumeSize: "1Gi",
 		Pool: cfg.poolName(i), Vdevs: []string{cfg.path("pools", name+".img")}, CreatePool: true,
 		PoolFileSize: cfg.PoolSize, MountRoot: cfg.path("mnt", name), ZFSCLI: string(zfs.CLIAuto),
+		ZFSBinary: command.ZFS, ZpoolBinary: command.Zpool, ZFSTimeouts: command.DefaultTimeouts,
 		ExportOnExit: cfg.Keep,
 		NFS: nfs.GaneshaConfig{
 			NFSPort: nfsPort, MountPort: mountPort, BindAddr: "127.0.0.1",

@@ -1,9 +1,26 @@
 // Package lockset serializes operations per key (a volume or snapshot name)
-// without a global mutex: a busy key is reported to the caller, who answers
-// codes.Aborted so the sidecar retries, as the CSI spec asks.
+// without a global mutex: a busy key is reported as ErrBusy, which every
+// daemon's error table maps to Aborted, so the sidecar retries, as the CSI
+// spec asks.
 package lockset
 
-import "sync"
+import (
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// ErrBusy reports a key another operation holds.
+var ErrBusy = errors.New("an operation is already in progress")
+
+// Acquire takes every key or none. It returns the function that releases
+// them, or an error wrapping ErrBusy naming the keys.
+func (l *LockSet) Acquire(keys ...string) (release func(), err error) {
+	if !l.TryAcquireAll(keys...) {
+		return nil, fmt.Errorf("%w on %v", ErrBusy, keys)
+	}
+	return func() { l.Release(keys...) }, nil
+}
 
 // LockSet holds the keys currently being operated on.
 type LockSet struct {

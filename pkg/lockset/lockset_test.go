@@ -1,6 +1,7 @@
 package lockset
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -51,5 +52,20 @@ func TestOneWinnerUnderContention(t *testing.T) {
 	wg.Wait()
 	if wins.Load() != 1 {
 		t.Fatalf("%d goroutines acquired the same key, want 1", wins.Load())
+	}
+}
+
+func TestAcquire(t *testing.T) {
+	l := New()
+	release, err := l.Acquire("volume/a", "snapshot/s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Acquire("snapshot/s"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("held key: %v, want ErrBusy", err)
+	}
+	release()
+	if _, err := l.Acquire("volume/a", "snapshot/s"); err != nil {
+		t.Fatalf("after release: %v", err)
 	}
 }

@@ -8,18 +8,19 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/dots-csi/dots/internal/mountfake"
 	mount "k8s.io/mount-utils"
 )
 
 // localBindFixture makes a root holding one dataset mountpoint known to the
 // fake mount table, as a zfs-fuse pool mounted under the root would be.
-func localBindFixture(t *testing.T) (s *hostSeams, h *Host, root, source string) {
+func localBindFixture(t *testing.T) (s *mountfake.Seams, h *Host, root, source string) {
 	t.Helper()
 	root = t.TempDir()
 	source = filepath.Join(root, "pool", "vol1")
 	must(t, os.MkdirAll(source, 0o750))
-	s = newHostSeams()
-	s.fake.MountPoints = []mount.MountPoint{{Device: "pool/vol1", Path: source, Type: "fuse.zfs"}}
+	s = mountfake.New()
+	s.Mounter.MountPoints = []mount.MountPoint{{Device: "pool/vol1", Path: source, Type: "fuse.zfs"}}
 	h = newTestHost(t, s, ModeLocalBind, root)
 	return s, h, root, source
 }
@@ -35,16 +36,16 @@ func TestLocalBindStagePublish(t *testing.T) {
 		t.Fatalf("Mode() = %q", h.Mode())
 	}
 	must(t, h.Stage(ctx, vol, staging, []string{"noatime"}, false))
-	mps := s.mountsAt(staging)
+	mps := s.MountsAt(staging)
 	if len(mps) != 1 || mps[0].Device != "pool/vol1" || !reflect.DeepEqual(mps[0].Opts, []string{"bind"}) {
 		t.Fatalf("staging mount: %+v", mps)
 	}
-	log := s.fake.GetLog()
+	log := s.Mounter.GetLog()
 	if last := log[len(log)-1]; last.Source != "pool/vol1" || last.FSType != "" {
 		t.Fatalf("not a bind of the dataset mountpoint: %+v", last)
 	}
 	must(t, h.Stage(ctx, vol, staging, nil, false)) // idempotent
-	if len(s.mountsAt(staging)) != 1 {
+	if len(s.MountsAt(staging)) != 1 {
 		t.Fatal("second stage mounted again")
 	}
 	must(t, h.Publish(ctx, staging, target, false))
@@ -59,7 +60,7 @@ func TestLocalBindReadOnlyFlag(t *testing.T) {
 	s, h, _, source := localBindFixture(t)
 	staging := filepath.Join(t.TempDir(), "st")
 	must(t, h.Stage(context.Background(), Volume{LocalPath: source}, staging, []string{"ro"}, false))
-	if mps := s.mountsAt(staging); len(mps) != 1 || !hasOption(mps[0].Opts, "ro") {
+	if mps := s.MountsAt(staging); len(mps) != 1 || !hasOption(mps[0].Opts, "ro") {
 		t.Fatalf("ro flag not applied: %+v", mps)
 	}
 }
@@ -71,7 +72,7 @@ func TestLocalBindRefuses(t *testing.T) {
 	must(t, os.Symlink(outside, escape))
 	plain := filepath.Join(root, "pool", "plain")
 	must(t, os.MkdirAll(plain, 0o750))
-	s.fake.MountPoints = append(s.fake.MountPoints,
+	s.Mounter.MountPoints = append(s.Mounter.MountPoints,
 		mount.MountPoint{Device: "other", Path: outside, Type: "tmpfs"},
 		mount.MountPoint{Device: "rootfs", Path: root, Type: "tmpfs"})
 
@@ -98,7 +99,7 @@ func TestLocalBindRefuses(t *testing.T) {
 			if !errors.Is(err, c.want) {
 				t.Fatalf("Stage(%s) = %v, want %v", c.path, err, c.want)
 			}
-			if len(s.mountsAt(staging)) != 0 {
+			if len(s.MountsAt(staging)) != 0 {
 				t.Fatal("refused volume was mounted")
 			}
 		})

@@ -3,6 +3,7 @@ package mounter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dots-csi/dots/internal/mountfake"
+	"github.com/dots-csi/dots/internal/poll"
 	"golang.org/x/sys/unix"
 	mount "k8s.io/mount-utils"
 )
@@ -46,7 +49,7 @@ func TestNewConfig(t *testing.T) {
 }
 
 func TestStageNFS(t *testing.T) {
-	s := newHostSeams()
+	s := mountfake.New()
 	h := newTestHost(t, s, ModeNFS, "")
 	ctx := context.Background()
 	staging := filepath.Join(t.TempDir(), "globalmount") // kubelet's parent exists; the leaf may not
@@ -54,7 +57,7 @@ func TestStageNFS(t *testing.T) {
 	if err := h.Stage(ctx, nfsVol, staging, []string{"noatime"}, false); err != nil {
 		t.Fatal(err)
 	}
-	mps := s.mountsAt(staging)
+	mps := s.MountsAt(staging)
 	if len(mps) != 1 {
 		t.Fatalf("mounts at staging: %+v", mps)
 	}
@@ -65,11 +68,11 @@ func TestStageNFS(t *testing.T) {
 	}
 
 	// Idempotent: the same call changes nothing.
-	before := len(s.fake.GetLog())
+	before := len(s.Mounter.GetLog())
 	if err := h.Stage(ctx, nfsVol, staging, []string{"noatime"}, false); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(s.fake.GetLog()); n != before {
+	if n := len(s.Mounter.GetLog()); n != before {
 		t.Fatalf("second Stage did %d more mount actions", n-before)
 	}
 
@@ -85,7 +88,7 @@ func TestStageNFS(t *testing.T) {
 }
 
 func TestStageRejectsBeforeMounting(t *testing.T) {
-	s := newHostSeams()
+	s := mountfake.New()
 	h := newTestHost(t, s, ModeNFS, "")
 	staging := filepath.Join(t.TempDir(), "st")
 	ctx := context.Background()
@@ -107,8 +110,8 @@ func TestStageRejectsBeforeMounting(t *testing.T) {
 	if err := h.Stage(ctx, nfsVol, "relative/path", nil, false); !errors.Is(err, ErrInvalidVolume) {
 		t.Errorf("relative staging path: %v", err)
 	}
-	if len(s.fake.GetLog()) != 0 {
-		t.Fatalf("refused calls mounted: %+v", s.fake.GetLog())
+	if len(s.Mounter.GetLog()) != 0 {
+		t.Fatalf("refused calls mounted: %+v", s.Mounter.GetLog())
 	}
 	if _, err := os.Stat(staging); !os.IsNotExist(err) {
 		t.Fatalf("refused call created the staging path: %v", err)
@@ -116,13 +119,13 @@ func TestStageRejectsBeforeMounting(t *testing.T) {
 }
 
 func TestStageReadOnlyAccess(t *testing.T) {
-	s := newHostSeams()
+	s := mountfake.New()
 	h := newTestHost(t, s, ModeNFS, "")
 	staging := filepath.Join(t.TempDir(), "st")
 	if err := h.Stage(context.Background(), nfsVol, staging, nil, true); err != nil {
 		t.Fatal(err)
 	}
-	if mps := s.mountsAt(staging); len(mps) != 1 || !hasOption(mps[0].Opts, "ro") {
+	if mps := s.MountsAt(staging); len(mps) != 1 || !hasOption(mps[0].Opts, "ro") {
 		t.Fatalf("reader-only staging not mounted ro: %+v", mps)
 	}
 	if err := h.Stage(context.Background(), nfsVol, staging, nil, true); err != nil {
@@ -133,73 +136,73 @@ func TestStageReadOnlyAccess(t *testing.T) {
 func TestStageRecoversStaleMount(t *testing.T) {
 	for _, errno := range []syscall.Errno{syscall.ESTALE, syscall.ENOTCONN, syscall.EIO} {
 		t.Run(errno.Error(), func(t *testing.T) {
-			s := newHostSeams()
+			s := mountfake.New()
 			h := newTestHost(t, s, ModeNFS, "")
 			ctx := context.Background()
 			staging := filepath.Join(t.TempDir(), "st")
 			if err := h.Stage(ctx, nfsVol, staging, nil, false); err != nil {
 				t.Fatal(err)
 			}
-			s.setStatErr(staging, &os.PathError{Op: "stat", Path: staging, Err: errno})
+			s.SetStatErr(staging, &os.PathError{Op: "stat", Path: staging, Err: errno})
 			if err := h.Check(ctx, staging); !errors.Is(err, ErrStale) {
 				t.Fatalf("Check = %v, want ErrStale", err)
 			}
-			s.fake.ResetLog()
+			s.Mounter.ResetLog()
 			// The stale handle goes away once the path is unmounted.
-			s.fake.UnmountFunc = func(string) error { s.setStatErr(staging, nil); return nil }
+			s.Mounter.UnmountFunc = func(string) error { s.SetStatErr(staging, nil); return nil }
 			if err := h.Stage(ctx, nfsVol, staging, nil, false); err != nil {
 				t.Fatal(err)
 			}
-			log := s.fake.GetLog()
+			log := s.Mounter.GetLog()
 			if len(log) != 2 || log[0].Action != mount.FakeActionUnmount || log[1].Action != mount.FakeActionMount {
 				t.Fatalf("want unmount then mount, got %+v", log)
 			}
 			if err := h.Check(ctx, staging); err != nil {
 				t.Fatalf("Check after recovery: %v", err)
 			}
-			if len(s.mountsAt(staging)) != 1 {
-				t.Fatalf("mounts after recovery: %+v", s.mountsAt(staging))
+			if len(s.MountsAt(staging)) != 1 {
+				t.Fatalf("mounts after recovery: %+v", s.MountsAt(staging))
 			}
 		})
 	}
 }
 
 func TestStageRecoversHungMount(t *testing.T) {
-	s := newHostSeams()
+	s := mountfake.New()
 	h := newTestHost(t, s, ModeNFS, "")
 	ctx := context.Background()
 	staging := filepath.Join(t.TempDir(), "st")
 	if err := h.Stage(ctx, nfsVol, staging, nil, false); err != nil {
 		t.Fatal(err)
 	}
-	release := s.blockStat(t, staging)
+	release := s.Block(t, staging)
 	if err := h.Check(ctx, staging); !errors.Is(err, ErrTimeout) {
 		t.Fatalf("Check on a hung mount = %v, want ErrTimeout", err)
 	}
-	s.fake.UnmountFunc = func(string) error { release(); return nil }
+	s.Mounter.UnmountFunc = func(string) error { release(); return nil }
 	if err := h.Stage(ctx, nfsVol, staging, nil, false); err != nil {
 		t.Fatal(err)
 	}
-	if len(s.mountsAt(staging)) != 1 {
-		t.Fatalf("mounts after recovery: %+v", s.mountsAt(staging))
+	if len(s.MountsAt(staging)) != 1 {
+		t.Fatalf("mounts after recovery: %+v", s.MountsAt(staging))
 	}
 }
 
 func TestHungStatIsJoinedNotRepeated(t *testing.T) {
-	s := newHostSeams()
+	s := mountfake.New()
 	h := newTestHost(t, s, ModeNFS, "")
 	ctx := context.Background()
 	staging := filepath.Join(t.TempDir(), "st")
 	if err := h.Stage(ctx, nfsVol, staging, nil, false); err != nil {
 		t.Fatal(err)
 	}
-	release := s.blockStat(t, staging)
+	release := s.Block(t, staging)
 	for i := 0; i < 3; i++ {
 		if err := h.Check(ctx, staging); !errors.Is(err, ErrTimeout) {
 			t.Fatalf("Check %d = %v, want ErrTimeout", i, err)
 		}
 	}
-	if n := s.statCallsOf(staging); n != 1 {
+	if n := s.StatCalls(staging); n != 1 {
 		t.Fatalf("%d stat calls on the hung path, want 1 (later checks join it)", n)
 	}
 	release()
@@ -208,20 +211,20 @@ func TestHungStatIsJoinedNotRepeated(t *testing.T) {
 	if err := h.Check(ctx, staging); err != nil {
 		t.Fatalf("Check after release: %v", err)
 	}
-	if n := s.statCallsOf(staging); n != 2 {
+	if n := s.StatCalls(staging); n != 2 {
 		t.Fatalf("%d stat calls, want 2", n)
 	}
 }
 
 func TestCheckCancelled(t *testing.T) {
-	s := newHostSeams()
+	s := mountfake.New()
 	h := newTestHost(t, s, ModeNFS, "")
 	h.statTimeout = 0 // only the context bounds the call
 	staging := filepath.Join(t.TempDir(), "st")
 	if err := h.Stage(context.Background(), nfsVol, staging, nil, false); err != nil {
 		t.Fatal(err)
 	}
-	s.blockStat(t, staging)
+	s.Block(t, staging)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := h.Check(ctx, staging); !errors.Is(err, context.Canceled) {
@@ -230,7 +233,7 @@ func TestCheckCancelled(t *testing.T) {
 }
 
 func TestCheckNotMounted(t *testing.T) {
-	s := newHostSeams()
+	s := mountfake.New()
 	h := newTestHost(t, s, ModeNFS, "")
 	dir := t.TempDir()
 	ctx := context.Background()
@@ -246,7 +249,7 @@ func TestCheckNotMounted(t *testing.T) {
 }
 
 func TestPublish(t *testing.T) {
-	s := newHostSeams()
+	s := mountfake.New()
 	h := newTestHost(t, s, ModeNFS, "")
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -268,16 +271,16 @@ func TestPublish(t *testing.T) {
 		path string
 		ro   bool
 	}{{target, false}, {target2, true}} {
-		mps := s.mountsAt(c.path)
+		mps := s.MountsAt(c.path)
 		if len(mps) != 1 || mps[0].Device != "10.96.0.12:/dots/pvc-1" || hasOption(mps[0].Opts, "ro") != c.ro {
 			t.Fatalf("bind at %s: %+v", c.path, mps)
 		}
 	}
-	before := len(s.fake.GetLog())
+	before := len(s.Mounter.GetLog())
 	if err := h.Publish(ctx, staging, target2, true); err != nil {
 		t.Fatalf("idempotent publish: %v", err)
 	}
-	if n := len(s.fake.GetLog()); n != before {
+	if n := len(s.Mounter.GetLog()); n != before {
 		t.Fatalf("idempotent publish mounted again")
 	}
 	if err := h.Publish(ctx, staging, target2, false); !errors.Is(err, ErrMountConflict) {
@@ -294,14 +297,14 @@ func TestPublish(t *testing.T) {
 	}
 
 	// A stale staging mount fails the publish instead of binding a dead mount.
-	s.setStatErr(staging, syscall.ESTALE)
+	s.SetStatErr(staging, syscall.ESTALE)
 	if err := h.Publish(ctx, staging, filepath.Join(dir, "pod3", "mount"), false); !errors.Is(err, ErrStale) {
 		t.Fatalf("publish from stale staging: %v, want ErrStale", err)
 	}
 }
 
 func TestPublishFromReadOnlyStaging(t *testing.T) {
-	s := newHostSeams()
+	s := mountfake.New()
 	h := newTestHost(t, s, ModeNFS, "")
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -312,13 +315,13 @@ func TestPublishFromReadOnlyStaging(t *testing.T) {
 			t.Fatalf("publish %d from a read-only staging mount: %v", i, err)
 		}
 	}
-	if mps := s.mountsAt(target); len(mps) != 1 || !hasOption(mps[0].Opts, "ro") {
+	if mps := s.MountsAt(target); len(mps) != 1 || !hasOption(mps[0].Opts, "ro") {
 		t.Fatalf("target of a read-only staging mount: %+v", mps)
 	}
 }
 
 func TestPublishRecoversStaleTarget(t *testing.T) {
-	s := newHostSeams()
+	s := mountfake.New()
 	h := newTestHost(t, s, ModeNFS, "")
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -329,23 +332,23 @@ func TestPublishRecoversStaleTarget(t *testing.T) {
 	if err := h.Publish(ctx, staging, target, false); err != nil {
 		t.Fatal(err)
 	}
-	s.setStatErr(target, syscall.ESTALE)
-	s.fake.UnmountFunc = func(p string) error {
+	s.SetStatErr(target, syscall.ESTALE)
+	s.Mounter.UnmountFunc = func(p string) error {
 		if p == target {
-			s.setStatErr(target, nil)
+			s.SetStatErr(target, nil)
 		}
 		return nil
 	}
 	if err := h.Publish(ctx, staging, target, false); err != nil {
 		t.Fatal(err)
 	}
-	if len(s.mountsAt(target)) != 1 || len(s.mountsAt(staging)) != 1 {
-		t.Fatalf("after recovery: target %+v staging %+v", s.mountsAt(target), s.mountsAt(staging))
+	if len(s.MountsAt(target)) != 1 || len(s.MountsAt(staging)) != 1 {
+		t.Fatalf("after recovery: target %+v staging %+v", s.MountsAt(target), s.MountsAt(staging))
 	}
 }
 
 func TestPublishedTargetsIgnoresOtherVolumes(t *testing.T) {
-	s := newHostSeams()
+	s := mountfake.New()
 	h := newTestHost(t, s, ModeNFS, "")
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -365,14 +368,14 @@ func TestPublishedTargetsIgnoresOtherVolumes(t *testing.T) {
 }
 
 func TestStats(t *testing.T) {
-	s := newHostSeams()
+	s := mountfake.New()
 	h := newTestHost(t, s, ModeNFS, "")
 	ctx := context.Background()
 	dir := t.TempDir()
 	staging := filepath.Join(dir, "st")
 	must(t, h.Stage(ctx, nfsVol, staging, nil, false))
 
-	s.setStatfs(staging, unix.Statfs_t{Bsize: 1 << 20, Frsize: 4096, Blocks: 1000, Bfree: 400, Bavail: 300, Files: 500, Ffree: 120}, nil)
+	s.SetStatfs(staging, unix.Statfs_t{Bsize: 1 << 20, Frsize: 4096, Blocks: 1000, Bfree: 400, Bavail: 300, Files: 500, Ffree: 120}, nil)
 	u, err := h.Stats(ctx, staging)
 	if err != nil {
 		t.Fatal(err)
@@ -382,17 +385,17 @@ func TestStats(t *testing.T) {
 		t.Fatalf("Stats = %+v, want %+v", u, want)
 	}
 	// Without a fragment size the block size is the unit.
-	s.setStatfs(staging, unix.Statfs_t{Bsize: 512, Blocks: 10, Bfree: 10, Bavail: 10}, nil)
+	s.SetStatfs(staging, unix.Statfs_t{Bsize: 512, Blocks: 10, Bfree: 10, Bavail: 10}, nil)
 	if u, _ := h.Stats(ctx, staging); u.TotalBytes != 5120 || u.UsedBytes != 0 {
 		t.Fatalf("Bsize fallback: %+v", u)
 	}
 
-	s.setStatfs(staging, unix.Statfs_t{}, syscall.ESTALE)
+	s.SetStatfs(staging, unix.Statfs_t{}, syscall.ESTALE)
 	if _, err := h.Stats(ctx, staging); !errors.Is(err, ErrStale) {
 		t.Fatalf("stale: %v", err)
 	}
-	s.setStatfs(staging, unix.Statfs_t{}, nil)
-	s.blockStat(t, staging)
+	s.SetStatfs(staging, unix.Statfs_t{}, nil)
+	s.Block(t, staging)
 	if _, err := h.Stats(ctx, staging); !errors.Is(err, ErrTimeout) {
 		t.Fatalf("hung: %v", err)
 	}
@@ -423,10 +426,10 @@ func must(t *testing.T, err error) {
 
 func waitNoPending(t *testing.T, h *Host) {
 	t.Helper()
-	for i := 0; h.calls.pending() > 0; i++ {
-		if i > 1000 {
-			t.Fatal("blocked call did not finish")
+	poll.Until(t, 5*time.Second, "blocked calls finish", func() error {
+		if n := h.calls.pending(); n > 0 {
+			return fmt.Errorf("%d pending", n)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }

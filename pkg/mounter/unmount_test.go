@@ -9,11 +9,12 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/dots-csi/dots/internal/mountfake"
 	"golang.org/x/sys/unix"
 )
 
 func TestUnmount(t *testing.T) {
-	s := newHostSeams()
+	s := mountfake.New()
 	h := newTestHost(t, s, ModeNFS, "")
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -34,8 +35,8 @@ func TestUnmount(t *testing.T) {
 	must(t, h.Stage(ctx, nfsVol, staging, nil, false))
 	must(t, h.Unmount(ctx, staging))
 	must(t, h.Unmount(ctx, staging))
-	if len(s.mountsAt(staging)) != 0 {
-		t.Fatalf("still mounted: %+v", s.mountsAt(staging))
+	if len(s.MountsAt(staging)) != 0 {
+		t.Fatalf("still mounted: %+v", s.MountsAt(staging))
 	}
 	if _, err := os.Stat(staging); !os.IsNotExist(err) {
 		t.Fatalf("staging not removed: %v", err)
@@ -81,26 +82,26 @@ func TestUnmountEscalatesOnDeadServer(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newHostSeams()
+			s := mountfake.New()
 			h := newTestHost(t, s, ModeNFS, "")
 			ctx := context.Background()
 			staging := filepath.Join(t.TempDir(), "st")
 			must(t, h.Stage(ctx, nfsVol, staging, nil, false))
 			block := make(chan struct{})
 			t.Cleanup(func() { close(block) })
-			s.unmountFn = func(target string, flags int) error {
+			s.SetUnmount(func(target string, flags int) error {
 				if err := tc.behaviour(flags, block); err != nil {
 					return &os.PathError{Op: "umount", Path: target, Err: err}
 				}
-				return s.fake.Unmount(target)
-			}
+				return s.Mounter.Unmount(target)
+			})
 			if err := h.Unmount(ctx, staging); err != nil {
 				t.Fatalf("Unmount: %v", err)
 			}
-			if got := s.unmountFlags(); !reflect.DeepEqual(got, tc.want) {
+			if got := s.UnmountFlags(); !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("unmount attempts %v, want %v", got, tc.want)
 			}
-			if len(s.mountsAt(staging)) != 0 {
+			if len(s.MountsAt(staging)) != 0 {
 				t.Fatal("still mounted")
 			}
 		})
@@ -108,65 +109,65 @@ func TestUnmountEscalatesOnDeadServer(t *testing.T) {
 }
 
 func TestUnmountEverythingHangs(t *testing.T) {
-	s := newHostSeams()
+	s := mountfake.New()
 	h := newTestHost(t, s, ModeNFS, "")
 	ctx := context.Background()
 	staging := filepath.Join(t.TempDir(), "st")
 	must(t, h.Stage(ctx, nfsVol, staging, nil, false))
 	block := make(chan struct{})
 	t.Cleanup(func() { close(block) })
-	s.unmountFn = func(string, int) error { <-block; return nil }
+	s.SetUnmount(func(string, int) error { <-block; return nil })
 	err := h.Unmount(ctx, staging)
 	if !errors.Is(err, ErrTimeout) {
 		t.Fatalf("Unmount = %v, want ErrTimeout after every attempt", err)
 	}
-	if got := s.unmountFlags(); len(got) != 3 {
+	if got := s.UnmountFlags(); len(got) != 3 {
 		t.Fatalf("attempts %v, want plain, force, lazy", got)
 	}
 }
 
 func TestUnmountBusy(t *testing.T) {
-	s := newHostSeams()
+	s := mountfake.New()
 	h := newTestHost(t, s, ModeNFS, "")
 	ctx := context.Background()
 	staging := filepath.Join(t.TempDir(), "st")
 	must(t, h.Stage(ctx, nfsVol, staging, nil, false))
-	s.unmountFn = func(target string, flags int) error {
+	s.SetUnmount(func(target string, flags int) error {
 		if flags == 0 {
 			return &os.PathError{Op: "umount", Path: target, Err: syscall.EBUSY}
 		}
-		return s.fake.Unmount(target)
-	}
+		return s.Mounter.Unmount(target)
+	})
 	// In use on a live server: reported, not forced.
 	if err := h.Unmount(ctx, staging); !errors.Is(err, ErrBusy) {
 		t.Fatalf("busy live mount: %v, want ErrBusy", err)
 	}
-	if got := s.unmountFlags(); !reflect.DeepEqual(got, []int{0}) {
+	if got := s.UnmountFlags(); !reflect.DeepEqual(got, []int{0}) {
 		t.Fatalf("attempts %v, want only the plain one", got)
 	}
 	// Busy because the server is dead: forced.
-	s.setStatErr(staging, syscall.ESTALE)
+	s.SetStatErr(staging, syscall.ESTALE)
 	if err := h.Unmount(ctx, staging); err != nil {
 		t.Fatalf("busy dead mount: %v", err)
 	}
-	if got := s.unmountFlags(); !reflect.DeepEqual(got, []int{0, 0, unix.MNT_FORCE}) {
+	if got := s.UnmountFlags(); !reflect.DeepEqual(got, []int{0, 0, unix.MNT_FORCE}) {
 		t.Fatalf("attempts %v", got)
 	}
 }
 
 func TestUnmountOtherError(t *testing.T) {
-	s := newHostSeams()
+	s := mountfake.New()
 	h := newTestHost(t, s, ModeNFS, "")
 	ctx := context.Background()
 	staging := filepath.Join(t.TempDir(), "st")
 	must(t, h.Stage(ctx, nfsVol, staging, nil, false))
-	s.unmountFn = func(target string, flags int) error {
+	s.SetUnmount(func(target string, flags int) error {
 		return &os.PathError{Op: "umount", Path: target, Err: syscall.EPERM}
-	}
+	})
 	if err := h.Unmount(ctx, staging); !errors.Is(err, syscall.EPERM) {
 		t.Fatalf("Unmount = %v, want EPERM", err)
 	}
-	if got := s.unmountFlags(); len(got) != 1 {
+	if got := s.UnmountFlags(); len(got) != 1 {
 		t.Fatalf("EPERM must not escalate; attempts %v", got)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/dots-csi/dots/pkg/api"
 )
 
 // Volume says where a volume's data is, as read from its volume context.
@@ -60,30 +62,10 @@ func nfsAddress(a string) (string, error) {
 		}
 		return "[" + ip.String() + "]", nil
 	}
-	if !isDNSName(a) {
+	if !api.IsDNSName(a, false) {
 		return "", fmt.Errorf("%w: %q is neither an IP address nor a DNS name", ErrInvalidVolume, a)
 	}
 	return a, nil
-}
-
-// isDNSName checks RFC 1123 host name syntax.
-func isDNSName(s string) bool {
-	s = strings.TrimSuffix(s, ".")
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(s, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, r := range label {
-			ok := r == '-' || (r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')
-			if !ok {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // checkExport accepts a clean absolute path below the pseudo root.

@@ -1,3 +1,5 @@
+//go:build integration
+
 package nfs_test
 
 import (
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dots-csi/dots/internal/libnfs"
+	"github.com/dots-csi/dots/internal/poll"
 	"github.com/dots-csi/dots/internal/testenv"
 	"github.com/dots-csi/dots/pkg/nfs"
 )
@@ -294,13 +297,12 @@ func TestGaneshaRestartAfterKill(t *testing.T) {
 	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for env.Pid() == old || env.Pid() == 0 || env.Healthy() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("not restarted: pid %d, healthy %v", env.Pid(), env.Healthy())
+	poll.Until(t, 30*time.Second, "ganesha restarted", func() error {
+		if pid := env.Pid(); pid == old || pid == 0 {
+			return fmt.Errorf("pid %d", pid)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return env.Healthy()
+	})
 	if env.Stats().Restarts != 1 {
 		t.Errorf("Stats = %+v", env.Stats())
 	}
@@ -312,13 +314,13 @@ func TestGaneshaRestartAfterKill(t *testing.T) {
 		t.Fatalf("read after restart: %q %v", got, err)
 	}
 	// Writes wait for the end of the grace period (2 s here).
-	for {
+	_ = poll.Wait(30*time.Second, func() error {
 		err = env.Client.WriteFile(ctx, e.Pseudo, "g", []byte("after"))
-		if !errors.Is(err, libnfs.ErrGrace) || time.Now().After(deadline) {
-			break
+		if errors.Is(err, libnfs.ErrGrace) {
+			return err
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 	if err != nil {
 		t.Fatalf("write after restart: %v", err)
 	}

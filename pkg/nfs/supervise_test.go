@@ -416,7 +416,9 @@ func TestStopReleasesWaiters(t *testing.T) {
 	eventually(t, "restarting", func() bool { return g.Healthy() != nil })
 	done := make(chan error, 1)
 	go func() { done <- g.Export(ctx, exports[0]) }()
-	time.Sleep(20 * time.Millisecond)
+	// Once the export is recorded, Export waits for the restart, or finds
+	// the server stopped: either way Stop must end it.
+	eventually(t, "the export recorded", func() bool { return slices.Contains(ids(g.Exports()), exports[0].ID) })
 	if err := g.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}

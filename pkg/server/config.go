@@ -9,11 +9,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/capacity"
 	"github.com/dots-csi/dots/pkg/csirpc"
-	"github.com/dots-csi/dots/pkg/discovery"
 	"github.com/dots-csi/dots/pkg/nfs"
 	"github.com/dots-csi/dots/pkg/zfs"
+	"github.com/dots-csi/dots/pkg/zfs/command"
 )
 
 // Config is the configuration of `dots server`.
@@ -30,6 +31,9 @@ type Config struct {
 	PoolFileSize string
 	MountRoot    string
 	ZFSCLI       string
+	ZFSBinary    string
+	ZpoolBinary  string
+	ZFSTimeouts  command.Timeouts
 	ExportOnExit bool
 
 	NFS nfs.GaneshaConfig
@@ -40,7 +44,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Name, "name", "", "name of this storage server, a DNS label (in Kubernetes: the pod name)")
 	fs.StringVar(&c.Endpoint, "endpoint", "tcp://0.0.0.0:7070", "gRPC endpoint the controller calls")
 	fs.StringVar(&c.HTTPAddress, "http-address", ":8080", "address of /healthz, /readyz and /metrics")
-	fs.StringVar(&c.RunDir, "run-dir", "/run/dots", "directory for runtime files (NFS server config, logs, ZFS CLI shim)")
+	fs.StringVar(&c.RunDir, "run-dir", "/run/dots", "directory for runtime files (NFS server config and logs)")
 	fs.StringVar(&c.DefaultVolumeSize, "default-volume-size", "1Gi", "size of a volume whose request names none")
 	fs.StringVar(&c.Pool, "pool", "dots", "ZFS pool name")
 	fs.Func("vdev", "device or file the pool lives on (repeatable; absolute path)", func(v string) error {
@@ -51,6 +55,9 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.PoolFileSize, "pool-file-size", "0", "size of a file vdev to create when it does not exist (e.g. 20Gi)")
 	fs.StringVar(&c.MountRoot, "mount-root", "/var/lib/dots/mnt", "where the pool's datasets are mounted")
 	fs.StringVar(&c.ZFSCLI, "zfs-cli", string(zfs.CLIAuto), "ZFS command-line flavour: auto, openzfs or zfs-fuse")
+	fs.StringVar(&c.ZFSBinary, "zfs-binary", command.ZFS, "the zfs program (a path, or a name looked up in PATH)")
+	fs.StringVar(&c.ZpoolBinary, "zpool-binary", command.Zpool, "the zpool program (a path, or a name looked up in PATH)")
+	c.ZFSTimeouts.AddFlags(fs)
 	fs.BoolVar(&c.ExportOnExit, "export-pool-on-exit", true, "export the pool on shutdown so another node can import it")
 
 	fs.IntVar(&c.NFS.NFSPort, "nfs-port", 2049, "NFS port")
@@ -83,7 +90,7 @@ func intList(dst *[]int) func(string) error {
 
 // Validate checks the configuration and fills derived fields.
 func (c *Config) Validate() error {
-	if err := discovery.ValidateName(c.Name); err != nil {
+	if err := api.ValidateServerName(c.Name); err != nil {
 		return fmt.Errorf("--name: %w", err)
 	}
 	if _, _, err := csirpc.ParseEndpoint(c.Endpoint); err != nil {
@@ -101,7 +108,13 @@ func (c *Config) Validate() error {
 	if _, err := zfs.ParseCLI(c.ZFSCLI); err != nil {
 		return fmt.Errorf("--zfs-cli: %w", err)
 	}
-	if err := c.poolConfig().Validate(); err != nil {
+	if c.ZFSTimeouts == (command.Timeouts{}) {
+		c.ZFSTimeouts = command.DefaultTimeouts
+	}
+	if err := c.ZFSTimeouts.Validate(); err != nil {
+		return err
+	}
+	if err := c.poolConfig(nil).Validate(); err != nil {
 		return err
 	}
 	g := c.nfsConfig()
@@ -117,9 +130,14 @@ func (c *Config) defaultSize() (int64, error) {
 	return n, err
 }
 
-func (c *Config) poolConfig() zfs.Config {
+func (c *Config) poolConfig(r command.Runner) zfs.Config {
 	size, _ := capacity.ParseSize(c.PoolFileSize)
-	return zfs.Config{Pool: c.Pool, Vdevs: c.Vdevs, Mountpoint: c.MountRoot, Create: c.CreatePool, FileSize: size}
+	return zfs.Config{Pool: c.Pool, Vdevs: c.Vdevs, Mountpoint: c.MountRoot, Create: c.CreatePool, FileSize: size,
+		Runner: r, CLI: zfs.CLI(c.ZFSCLI)}
+}
+
+func (c *Config) binaries() map[string]string {
+	return map[string]string{command.ZFS: c.ZFSBinary, command.Zpool: c.ZpoolBinary}
 }
 
 // nfsConfig completes the NFS server's settings with paths under RunDir.

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dots-csi/dots/pkg/api"
+	"github.com/dots-csi/dots/pkg/health"
 	"github.com/dots-csi/dots/pkg/nfs"
 	"github.com/dots-csi/dots/pkg/zfs"
 )
@@ -96,7 +98,7 @@ func (p *fakePool) CreateVolume(ctx context.Context, spec zfs.VolumeSpec) (*zfs.
 			return nil, fmt.Errorf("source: %w", zfs.ErrNotFound)
 		}
 	}
-	capacity := zfs.RoundCapacity(spec.Capacity)
+	capacity := api.RoundCapacity(spec.Capacity)
 	if capacity > p.free {
 		return nil, zfs.ErrNoSpace
 	}
@@ -138,7 +140,7 @@ func (p *fakePool) ExpandVolume(ctx context.Context, name string, capacity int64
 	if !ok {
 		return nil, zfs.ErrNotFound
 	}
-	v.Capacity = max(v.Capacity, zfs.RoundCapacity(capacity))
+	v.Capacity = max(v.Capacity, api.RoundCapacity(capacity))
 	p.ev.add("expand %s %d", name, v.Capacity)
 	return copyVolume(v), nil
 }
@@ -268,7 +270,5 @@ func (x *fakeExporter) Exports() []nfs.Export {
 	return out
 }
 
-// healthCheck adapts a function to Health.
-type healthCheck func() error
-
-func (h healthCheck) Healthy() error { return h() }
+// healthCheck is a check the test flips.
+type healthCheck = health.Check

@@ -1,13 +1,13 @@
+//go:build integration
+
 package server
 
 import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -17,27 +17,20 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 
 	"github.com/dots-csi/dots/internal/libnfs"
+	"github.com/dots-csi/dots/internal/poll"
 	"github.com/dots-csi/dots/internal/testenv"
+	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/csirpc"
 	"github.com/dots-csi/dots/pkg/nfs"
 	"github.com/dots-csi/dots/pkg/zfs"
-	"github.com/dots-csi/dots/pkg/zfs/fusecompat"
+	"github.com/dots-csi/dots/pkg/zfs/command"
 )
 
-// poolPrefix names this package's test pools: dotss-<random>.
+// poolPrefix names this package's test pools.
 const poolPrefix = "dotss"
-
-// testPIDProperty is the pool property testenv.CleanStalePools reads to
-// recognise a pool whose test process died (pools made by server.Run do
-// not go through testenv.NewPool, which would set it).
-const testPIDProperty = "dots:testenv-pid"
-
-const mib = int64(1) << 20
 
 // testServer is a real storage server (zfs-fuse pool on a sparse file,
 // supervised ganesha) run in this process through Run, and a CSI client
@@ -53,32 +46,30 @@ type testServer struct {
 	nfs    libnfs.Client
 }
 
-// startTestServer creates a pool named dotss-<random> and runs a server on
-// it serving NFSv3 and NFSv4 (minor 0, 1, 2) to 127.0.0.0/8 on free ports.
-// Everything is stopped and the pool destroyed in t.Cleanup.
+// startTestServer creates a test pool and runs a server on it serving
+// NFSv3 and NFSv4 (minor 0, 1, 2) to 127.0.0.0/8 on free ports. The server
+// is stopped and the pool destroyed in t.Cleanup.
 func startTestServer(t *testing.T) *testServer {
 	t.Helper()
 	testenv.EnsureRpcbind(t) // NFSv3 registers with it
-	dir := t.TempDir()
-	b := make([]byte, 4)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	suffix := hex.EncodeToString(b)
-	pool := poolPrefix + "-" + suffix
+	// Registered first, so the pool is destroyed after the server stops.
+	tp := testenv.NewTestPool(t, poolPrefix)
 	ports := testenv.FreeTCPPorts(t, 2)
 	s := &testServer{t: t, cfg: Config{
-		Name:              "srv-" + suffix,
+		Name:              "srv-" + tp.Name[len(tp.Name)-8:],
 		Endpoint:          "tcp://127.0.0.1:0",
 		HTTPAddress:       "127.0.0.1:0",
-		RunDir:            filepath.Join(dir, "run"),
+		RunDir:            filepath.Join(tp.Dir, "run"),
 		DefaultVolumeSize: "64Mi",
-		Pool:              pool,
-		Vdevs:             []string{filepath.Join(dir, "pool.img")},
+		Pool:              tp.Name,
+		Vdevs:             []string{tp.Vdev},
 		CreatePool:        true,
 		PoolFileSize:      "1Gi",
-		MountRoot:         filepath.Join(dir, "mnt"),
+		MountRoot:         tp.Mountpoint,
 		ZFSCLI:            string(zfs.CLIAuto),
+		ZFSBinary:         command.ZFS,
+		ZpoolBinary:       command.Zpool,
+		ZFSTimeouts:       command.DefaultTimeouts,
 		ExportOnExit:      true,
 		NFS: nfs.GaneshaConfig{
 			NFSPort: ports[0], MountPort: ports[1], BindAddr: "127.0.0.1",
@@ -93,27 +84,8 @@ func startTestServer(t *testing.T) *testServer {
 		},
 	}}
 	s.nfs = libnfs.Client{Host: "127.0.0.1", Port: ports[0], MountPort: ports[1], Version: 3}
-	// Registered first, so it runs after the server has stopped (and
-	// exported the pool, which therefore has to be imported again).
-	t.Cleanup(func() {
-		s.stop()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		if _, err := s.zfsTool(ctx, fusecompat.ToolZpool, "list", "-H", "-o", "name", pool); err != nil {
-			if _, err := s.zfsTool(ctx, fusecompat.ToolZpool, "import", "-d", dir, pool); err != nil {
-				t.Logf("importing %s for its destruction: %v", pool, err)
-			}
-		}
-		if err := zfs.DestroyPoolIfExists(ctx, pool); err != nil {
-			t.Errorf("destroying pool %s: %v", pool, err)
-		}
-	})
+	t.Cleanup(s.stop)
 	s.start()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := s.zfsTool(ctx, fusecompat.ToolZFS, "set", testPIDProperty+"="+strconv.Itoa(os.Getpid()), pool); err != nil {
-		t.Fatal(err)
-	}
 	return s
 }
 
@@ -166,25 +138,10 @@ func (s *testServer) stop() {
 	s.cancel = nil
 }
 
-// zfsTool runs the real zfs or zpool, not the shim.
-func (s *testServer) zfsTool(ctx context.Context, tool string, args ...string) (string, error) {
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, fusecompat.RealBinary(tool), args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", errors.New(tool + " " + strings.Join(args, " ") + ": " + err.Error() + ": " + strings.TrimSpace(stderr.String()))
-	}
-	return stdout.String(), nil
-}
-
 // datasets lists every dataset and snapshot below dataset (inclusive).
 func (s *testServer) datasets(ctx context.Context, dataset string) []string {
 	s.t.Helper()
-	out, err := s.zfsTool(ctx, fusecompat.ToolZFS, "list", "-H", "-o", "name", "-t", "all", "-r", dataset)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return strings.Fields(out)
+	return strings.Fields(testenv.Zfs(s.t, "list", "-H", "-o", "name", "-t", "all", "-r", dataset))
 }
 
 // volumeDatasets lists the names of the datasets (not snapshots) directly
@@ -225,40 +182,6 @@ func processAlive(pid int) bool {
 	return i < 0 || i+2 >= len(st) || st[i+2] != 'Z'
 }
 
-func mountCaps() []*csi.VolumeCapability {
-	return []*csi.VolumeCapability{{
-		AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
-		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER},
-	}}
-}
-
-func blockCaps() []*csi.VolumeCapability {
-	return []*csi.VolumeCapability{{
-		AccessType: &csi.VolumeCapability_Block{Block: &csi.VolumeCapability_BlockVolume{}},
-		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
-	}}
-}
-
-func fromSnapshot(id string) *csi.VolumeContentSource {
-	return &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Snapshot{
-		Snapshot: &csi.VolumeContentSource_SnapshotSource{SnapshotId: id}}}
-}
-
-func fromVolume(id string) *csi.VolumeContentSource {
-	return &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{
-		Volume: &csi.VolumeContentSource_VolumeSource{VolumeId: id}}}
-}
-
-// createReq is a mount-volume CreateVolume request of size bytes (0: no
-// capacity range).
-func createReq(name string, size int64, params map[string]string, src *csi.VolumeContentSource) *csi.CreateVolumeRequest {
-	req := &csi.CreateVolumeRequest{Name: name, VolumeCapabilities: mountCaps(), Parameters: params, VolumeContentSource: src}
-	if size != 0 {
-		req.CapacityRange = &csi.CapacityRange{RequiredBytes: size}
-	}
-	return req
-}
-
 // mustCreate creates a volume and returns it.
 func (s *testServer) mustCreate(ctx context.Context, req *csi.CreateVolumeRequest) *csi.Volume {
 	s.t.Helper()
@@ -267,13 +190,11 @@ func (s *testServer) mustCreate(ctx context.Context, req *csi.CreateVolumeReques
 		s.t.Fatalf("CreateVolume %q: %v", req.GetName(), err)
 	}
 	v := resp.GetVolume()
-	if v.GetVolumeContext()[ContextExport] == "" {
+	if v.GetVolumeContext()[api.ContextExport] == "" {
 		s.t.Fatalf("CreateVolume %q: no export in the volume context %v", req.GetName(), v.GetVolumeContext())
 	}
 	return v
 }
-
-func exportOf(v *csi.Volume) string { return v.GetVolumeContext()[ContextExport] }
 
 // listVolumes returns every volume by id, through all pages.
 func (s *testServer) listVolumes(ctx context.Context) map[string]*csi.Volume {
@@ -294,24 +215,19 @@ func (s *testServer) listVolumes(ctx context.Context) map[string]*csi.Volume {
 	}
 }
 
-func wantCode(t *testing.T, what string, err error, code codes.Code) {
-	t.Helper()
-	if got := status.Code(err); got != code {
-		t.Errorf("%s: code %v (%v), want %v", what, got, err, code)
-	}
-}
-
 // readNFS reads a file through the export, retrying briefly while the NFS
 // server is (re)starting or in its grace period.
 func (s *testServer) readNFS(ctx context.Context, export, file string) ([]byte, error) {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		data, err := s.nfs.ReadFile(ctx, export, file)
-		if err == nil || errors.Is(err, libnfs.ErrNotFound) || time.Now().After(deadline) {
-			return data, err
+	var data []byte
+	var last error
+	_ = poll.Wait(30*time.Second, func() error {
+		data, last = s.nfs.ReadFile(ctx, export, file)
+		if errors.Is(last, libnfs.ErrNotFound) {
+			return nil // an answer, not an outage
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return last
+	})
+	return data, last
 }
 
 // mustRead reads a file through NFS and compares it with want.

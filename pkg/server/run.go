@@ -2,20 +2,19 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 	"k8s.io/klog/v2"
 
-	"github.com/dots-csi/dots/pkg/csirpc"
+	"github.com/dots-csi/dots/pkg/daemon"
 	"github.com/dots-csi/dots/pkg/health"
 	"github.com/dots-csi/dots/pkg/nfs"
 	"github.com/dots-csi/dots/pkg/zfs"
+	"github.com/dots-csi/dots/pkg/zfs/command"
 )
 
 // Running describes a started server, for callers that wait for readiness.
@@ -33,11 +32,12 @@ func Run(ctx context.Context, cfg Config, ready func(Running)) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	mode, _ := zfs.ParseCLI(cfg.ZFSCLI)
-	if _, err := zfs.SetupCLI(ctx, mode, filepath.Join(cfg.RunDir, "zfs-cli")); err != nil {
+	metrics := daemon.NewRegistry()
+	zfsCmds, err := command.NewHost(command.HostConfig{Binaries: cfg.binaries(), Timeouts: cfg.ZFSTimeouts, Registerer: metrics})
+	if err != nil {
 		return err
 	}
-	pool, err := zfs.Open(ctx, cfg.poolConfig())
+	pool, err := zfs.Open(ctx, cfg.poolConfig(zfsCmds))
 	if err != nil {
 		return fmt.Errorf("opening pool %s: %w", cfg.Pool, err)
 	}
@@ -50,8 +50,6 @@ func Run(ctx context.Context, cfg Config, ready func(Running)) error {
 		defer cancel()
 		if err := pool.ExportPool(ectx); err != nil {
 			klog.ErrorS(err, "Exporting the pool on exit", "pool", cfg.Pool)
-		} else {
-			klog.InfoS("Pool exported", "pool", cfg.Pool)
 		}
 	}()
 
@@ -73,7 +71,8 @@ func Run(ctx context.Context, cfg Config, ready func(Running)) error {
 	}()
 
 	size, _ := cfg.defaultSize()
-	srv, err := New(Options{Name: cfg.Name, DefaultCapacity: size}, pool, ganesha, pool, ganesha)
+	checks := []health.Check{pool.Healthy, ganesha.Healthy, zfsCmds.Healthy}
+	srv, err := New(Options{Name: cfg.Name, DefaultCapacity: size}, pool, ganesha, checks...)
 	if err != nil {
 		return err
 	}
@@ -83,31 +82,22 @@ func Run(ctx context.Context, cfg Config, ready func(Running)) error {
 	}
 	klog.InfoS("Volumes exported", "count", n)
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
-	g := csirpc.NewServer(csirpc.NewMetrics(reg))
-	csi.RegisterIdentityServer(g, srv)
-	csi.RegisterControllerServer(g, srv)
-	lis, err := csirpc.Listen(cfg.Endpoint)
-	if err != nil {
-		return err
-	}
-	hs, err := health.Listen(cfg.HTTPAddress, reg, pool.Healthy, ganesha.Healthy)
-	if err != nil {
-		lis.Close()
-		return err
-	}
-	klog.InfoS("Storage server ready", "name", cfg.Name, "pool", cfg.Pool, "endpoint", lis.Addr().String(), "http", hs.Addr(), "nfsPort", gcfg.NFSPort)
-	eg, gctx := errgroup.WithContext(ctx)
-	eg.Go(func() error { return hs.Serve(gctx) })
-	eg.Go(func() error { return csirpc.Serve(gctx, lis, g, 10*time.Second) })
-	if ready != nil {
-		ready(Running{Pool: pool, Endpoint: lis.Addr().String(), HTTP: hs.Addr()})
-	}
-	err = eg.Wait()
-	if errors.Is(err, context.Canceled) {
-		err = nil
-	}
-	klog.InfoS("Storage server stopping", "name", cfg.Name)
-	return err
+	return daemon.Run(ctx, daemon.Spec{
+		Name:     "storage server " + cfg.Name,
+		Endpoint: cfg.Endpoint,
+		Register: func(g *grpc.Server) {
+			csi.RegisterIdentityServer(g, srv)
+			csi.RegisterControllerServer(g, srv)
+		},
+		Codes:       ErrorCodes,
+		HTTPAddress: cfg.HTTPAddress,
+		Metrics:     metrics,
+		Ready:       checks,
+	}, func(a daemon.Addrs) error {
+		klog.InfoS("Storage server ready", "name", cfg.Name, "pool", cfg.Pool, "endpoint", a.GRPC, "http", a.HTTP, "nfsPort", gcfg.NFSPort)
+		if ready != nil {
+			ready(Running{Pool: pool, Endpoint: a.GRPC, HTTP: a.HTTP})
+		}
+		return nil
+	})
 }

@@ -12,10 +12,9 @@ import (
 	"path"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
-	"github.com/dots-csi/dots/pkg/capability"
+	"github.com/dots-csi/dots/pkg/api"
+	"github.com/dots-csi/dots/pkg/health"
 	"github.com/dots-csi/dots/pkg/lockset"
 	"github.com/dots-csi/dots/pkg/nfs"
 	"github.com/dots-csi/dots/pkg/version"
@@ -36,11 +35,6 @@ type Pool interface {
 	DeleteSnapshot(ctx context.Context, name string) error
 }
 
-// Health reports whether a dependency (pool, NFS server) is usable.
-type Health interface {
-	Healthy() error
-}
-
 // Options configure a storage server.
 type Options struct {
 	// Name of this server; reported in GetPluginInfo's manifest.
@@ -59,13 +53,13 @@ type Server struct {
 	opts     Options
 	pool     Pool
 	exporter nfs.Exporter
-	health   []Health
+	health   []health.Check
 	locks    *lockset.LockSet
 }
 
-// New returns a Server over pool, exporting through exporter. health lists
-// the checks Probe runs.
-func New(opts Options, pool Pool, exporter nfs.Exporter, health ...Health) (*Server, error) {
+// New returns a Server over pool, exporting through exporter. checks are
+// what Probe runs: the pool, the NFS server, the ZFS commands.
+func New(opts Options, pool Pool, exporter nfs.Exporter, checks ...health.Check) (*Server, error) {
 	if opts.Name == "" {
 		return nil, errors.New("server name is required")
 	}
@@ -75,7 +69,7 @@ func New(opts Options, pool Pool, exporter nfs.Exporter, health ...Health) (*Ser
 	if opts.PseudoRoot == "" {
 		opts.PseudoRoot = "/dots"
 	}
-	return &Server{opts: opts, pool: pool, exporter: exporter, health: health, locks: lockset.New()}, nil
+	return &Server{opts: opts, pool: pool, exporter: exporter, health: checks, locks: lockset.New()}, nil
 }
 
 // ExportFor is the NFS export of a volume.
@@ -102,15 +96,6 @@ func (s *Server) RestoreExports(ctx context.Context) (int, error) {
 	return len(exports), s.exporter.SetExports(ctx, exports)
 }
 
-// lock takes the per-name locks or answers Aborted, so a retried call from a
-// sidecar never runs twice at once on the same volume or snapshot.
-func (s *Server) lock(keys ...string) (func(), error) {
-	if !s.locks.TryAcquireAll(keys...) {
-		return nil, status.Errorf(codes.Aborted, "an operation on %v is already in progress", keys)
-	}
-	return func() { s.locks.Release(keys...) }, nil
-}
-
 func volumeKey(name string) string   { return "volume/" + name }
 func snapshotKey(name string) string { return "snapshot/" + name }
 
@@ -125,14 +110,14 @@ func (s *Server) GetPluginInfo(context.Context, *csi.GetPluginInfoRequest) (*csi
 
 // GetPluginCapabilities advertises the controller service and online expansion.
 func (s *Server) GetPluginCapabilities(context.Context, *csi.GetPluginCapabilitiesRequest) (*csi.GetPluginCapabilitiesResponse, error) {
-	return &csi.GetPluginCapabilitiesResponse{Capabilities: capability.Plugin()}, nil
+	return &csi.GetPluginCapabilitiesResponse{Capabilities: api.PluginCapabilities()}, nil
 }
 
 // Probe is ready when the pool and the NFS server are.
 func (s *Server) Probe(context.Context, *csi.ProbeRequest) (*csi.ProbeResponse, error) {
-	for _, h := range s.health {
-		if err := h.Healthy(); err != nil {
-			return nil, status.Errorf(codes.FailedPrecondition, "not ready: %v", err)
+	for _, check := range s.health {
+		if err := check(); err != nil {
+			return nil, fmt.Errorf("%w: %v", api.ErrNotReady, err)
 		}
 	}
 	return &csi.ProbeResponse{}, nil
@@ -140,16 +125,5 @@ func (s *Server) Probe(context.Context, *csi.ProbeRequest) (*csi.ProbeResponse, 
 
 // ControllerGetCapabilities lists what the server implements.
 func (s *Server) ControllerGetCapabilities(context.Context, *csi.ControllerGetCapabilitiesRequest) (*csi.ControllerGetCapabilitiesResponse, error) {
-	return &csi.ControllerGetCapabilitiesResponse{Capabilities: capability.Controller()}, nil
-}
-
-func required(field, value string) error {
-	if value == "" {
-		return status.Errorf(codes.InvalidArgument, "%s is required", field)
-	}
-	return nil
-}
-
-func invalid(format string, args ...any) error {
-	return status.Error(codes.InvalidArgument, fmt.Sprintf(format, args...))
+	return &csi.ControllerGetCapabilitiesResponse{Capabilities: api.ControllerCapabilities()}, nil
 }

@@ -1,7 +1,10 @@
+//go:build integration
+
 package server
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -12,6 +15,8 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dots-csi/dots/internal/poll"
+	"github.com/dots-csi/dots/pkg/api"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -316,13 +321,13 @@ func TestGetCapacity(t *testing.T) {
 	if _, err := s.ctrl.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: thick.GetVolumeId()}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second) // ZFS frees space asynchronously
-	for got := free(); start-got > 2*slack; got = free() {
-		if time.Now().After(deadline) {
-			t.Fatalf("free space after deleting the thick volume: %d, before it %d", got, start)
+	// ZFS frees space asynchronously.
+	poll.Until(t, 30*time.Second, "space freed after deleting the thick volume", func() error {
+		if got := free(); start-got > 2*slack {
+			return fmt.Errorf("free space %d, before the volume %d", got, start)
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 	// What cannot be served has no capacity.
 	resp, err := s.ctrl.GetCapacity(ctx, &csi.GetCapacityRequest{VolumeCapabilities: blockCaps()})
 	if err != nil || resp.GetAvailableCapacity() != 0 {
@@ -339,7 +344,7 @@ func TestCreateSmallerThanSource(t *testing.T) {
 	src := s.mustCreate(ctx, createReq("src", 64*mib, nil, nil))
 	// Written straight into the dataset: this test is about the API, not
 	// the data path.
-	local := src.GetVolumeContext()[ContextLocalPath]
+	local := src.GetVolumeContext()[api.ContextLocalPath]
 	if err := os.WriteFile(filepath.Join(local, "data"), randomBytes(t, 16*mib), 0o644); err != nil {
 		t.Fatal(err)
 	}

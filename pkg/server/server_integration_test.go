@@ -1,8 +1,11 @@
+//go:build integration
+
 package server
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,7 +18,8 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/dots-csi/dots/internal/libnfs"
-	"github.com/dots-csi/dots/pkg/zfs/fusecompat"
+	"github.com/dots-csi/dots/internal/poll"
+	"github.com/dots-csi/dots/internal/testenv"
 )
 
 // TestVolumeLifecycleThroughNFS drives a real storage server through its
@@ -164,7 +168,7 @@ func TestVolumeLifecycleThroughNFS(t *testing.T) {
 		t.Fatalf("ganesha exports file: %v, want it to name %s", err, exportOf(restored2))
 	}
 	s.stop()
-	if _, err := s.zfsTool(ctx, fusecompat.ToolZpool, "list", "-H", "-o", "name", s.cfg.Pool); err == nil {
+	if slices.Contains(strings.Fields(testenv.Zpool(t, "list", "-H", "-o", "name")), s.cfg.Pool) {
 		t.Errorf("pool %s is still imported after the server stopped", s.cfg.Pool)
 	}
 	t0 = time.Now()
@@ -217,19 +221,13 @@ func TestVolumeLifecycleThroughNFS(t *testing.T) {
 // the server reports ready again.
 func (s *testServer) waitGaneshaRestarted(ctx context.Context, old int) {
 	s.t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		pids := s.ganeshaPids()
-		if len(pids) == 1 && pids[0] != old {
-			if _, err := s.ident.Probe(ctx, &csi.ProbeRequest{}); err == nil {
-				return
-			}
+	poll.Until(s.t, time.Minute, "ganesha restarted", func() error {
+		if pids := s.ganeshaPids(); len(pids) != 1 || pids[0] == old {
+			return fmt.Errorf("ganesha processes %v (killed %d)", pids, old)
 		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("ganesha not restarted within a minute: processes %v (killed %d)", pids, old)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		_, err := s.ident.Probe(ctx, &csi.ProbeRequest{})
+		return err
+	})
 }
 
 func keys[V any](m map[string]V) []string {

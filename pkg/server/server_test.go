@@ -12,18 +12,19 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/dots-csi/dots/pkg/csirpc"
+	"github.com/dots-csi/dots/pkg/api"
+	"github.com/dots-csi/dots/pkg/health"
 	"github.com/dots-csi/dots/pkg/nfs"
 	"github.com/dots-csi/dots/pkg/zfs"
 )
 
 // newFakeServer returns a Server over a fake pool and exporter sharing one
 // event log.
-func newFakeServer(t *testing.T, health ...Health) (*Server, *fakePool, *fakeExporter, *events) {
+func newFakeServer(t *testing.T, checks ...health.Check) (*Server, *fakePool, *fakeExporter, *events) {
 	t.Helper()
 	ev := &events{}
 	pool, exp := newFakePool(ev), newFakeExporter(ev)
-	s, err := New(Options{Name: "unit", DefaultCapacity: 64 << 20}, pool, exp, health...)
+	s, err := New(Options{Name: "unit", DefaultCapacity: 64 << 20}, pool, exp, checks...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +32,7 @@ func newFakeServer(t *testing.T, health ...Health) (*Server, *fakePool, *fakeExp
 }
 
 // code is the gRPC code a call's error gets on the wire.
-func code(err error) codes.Code { return status.Code(csirpc.ToStatus(err)) }
+func code(err error) codes.Code { return status.Code(ErrorCodes.Status(err)) }
 
 func TestCreateVolumeExports(t *testing.T) {
 	s, pool, exp, _ := newFakeServer(t)
@@ -45,7 +46,7 @@ func TestCreateVolumeExports(t *testing.T) {
 		t.Fatalf("exports %v, want [%v]", got, want)
 	}
 	ctx := resp.GetVolume().GetVolumeContext()
-	if ctx[ContextExport] != "/dots/vol-1" || ctx[ContextLocalPath] != vol.Mountpoint {
+	if ctx[api.ContextExport] != "/dots/vol-1" || ctx[api.ContextLocalPath] != vol.Mountpoint {
 		t.Errorf("volume context %v", ctx)
 	}
 	if resp.GetVolume().GetCapacityBytes() != 10<<20 || resp.GetVolume().GetVolumeId() != "vol-1" {
@@ -263,7 +264,7 @@ func TestListVolumesPaging(t *testing.T) {
 		var got []string
 		for _, e := range resp.GetEntries() {
 			got = append(got, e.GetVolume().GetVolumeId())
-			if e.GetVolume().GetVolumeContext()[ContextExport] != "/dots/"+e.GetVolume().GetVolumeId() {
+			if e.GetVolume().GetVolumeContext()[api.ContextExport] != "/dots/"+e.GetVolume().GetVolumeId() {
 				t.Errorf("listed volume without its export: %v", e.GetVolume())
 			}
 		}

@@ -3,13 +3,13 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"k8s.io/klog/v2"
 
+	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/csirpc"
 	"github.com/dots-csi/dots/pkg/zfs"
 )
@@ -17,20 +17,20 @@ import (
 // CreateSnapshot takes a ZFS snapshot: O(1), ready at once.
 func (s *Server) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequest) (*csi.CreateSnapshotResponse, error) {
 	name, source := req.GetName(), req.GetSourceVolumeId()
-	if err := required("name", name); err != nil {
+	if err := api.Required("name", name); err != nil {
 		return nil, err
 	}
-	if err := required("source_volume_id", source); err != nil {
+	if err := api.Required("source_volume_id", source); err != nil {
 		return nil, err
 	}
-	if err := zfs.ValidateName(name); err != nil {
+	if err := api.ValidateName(name); err != nil {
 		return nil, err
 	}
-	id := zfs.IDFor(name)
+	id := api.IDFor(name)
 	if _, err := s.getVolume(ctx, source); err != nil {
 		return nil, err
 	}
-	unlock, err := s.lock(snapshotKey(id), volumeKey(source))
+	unlock, err := s.locks.Acquire(snapshotKey(id), volumeKey(source))
 	if err != nil {
 		return nil, err
 	}
@@ -39,10 +39,8 @@ func (s *Server) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 	switch {
 	case errors.Is(err, zfs.ErrExists) && snap != nil:
 		if snap.SourceVolume != source {
-			return nil, status.Errorf(codes.AlreadyExists, "snapshot %q exists for volume %q, not %q", name, snap.SourceVolume, source)
+			return nil, fmt.Errorf("%w: snapshot %q exists for volume %q, not %q", zfs.ErrExists, name, snap.SourceVolume, source)
 		}
-	case errors.Is(err, zfs.ErrNotFound):
-		return nil, status.Errorf(codes.NotFound, "volume %q not found", source)
 	case err != nil:
 		return nil, err
 	default:
@@ -55,7 +53,7 @@ func csiSnapshot(s *zfs.Snapshot) *csi.Snapshot {
 	return &csi.Snapshot{
 		SnapshotId:     s.Name,
 		SourceVolumeId: s.SourceVolume,
-		SizeBytes:      zfs.RoundCapacity(max(s.Size, 1)),
+		SizeBytes:      api.RoundCapacity(max(s.Size, 1)),
 		CreationTime:   timestamppb.New(s.CreatedAt),
 		ReadyToUse:     true,
 	}
@@ -65,13 +63,13 @@ func csiSnapshot(s *zfs.Snapshot) *csi.Snapshot {
 // from it keep working (pkg/zfs hides it until the last clone goes).
 func (s *Server) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequest) (*csi.DeleteSnapshotResponse, error) {
 	name := req.GetSnapshotId()
-	if err := required("snapshot_id", name); err != nil {
+	if err := api.Required("snapshot_id", name); err != nil {
 		return nil, err
 	}
-	if zfs.ValidateID(name) != nil {
+	if api.ValidateID(name) != nil {
 		return &csi.DeleteSnapshotResponse{}, nil
 	}
-	unlock, err := s.lock(snapshotKey(name))
+	unlock, err := s.locks.Acquire(snapshotKey(name))
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +84,7 @@ func (s *Server) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequ
 // GetSnapshot reports one snapshot.
 func (s *Server) GetSnapshot(ctx context.Context, req *csi.GetSnapshotRequest) (*csi.GetSnapshotResponse, error) {
 	name := req.GetSnapshotId()
-	if err := required("snapshot_id", name); err != nil {
+	if err := api.Required("snapshot_id", name); err != nil {
 		return nil, err
 	}
 	snap, err := s.getSnapshot(ctx, name)
@@ -97,14 +95,10 @@ func (s *Server) GetSnapshot(ctx context.Context, req *csi.GetSnapshotRequest) (
 }
 
 func (s *Server) getSnapshot(ctx context.Context, name string) (*zfs.Snapshot, error) {
-	if zfs.ValidateID(name) != nil {
-		return nil, status.Errorf(codes.NotFound, "snapshot %q not found", name)
+	if api.ValidateID(name) != nil {
+		return nil, fmt.Errorf("snapshot %q: %w", name, zfs.ErrNotFound)
 	}
-	snap, err := s.pool.GetSnapshot(ctx, name)
-	if errors.Is(err, zfs.ErrNotFound) {
-		return nil, status.Errorf(codes.NotFound, "snapshot %q not found", name)
-	}
-	return snap, err
+	return s.pool.GetSnapshot(ctx, name)
 }
 
 // ListSnapshots lists by id, by source volume, or all, in name order.
@@ -112,7 +106,7 @@ func (s *Server) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsReques
 	var snaps []*zfs.Snapshot
 	if id := req.GetSnapshotId(); id != "" {
 		snap, err := s.getSnapshot(ctx, id)
-		if status.Code(err) == codes.NotFound {
+		if errors.Is(err, zfs.ErrNotFound) {
 			return &csi.ListSnapshotsResponse{}, nil
 		}
 		if err != nil {

@@ -4,65 +4,36 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	"k8s.io/klog/v2"
 
-	"github.com/dots-csi/dots/pkg/capability"
-	"github.com/dots-csi/dots/pkg/capacity"
+	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/csirpc"
-	"github.com/dots-csi/dots/pkg/params"
 	"github.com/dots-csi/dots/pkg/zfs"
-)
-
-// Keys of the volume context a server returns; the cluster controller adds
-// the server's address (see pkg/driver).
-const (
-	ContextExport    = "dots.csi.dev/export"
-	ContextLocalPath = "dots.csi.dev/local-path"
 )
 
 // CreateVolume creates (or, for a repeated call, returns) a dataset and
 // exports it.
 func (s *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
-	name := req.GetName()
-	if err := required("name", name); err != nil {
-		return nil, err
-	}
-	if err := zfs.ValidateName(name); err != nil {
-		return nil, err
-	}
-	if err := capability.Validate(req.GetVolumeCapabilities()); err != nil {
-		return nil, err
-	}
-	p, err := params.Parse(req.GetParameters())
-	if err != nil {
-		return nil, err
-	}
-	size, err := capacity.Resolve(req.GetCapacityRange(), s.opts.DefaultCapacity, zfs.RoundCapacity)
+	cv, err := api.ParseCreateVolume(req, s.opts.DefaultCapacity)
 	if err != nil {
 		return nil, err
 	}
 	// Normalized (recordsize=16K is stored as 16384), so a repeated request
 	// compares equal to what the pool reports.
-	props, err := zfs.ValidateProperties(p.Properties)
+	props, err := zfs.ValidateProperties(cv.Params.Properties)
 	if err != nil {
 		return nil, err
 	}
-	id := zfs.IDFor(name)
-	spec := zfs.VolumeSpec{Name: id, Capacity: size, Thick: p.Thick, Properties: props}
-	keys := []string{volumeKey(id)}
-	if src := req.GetVolumeContentSource(); src != nil {
-		if spec.Source, err = sourceOf(src); err != nil {
-			return nil, err
-		}
+	spec := zfs.VolumeSpec{Name: cv.ID, Capacity: cv.Capacity, Thick: cv.Params.Thick, Properties: props,
+		Source: zfs.Source{Kind: zfs.SourceKind(cv.Source.Kind), Name: cv.Source.ID}}
+	keys := []string{volumeKey(cv.ID)}
+	if spec.Source.Kind != zfs.SourceNone {
 		keys = append(keys, sourceKey(spec.Source))
 	}
-	unlock, err := s.lock(keys...)
+	unlock, err := s.locks.Acquire(keys...)
 	if err != nil {
 		return nil, err
 	}
@@ -72,18 +43,18 @@ func (s *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	switch {
 	case errors.Is(err, zfs.ErrExists) && vol != nil:
 		if why := mismatch(vol, spec, req.GetCapacityRange()); why != "" {
-			return nil, status.Errorf(codes.AlreadyExists, "volume %q (id %s) exists with %s", name, id, why)
+			return nil, fmt.Errorf("%w: volume %q (id %s) exists with %s", zfs.ErrExists, cv.Name, cv.ID, why)
 		}
 	case errors.Is(err, zfs.ErrNotFound) && spec.Source.Kind != zfs.SourceNone:
-		return nil, status.Errorf(codes.NotFound, "source %s %q not found", spec.Source.Kind, spec.Source.Name)
+		return nil, fmt.Errorf("source %s %q: %w", spec.Source.Kind, spec.Source.Name, zfs.ErrNotFound)
 	case err != nil:
 		return nil, err
 	default:
-		klog.InfoS("Volume created", "volume", name, "id", id, "capacity", vol.Capacity, "source", vol.Source.Name, "thick", vol.Thick)
+		klog.InfoS("Volume created", "volume", cv.Name, "id", cv.ID, "capacity", vol.Capacity, "source", vol.Source.Name, "thick", vol.Thick)
 	}
 	// Exporting also on the repeated call heals a create whose export failed.
 	if err := s.exporter.Export(ctx, s.ExportFor(vol)); err != nil {
-		return nil, fmt.Errorf("exporting volume %s: %w", name, err)
+		return nil, fmt.Errorf("exporting volume %s: %w", cv.Name, err)
 	}
 	return &csi.CreateVolumeResponse{Volume: s.csiVolume(vol)}, nil
 }
@@ -95,7 +66,7 @@ func mismatch(vol *zfs.Volume, spec zfs.VolumeSpec, r *csi.CapacityRange) string
 		if vol.Capacity != spec.Capacity {
 			return fmt.Sprintf("capacity %d, not the default %d", vol.Capacity, spec.Capacity)
 		}
-	} else if !capacity.Fits(vol.Capacity, r) {
+	} else if !api.CapacityFits(vol.Capacity, r) {
 		return fmt.Sprintf("capacity %d outside the requested range [%d, %d]", vol.Capacity, r.GetRequiredBytes(), r.GetLimitBytes())
 	}
 	if vol.Source != spec.Source {
@@ -112,24 +83,6 @@ func mismatch(vol *zfs.Volume, spec zfs.VolumeSpec, r *csi.CapacityRange) string
 	return ""
 }
 
-func sourceOf(src *csi.VolumeContentSource) (zfs.Source, error) {
-	switch {
-	case src.GetSnapshot() != nil:
-		id := src.GetSnapshot().GetSnapshotId()
-		if err := required("volume_content_source.snapshot.snapshot_id", id); err != nil {
-			return zfs.Source{}, err
-		}
-		return zfs.Source{Kind: zfs.SourceSnapshot, Name: id}, nil
-	case src.GetVolume() != nil:
-		id := src.GetVolume().GetVolumeId()
-		if err := required("volume_content_source.volume.volume_id", id); err != nil {
-			return zfs.Source{}, err
-		}
-		return zfs.Source{Kind: zfs.SourceVolume, Name: id}, nil
-	}
-	return zfs.Source{}, invalid("volume_content_source names neither a snapshot nor a volume")
-}
-
 func sourceKey(src zfs.Source) string {
 	if src.Kind == zfs.SourceSnapshot {
 		return snapshotKey(src.Name)
@@ -142,8 +95,8 @@ func (s *Server) csiVolume(v *zfs.Volume) *csi.Volume {
 		VolumeId:      v.Name,
 		CapacityBytes: v.Capacity,
 		VolumeContext: map[string]string{
-			ContextExport:    s.PseudoPath(v.Name),
-			ContextLocalPath: v.Mountpoint,
+			api.ContextExport:    s.PseudoPath(v.Name),
+			api.ContextLocalPath: v.Mountpoint,
 		},
 	}
 	switch v.Source.Kind {
@@ -162,13 +115,13 @@ func (s *Server) csiVolume(v *zfs.Volume) *csi.Volume {
 // snapshot goes).
 func (s *Server) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
 	name := req.GetVolumeId()
-	if err := required("volume_id", name); err != nil {
+	if err := api.Required("volume_id", name); err != nil {
 		return nil, err
 	}
-	if zfs.ValidateID(name) != nil {
+	if api.ValidateID(name) != nil {
 		return &csi.DeleteVolumeResponse{}, nil // no such volume can exist
 	}
-	unlock, err := s.lock(volumeKey(name))
+	unlock, err := s.locks.Acquire(volumeKey(name))
 	if err != nil {
 		return nil, err
 	}
@@ -199,14 +152,14 @@ func (s *Server) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 // at once, so no node step is needed.
 func (s *Server) ControllerExpandVolume(ctx context.Context, req *csi.ControllerExpandVolumeRequest) (*csi.ControllerExpandVolumeResponse, error) {
 	name := req.GetVolumeId()
-	if err := required("volume_id", name); err != nil {
+	if err := api.Required("volume_id", name); err != nil {
 		return nil, err
 	}
 	if req.GetCapacityRange() == nil {
-		return nil, invalid("capacity_range is required")
+		return nil, fmt.Errorf("%w: capacity_range is required", api.ErrInvalid)
 	}
 	if c := req.GetVolumeCapability(); c != nil {
-		if err := capability.Validate([]*csi.VolumeCapability{c}); err != nil {
+		if err := api.ValidateCapabilities([]*csi.VolumeCapability{c}); err != nil {
 			return nil, err
 		}
 	}
@@ -214,15 +167,15 @@ func (s *Server) ControllerExpandVolume(ctx context.Context, req *csi.Controller
 	if err != nil {
 		return nil, err
 	}
-	size, err := capacity.Resolve(req.GetCapacityRange(), vol.Capacity, zfs.RoundCapacity)
+	size, err := api.ResolveCapacity(req.GetCapacityRange(), vol.Capacity)
 	if err != nil {
 		return nil, err
 	}
 	if lim := req.GetCapacityRange().GetLimitBytes(); lim > 0 && vol.Capacity > lim {
 		// Volumes never shrink, so the answer would break the limit.
-		return nil, status.Errorf(codes.OutOfRange, "volume %q is already %d bytes, more than the limit %d; volumes never shrink", name, vol.Capacity, lim)
+		return nil, fmt.Errorf("%w: volume %q is already %d bytes, more than the limit %d; volumes never shrink", api.ErrOutOfRange, name, vol.Capacity, lim)
 	}
-	unlock, err := s.lock(volumeKey(name))
+	unlock, err := s.locks.Acquire(volumeKey(name))
 	if err != nil {
 		return nil, err
 	}
@@ -238,19 +191,15 @@ func (s *Server) ControllerExpandVolume(ctx context.Context, req *csi.Controller
 // getVolume answers NotFound for names that cannot exist as well as for
 // missing volumes.
 func (s *Server) getVolume(ctx context.Context, name string) (*zfs.Volume, error) {
-	if err := zfs.ValidateID(name); err != nil {
-		return nil, status.Errorf(codes.NotFound, "volume %q not found", name)
+	if err := api.ValidateID(name); err != nil {
+		return nil, fmt.Errorf("volume %q: %w", name, zfs.ErrNotFound)
 	}
-	vol, err := s.pool.GetVolume(ctx, name)
-	if errors.Is(err, zfs.ErrNotFound) {
-		return nil, status.Errorf(codes.NotFound, "volume %q not found", name)
-	}
-	return vol, err
+	return s.pool.GetVolume(ctx, name)
 }
 
 // ControllerGetVolume reports one volume.
 func (s *Server) ControllerGetVolume(ctx context.Context, req *csi.ControllerGetVolumeRequest) (*csi.ControllerGetVolumeResponse, error) {
-	if err := required("volume_id", req.GetVolumeId()); err != nil {
+	if err := api.Required("volume_id", req.GetVolumeId()); err != nil {
 		return nil, err
 	}
 	vol, err := s.getVolume(ctx, req.GetVolumeId())
@@ -263,32 +212,16 @@ func (s *Server) ControllerGetVolume(ctx context.Context, req *csi.ControllerGet
 
 // ValidateVolumeCapabilities confirms mount capabilities of an existing volume.
 func (s *Server) ValidateVolumeCapabilities(ctx context.Context, req *csi.ValidateVolumeCapabilitiesRequest) (*csi.ValidateVolumeCapabilitiesResponse, error) {
-	if err := required("volume_id", req.GetVolumeId()); err != nil {
+	if err := api.Required("volume_id", req.GetVolumeId()); err != nil {
 		return nil, err
 	}
 	if len(req.GetVolumeCapabilities()) == 0 {
-		return nil, invalid("volume_capabilities are required")
+		return nil, fmt.Errorf("%w: volume_capabilities are required", api.ErrInvalid)
 	}
 	if _, err := s.getVolume(ctx, req.GetVolumeId()); err != nil {
 		return nil, err
 	}
-	return Confirm(req), nil
-}
-
-// Confirm answers ValidateVolumeCapabilities for a volume known to exist.
-func Confirm(req *csi.ValidateVolumeCapabilitiesRequest) *csi.ValidateVolumeCapabilitiesResponse {
-	if err := capability.Validate(req.GetVolumeCapabilities()); err != nil {
-		return &csi.ValidateVolumeCapabilitiesResponse{Message: err.Error()}
-	}
-	if _, err := params.Parse(req.GetParameters()); err != nil {
-		return &csi.ValidateVolumeCapabilitiesResponse{Message: err.Error()}
-	}
-	return &csi.ValidateVolumeCapabilitiesResponse{Confirmed: &csi.ValidateVolumeCapabilitiesResponse_Confirmed{
-		VolumeContext:      req.GetVolumeContext(),
-		VolumeCapabilities: req.GetVolumeCapabilities(),
-		Parameters:         maps.Clone(req.GetParameters()),
-		MutableParameters:  req.GetMutableParameters(),
-	}}
+	return api.Confirm(req), nil
 }
 
 // ListVolumes pages through the pool's volumes in name order.
@@ -316,7 +249,7 @@ func (s *Server) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (
 // GetCapacity reports the pool's free bytes; one volume can use all of them.
 func (s *Server) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (*csi.GetCapacityResponse, error) {
 	if len(req.GetVolumeCapabilities()) > 0 {
-		if err := capability.Validate(req.GetVolumeCapabilities()); err != nil {
+		if err := api.ValidateCapabilities(req.GetVolumeCapabilities()); err != nil {
 			return &csi.GetCapacityResponse{}, nil // no capacity for what we cannot serve
 		}
 	}
@@ -327,6 +260,6 @@ func (s *Server) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (
 	return &csi.GetCapacityResponse{
 		AvailableCapacity: c.Available,
 		MaximumVolumeSize: wrapperspb.Int64(c.Available),
-		MinimumVolumeSize: wrapperspb.Int64(zfs.RoundCapacity(1)),
+		MinimumVolumeSize: wrapperspb.Int64(api.RoundCapacity(1)),
 	}, nil
 }

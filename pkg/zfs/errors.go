@@ -1,13 +1,18 @@
 package zfs
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/dots-csi/dots/pkg/api"
+)
 
 // Sentinel errors. Callers test them with errors.Is; only the gRPC layer
 // turns them into status codes.
 var (
 	ErrNotFound = errors.New("not found")
 	ErrExists   = errors.New("already exists")
-	ErrInvalid  = errors.New("invalid argument")
+	// ErrInvalid is the contract's: names and IDs are checked by its rules.
+	ErrInvalid  = api.ErrInvalid
 	ErrNoSpace  = errors.New("not enough space in the pool")
 	ErrShrink   = errors.New("volumes cannot shrink")
 	ErrTooSmall = errors.New("smaller than its source")

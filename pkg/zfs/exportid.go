@@ -48,7 +48,7 @@ func (p *Pool) allocateExportID(ctx context.Context) (uint32, error) {
 	root := p.rootDataset()
 	if p.nextID == 0 {
 		// Read once: this process is the pool's only writer.
-		t, err := getProps(ctx, p.exec, depthSelf, []string{propNextExportID}, root)
+		t, err := p.getProps(ctx, depthSelf, []string{propNextExportID}, root)
 		if err != nil {
 			return 0, err
 		}
@@ -67,7 +67,7 @@ func (p *Pool) allocateExportID(ctx context.Context) (uint32, error) {
 		}
 	}
 	next := nextExportID(id)
-	if err := zfsSet(ctx, root, propNextExportID, strconv.FormatUint(uint64(next), 10)); err != nil {
+	if err := p.zfsSet(ctx, root, map[string]string{propNextExportID: strconv.FormatUint(uint64(next), 10)}); err != nil {
 		p.nextID = 0 // unknown again: re-read next time
 		return 0, err
 	}
@@ -79,7 +79,7 @@ func (p *Pool) allocateExportID(ctx context.Context) (uint32, error) {
 
 // scanExportIDs reads the ids every dataset carries.
 func (p *Pool) scanExportIDs(ctx context.Context) error {
-	t, err := getProps(ctx, p.exec, depthRecursive, []string{propExportID}, p.rootDataset())
+	t, err := p.getProps(ctx, depthRecursive, []string{propExportID}, p.rootDataset())
 	if err != nil {
 		return err
 	}

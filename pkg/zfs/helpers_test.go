@@ -1,10 +1,11 @@
+//go:build integration
+
 package zfs_test
 
 import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,7 +13,6 @@ import (
 
 	"github.com/dots-csi/dots/internal/testenv"
 	"github.com/dots-csi/dots/pkg/zfs"
-	"github.com/dots-csi/dots/pkg/zfs/fusecompat"
 )
 
 const (
@@ -66,24 +66,16 @@ func readFile(t testing.TB, v *zfs.Volume, name string) string {
 	return string(b)
 }
 
-// zfsNames lists every dataset and snapshot below root with the real zfs:
-// the test's own view, independent of the code under test.
+// zfsNames lists every dataset and snapshot below root with the test's
+// own zfs: its view, independent of the code under test.
 func zfsNames(t testing.TB, root string) []string {
 	t.Helper()
-	out, err := exec.Command(fusecompat.RealBinary("zfs"), "list", "-H", "-r", "-t", "all", "-o", "name", root).CombinedOutput()
-	if err != nil {
-		t.Fatalf("zfs list %s: %v: %s", root, err, out)
-	}
-	return strings.Fields(string(out))
+	return strings.Fields(testenv.Zfs(t, "list", "-H", "-r", "-t", "all", "-o", "name", root))
 }
 
 func zfsGet(t testing.TB, prop, name string) string {
 	t.Helper()
-	out, err := exec.Command(fusecompat.RealBinary("zfs"), "get", "-Hp", "-o", "value", prop, name).CombinedOutput()
-	if err != nil {
-		t.Fatalf("zfs get %s %s: %v: %s", prop, name, err, out)
-	}
-	return strings.TrimSpace(string(out))
+	return strings.TrimSpace(testenv.Zfs(t, "get", "-Hp", "-o", "value", prop, name))
 }
 
 func volumeNames(t testing.TB, p *zfs.Pool) []string {
@@ -121,9 +113,5 @@ func wantErr(t testing.TB, err, sentinel error) {
 
 func zfsListPools(t testing.TB) []string {
 	t.Helper()
-	out, err := exec.Command(fusecompat.RealBinary("zpool"), "list", "-H", "-o", "name").CombinedOutput()
-	if err != nil {
-		t.Fatalf("zpool list: %v: %s", err, out)
-	}
-	return strings.Fields(string(out))
+	return strings.Fields(testenv.Zpool(t, "list", "-H", "-o", "name"))
 }

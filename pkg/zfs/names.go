@@ -2,81 +2,21 @@ package zfs
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"math"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/dots-csi/dots/pkg/api"
 )
 
-// MaxNameLen bounds the names of CSI requests (the spec's 128 bytes).
-// MaxIDLen bounds IDs, the names datasets and snapshots have in the pool:
-// with the pool name (at most MaxPoolNameLen) and the internal prefixes, the
-// longest full ZFS name dots builds (POOL/dots/trash/ID_EXPORTID@ID) stays
-// well under ZFS's 255 bytes.
-const (
-	MaxNameLen     = 128
-	MaxIDLen       = 63
-	MaxPoolNameLen = 32
-)
+// MaxPoolNameLen bounds pool names: with it, the longest full ZFS name dots
+// builds from an ID (POOL/dots/trash/ID_EXPORTID@ID) stays well under ZFS's
+// 255 bytes.
+const MaxPoolNameLen = 32
 
-// hashedIDPrefix starts the ID of a name longer than MaxIDLen; user names
-// cannot start with "_", so hashed and plain IDs never collide.
-const hashedIDPrefix = "_h"
-
-// CapacityGranularity is what RoundCapacity rounds up to. 1 MiB keeps
-// refquota values readable, is a multiple of every recordsize ZFS accepts
-// and is what Kubernetes sizes (Mi, Gi) are made of anyway.
-const CapacityGranularity int64 = 1 << 20
-
-var (
-	nameRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]*$`)
-	poolNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.:-]*$`)
-)
-
-var hashedIDRE = regexp.MustCompile(`^_h[0-9a-f]{40}$`)
-
-// IDFor returns the ID of a valid volume or snapshot name: the name itself
-// when it is at most MaxIDLen long (readable in `zfs list`), otherwise
-// "_h" and 160 bits of its SHA-256. The mapping is deterministic, so a
-// repeated CreateVolume finds what the first one made.
-func IDFor(name string) string {
-	if len(name) <= MaxIDLen {
-		return name
-	}
-	sum := sha256.Sum256([]byte(name))
-	return hashedIDPrefix + hex.EncodeToString(sum[:20])
-}
-
-// ValidateID checks an ID: a valid name of at most MaxIDLen, or a hashed ID.
-func ValidateID(id string) error {
-	if hashedIDRE.MatchString(id) {
-		return nil
-	}
-	if len(id) > MaxIDLen {
-		return fmt.Errorf("%w: id is %d characters, at most %d allowed", ErrInvalid, len(id), MaxIDLen)
-	}
-	return ValidateName(id)
-}
-
-// ValidateName checks a volume or snapshot name of a request. Names start
-// with a letter or digit, so every internal name dots makes (they start
-// with "_") can never collide with one a user asked for.
-func ValidateName(name string) error {
-	switch {
-	case name == "":
-		return fmt.Errorf("%w: empty name", ErrInvalid)
-	case len(name) > MaxNameLen:
-		return fmt.Errorf("%w: name is %d characters, at most %d allowed", ErrInvalid, len(name), MaxNameLen)
-	case !nameRE.MatchString(name):
-		return fmt.Errorf("%w: name %q: must match %s", ErrInvalid, name, nameRE)
-	case strings.Contains(name, ".."):
-		return fmt.Errorf("%w: name %q contains \"..\"", ErrInvalid, name)
-	}
-	return nil
-}
+var poolNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.:-]*$`)
 
 // ValidatePoolName checks a pool name against ZFS's rules and the words
 // zpool reserves for vdev types.
@@ -98,20 +38,6 @@ func ValidatePoolName(name string) error {
 	return nil
 }
 
-// RoundCapacity rounds a positive byte count up to CapacityGranularity.
-// Values so large that rounding up would overflow saturate at the largest
-// multiple, which no pool can hold, so callers report ErrNoSpace.
-func RoundCapacity(c int64) int64 {
-	if c <= 0 {
-		return c
-	}
-	limit := math.MaxInt64 - (math.MaxInt64 % CapacityGranularity)
-	if c > limit {
-		return limit
-	}
-	return (c + CapacityGranularity - 1) / CapacityGranularity * CapacityGranularity
-}
-
 func validateCapacity(c int64) error {
 	if c <= 0 {
 		return fmt.Errorf("%w: capacity must be positive, got %d", ErrInvalid, c)
@@ -119,7 +45,7 @@ func validateCapacity(c int64) error {
 	return nil
 }
 
-// Internal snapshot names. They start with "_", which ValidateName refuses,
+// Internal snapshot names. They start with "_", which api.ValidateName refuses,
 // and carry a random part so a crash or a retry can never collide.
 const (
 	internalPrefix     = "_"
@@ -134,7 +60,7 @@ const (
 )
 
 func isInternalSnapshot(snap string) bool {
-	return strings.HasPrefix(snap, internalPrefix) && !hashedIDRE.MatchString(snap)
+	return strings.HasPrefix(snap, internalPrefix) && !api.IsHashedID(snap)
 }
 
 func internalName(prefix string) (string, error) {

@@ -2,26 +2,11 @@ package zfs
 
 import (
 	"errors"
-	"math"
 	"strings"
 	"testing"
-)
 
-func TestValidateName(t *testing.T) {
-	good := []string{"a", "pvc-0b1c", "A.b_c:d-e", "0abc", strings.Repeat("x", MaxNameLen)}
-	for _, n := range good {
-		if err := ValidateName(n); err != nil {
-			t.Errorf("ValidateName(%q) = %v", n, err)
-		}
-	}
-	bad := []string{"", "a/b", "a@b", "a..b", "..", ".a", "_a", "-a", "a b", "a;b", "$(x)", "a`b`",
-		"a|b", "a&b", "a\nb", "a\tb", "é", "a*", "a'b", `a"b`, "a\\b", strings.Repeat("x", MaxNameLen+1)}
-	for _, n := range bad {
-		if err := ValidateName(n); !errors.Is(err, ErrInvalid) {
-			t.Errorf("ValidateName(%q) = %v, want ErrInvalid", n, err)
-		}
-	}
-}
+	"github.com/dots-csi/dots/pkg/api"
+)
 
 func TestValidatePoolName(t *testing.T) {
 	for _, n := range []string{"dots", "dotsz-1a2b", "tank.a:b_c"} {
@@ -36,40 +21,13 @@ func TestValidatePoolName(t *testing.T) {
 	}
 }
 
-func TestRoundCapacity(t *testing.T) {
-	const mib = CapacityGranularity
-	cases := map[int64]int64{
-		1:                   mib,
-		mib - 1:             mib,
-		mib:                 mib,
-		mib + 1:             2 * mib,
-		10 << 30:            10 << 30,
-		(10 << 30) + 1:      (10 << 30) + mib,
-		math.MaxInt64:       math.MaxInt64 - math.MaxInt64%mib,
-		math.MaxInt64 - mib: math.MaxInt64 - math.MaxInt64%mib,
-	}
-	for in, want := range cases {
-		if got := RoundCapacity(in); got != want {
-			t.Errorf("RoundCapacity(%d) = %d, want %d", in, got, want)
-		}
-		if got := RoundCapacity(in); got%mib != 0 || got < 0 {
-			t.Errorf("RoundCapacity(%d) = %d is not a positive multiple", in, got)
-		}
-	}
-	for _, c := range []int64{0, -1, math.MinInt64} {
-		if err := validateCapacity(c); !errors.Is(err, ErrInvalid) {
-			t.Errorf("validateCapacity(%d) = %v", c, err)
-		}
-	}
-}
-
 func TestInternalNames(t *testing.T) {
 	a, err := internalName(cloneSnapPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b, _ := internalName(cloneSnapPrefix)
-	if a == b || !isInternalSnapshot(a) || ValidateName(a) == nil {
+	if a == b || !isInternalSnapshot(a) || api.ValidateName(a) == nil {
 		t.Errorf("internal names %q, %q: must differ, be internal, and be refused as user names", a, b)
 	}
 	if isInternalSnapshot("snap") {
@@ -109,32 +67,6 @@ func TestConfigValidate(t *testing.T) {
 	for name, c := range bad {
 		if err := c.Validate(); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: Validate = %v, want ErrInvalid", name, err)
-		}
-	}
-}
-
-func TestIDFor(t *testing.T) {
-	short := "pvc-0123456789abcdef"
-	if IDFor(short) != short {
-		t.Fatalf("IDFor(%q) = %q, want the name itself", short, IDFor(short))
-	}
-	long := strings.Repeat("a", MaxNameLen)
-	id := IDFor(long)
-	if id == long || len(id) > MaxIDLen || ValidateID(id) != nil {
-		t.Fatalf("IDFor(long) = %q: want a valid hashed id of at most %d bytes", id, MaxIDLen)
-	}
-	if IDFor(long) != id || IDFor(long[:MaxNameLen-1]+"b") == id {
-		t.Fatal("IDFor must be deterministic and tell names apart")
-	}
-	if ValidateName(id) == nil {
-		t.Fatalf("hashed id %q must not be accepted as a request name", id)
-	}
-	if isInternalSnapshot(id) {
-		t.Fatalf("hashed id %q taken for an internal snapshot", id)
-	}
-	for _, bad := range []string{strings.Repeat("b", MaxIDLen+1), "_hxyz", "_vc-0011", ""} {
-		if ValidateID(bad) == nil {
-			t.Errorf("ValidateID(%q) accepted", bad)
 		}
 	}
 }

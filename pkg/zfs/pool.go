@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"k8s.io/klog/v2"
+
+	"github.com/dots-csi/dots/pkg/zfs/command"
 )
 
 // minFileSize is the smallest vdev ZFS accepts.
@@ -40,8 +42,10 @@ type Config struct {
 	// node died without exporting it. Only safe when nothing else can
 	// still have the disk attached.
 	ForceImport bool
-	// Exec runs what go-zfs does not cover; nil means HostExec.
-	Exec Exec
+	// Runner runs the zfs and zpool commands (required).
+	Runner command.Runner
+	// CLI is the ZFS flavour; "" means CLIAuto.
+	CLI CLI
 }
 
 // Validate checks the configuration without touching the host.
@@ -65,6 +69,11 @@ func (c Config) Validate() error {
 	if c.Mountpoint != "" && (!filepath.IsAbs(c.Mountpoint) || filepath.Clean(c.Mountpoint) != c.Mountpoint) {
 		return fmt.Errorf("%w: mountpoint %q must be a clean absolute path", ErrInvalid, c.Mountpoint)
 	}
+	if c.CLI != "" {
+		if _, err := ParseCLI(string(c.CLI)); err != nil {
+			return err
+		}
+	}
 	if c.FileSize < 0 || (c.FileSize > 0 && c.FileSize < minFileSize) {
 		return fmt.Errorf("%w: file size %d: must be 0 or at least %d", ErrInvalid, c.FileSize, minFileSize)
 	}
@@ -75,7 +84,8 @@ func (c Config) Validate() error {
 // serialize operations on the same volume or snapshot name.
 type Pool struct {
 	name     string
-	exec     Exec
+	runner   command.Runner
+	flavor   Flavor
 	stateDir string
 	tunables []string // the allow-listed properties this ZFS knows
 	volProps []string // what is read for a Volume
@@ -84,7 +94,7 @@ type Pool struct {
 	ids    map[uint32]bool // export ids carried by datasets; nil until scanned
 	nextID uint32          // cached dots:next-exportid; 0 until read
 
-	snapMu sync.Mutex // snapshot names are unique in the pool: one create at a time
+	snapNames nameLocks // snapshot names are unique in the pool
 
 	trashMu sync.Mutex
 	pending map[string]trashEntry // deleted volumes still under volumes/, by dataset
@@ -96,10 +106,19 @@ func Open(ctx context.Context, cfg Config) (*Pool, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Pool{name: cfg.Pool, exec: cfg.Exec, pending: map[string]trashEntry{}}
-	if p.exec == nil {
-		p.exec = HostExec{}
+	if cfg.Runner == nil {
+		return nil, fmt.Errorf("%w: pool %s: no command runner", ErrInvalid, cfg.Pool)
 	}
+	p := &Pool{name: cfg.Pool, runner: cfg.Runner, pending: map[string]trashEntry{}}
+	cli := cfg.CLI
+	if cli == "" {
+		cli = CLIAuto
+	}
+	flavor, err := DetectFlavor(ctx, p.runner, cli)
+	if err != nil {
+		return nil, err
+	}
+	p.flavor = flavor
 	imported, err := p.imported(ctx)
 	if err != nil {
 		return nil, err
@@ -131,12 +150,12 @@ func Open(ctx context.Context, cfg Config) (*Pool, error) {
 // crash recovery.
 func (p *Pool) setup(ctx context.Context, cfg Config) error {
 	if cfg.Mountpoint != "" {
-		t, err := getProps(ctx, p.exec, depthSelf, []string{propMountpoint}, p.name)
+		t, err := p.getProps(ctx, depthSelf, []string{propMountpoint}, p.name)
 		if err != nil {
 			return err
 		}
 		if t.props[p.name].str(propMountpoint) != cfg.Mountpoint {
-			if err := zfsSet(ctx, p.name, propMountpoint, cfg.Mountpoint); err != nil {
+			if err := p.zfsSet(ctx, p.name, map[string]string{propMountpoint: cfg.Mountpoint}); err != nil {
 				return err
 			}
 		}
@@ -150,13 +169,13 @@ func (p *Pool) setup(ctx context.Context, cfg Config) error {
 	if err := p.recover(ctx); err != nil {
 		return err
 	}
-	t, err := getProps(ctx, p.exec, depthSelf, []string{propMountpoint, propMounted}, p.stateDataset())
+	t, err := p.getProps(ctx, depthSelf, []string{propMountpoint, propMounted}, p.stateDataset())
 	if err != nil {
 		return err
 	}
 	st := t.props[p.stateDataset()]
 	if st.str(propMounted) != "yes" {
-		if err := zfsMount(ctx, p.stateDataset()); err != nil {
+		if err := p.zfsMount(ctx, p.stateDataset()); err != nil {
 			return err
 		}
 	}
@@ -180,7 +199,7 @@ func (p *Pool) volumeDataset(name string) string {
 }
 
 func (p *Pool) imported(ctx context.Context) (bool, error) {
-	_, err := p.exec.Run(ctx, "zpool", "list", "-H", "-o", "name", p.name)
+	_, err := p.run(ctx, command.Pool("list", "-H", "-o", "name", p.name))
 	if err == nil {
 		return true, nil
 	}
@@ -206,7 +225,7 @@ func (p *Pool) importPool(ctx context.Context, cfg Config) error {
 		args = append(args, "-f")
 	}
 	args = append(args, p.name)
-	_, err := p.exec.Run(ctx, "zpool", args...)
+	_, err := p.run(ctx, command.Pool(args...))
 	return wrapErr("zpool import "+p.name, err)
 }
 
@@ -252,14 +271,14 @@ func (p *Pool) createPool(ctx context.Context, cfg Config) (err error) {
 	}
 	args = append(args, p.name)
 	args = append(args, cfg.Vdevs...)
-	_, err = p.exec.Run(ctx, "zpool", args...)
+	_, err = p.run(ctx, command.Pool(args...))
 	return wrapErr("zpool create "+p.name, err)
 }
 
 // ensureLayout creates dots' datasets that are missing. Trash is never
 // mounted: its datasets only exist for their snapshots.
 func (p *Pool) ensureLayout(ctx context.Context) error {
-	t, err := getProps(ctx, p.exec, 2, []string{propType}, p.name)
+	t, err := p.getProps(ctx, 2, []string{propType}, p.name)
 	if err != nil {
 		return err
 	}
@@ -276,7 +295,7 @@ func (p *Pool) ensureLayout(ctx context.Context) error {
 		if _, ok := t.props[d.name]; ok {
 			continue
 		}
-		if err := zfsCreate(ctx, d.name, d.props); err != nil && !errors.Is(err, ErrExists) {
+		if err := p.zfsCreate(ctx, d.name, d.props); err != nil && !errors.Is(err, ErrExists) {
 			return err
 		}
 	}
@@ -286,7 +305,7 @@ func (p *Pool) ensureLayout(ctx context.Context) error {
 // detectTunables keeps the allow-listed properties this ZFS knows, so reads
 // never ask for one it would reject (zfs-fuse has no sync).
 func (p *Pool) detectTunables(ctx context.Context) error {
-	out, err := p.exec.Run(ctx, "zfs", "get", "-H", "-o", "property", "all", p.name)
+	out, err := p.run(ctx, command.Z("get", "-H", "-o", "property", "all", p.name))
 	if err != nil {
 		return wrapErr("zfs get all "+p.name, err)
 	}
@@ -310,7 +329,7 @@ func (p *Pool) detectTunables(ctx context.Context) error {
 // Capacity reports the pool's bytes exactly (`zfs get -Hp`; zpool's own
 // numbers are rounded on zfs-fuse).
 func (p *Pool) Capacity(ctx context.Context) (Capacity, error) {
-	t, err := getProps(ctx, p.exec, depthSelf, []string{propUsed, propAvailable}, p.name)
+	t, err := p.getProps(ctx, depthSelf, []string{propUsed, propAvailable}, p.name)
 	if err != nil {
 		return Capacity{}, err
 	}
@@ -325,7 +344,7 @@ func (p *Pool) Capacity(ctx context.Context) (Capacity, error) {
 func (p *Pool) Healthy() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out, err := p.exec.Run(ctx, "zpool", "list", "-H", "-o", "health", p.name)
+	out, err := p.run(ctx, command.Pool("list", "-H", "-o", "health", p.name))
 	if err != nil {
 		return wrapErr("zpool list "+p.name, err)
 	}
@@ -339,7 +358,7 @@ func (p *Pool) Healthy() error {
 func (p *Pool) ExportPool(ctx context.Context) error {
 	op := "zpool export " + p.name
 	err := retryBusy(ctx, op, func() error {
-		_, err := p.exec.Run(ctx, "zpool", "export", p.name)
+		_, err := p.run(ctx, command.Pool("export", p.name))
 		return wrapErr(op, err)
 	})
 	if err == nil {
@@ -349,19 +368,32 @@ func (p *Pool) ExportPool(ctx context.Context) error {
 }
 
 // DestroyPool destroys the pool and everything in it (tests, local stack).
-// When it stays busy, a last attempt forces the unmounts.
 func (p *Pool) DestroyPool(ctx context.Context) error {
-	op := "zpool destroy " + p.name
+	return DestroyImportedPool(ctx, p.runner, p.name)
+}
+
+// DestroyImportedPool destroys the pool called name, if it is imported,
+// without opening it (a pool left by an earlier run of the local stack or a
+// test). When it stays busy, a last attempt forces the unmounts. A pool
+// that is not imported is left alone: its files are the caller's.
+func DestroyImportedPool(ctx context.Context, r command.Runner, name string) error {
+	if err := ValidatePoolName(name); err != nil {
+		return err
+	}
+	op := "zpool destroy " + name
 	err := retryBusy(ctx, op, func() error {
-		_, err := p.exec.Run(ctx, "zpool", "destroy", p.name)
+		_, err := r.Run(ctx, command.Pool("destroy", name))
 		return wrapErr(op, err)
 	})
 	if errors.Is(err, ErrBusy) {
-		_, ferr := p.exec.Run(ctx, "zpool", "destroy", "-f", p.name)
+		_, ferr := r.Run(ctx, command.Pool("destroy", "-f", name))
 		err = wrapErr(op+" -f", ferr)
 	}
-	if err == nil {
-		klog.InfoS("Destroyed pool", "pool", p.name)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil
+	case err == nil:
+		klog.InfoS("Destroyed pool", "pool", name)
 	}
 	return err
 }

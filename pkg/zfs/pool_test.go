@@ -1,3 +1,5 @@
+//go:build integration
+
 package zfs_test
 
 import (
@@ -8,13 +10,14 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/dots-csi/dots/internal/testenv"
 	"github.com/dots-csi/dots/pkg/zfs"
 )
 
 // reopenConfig is the Config testenv.NewPool used, rebuilt from the pool.
 func reopenConfig(t testing.TB, p *zfs.Pool) zfs.Config {
 	mp := zfsGet(t, "mountpoint", p.Name())
-	return zfs.Config{Pool: p.Name(), Vdevs: []string{filepath.Join(filepath.Dir(mp), "pool.img")}, Mountpoint: mp}
+	return zfs.Config{Pool: p.Name(), Vdevs: []string{filepath.Join(filepath.Dir(mp), "pool.img")}, Mountpoint: mp, Runner: testenv.Runner(t)}
 }
 
 func TestReopenAndImport(t *testing.T) {
@@ -85,7 +88,7 @@ func TestReopenAndImport(t *testing.T) {
 
 func TestOpenMissingPoolWithoutCreate(t *testing.T) {
 	dir := t.TempDir()
-	_, err := zfs.Open(ctx(t), zfs.Config{Pool: "dotsz-absent", Vdevs: []string{filepath.Join(dir, "none.img")}})
+	_, err := zfs.Open(ctx(t), zfs.Config{Pool: "dotsz-absent", Vdevs: []string{filepath.Join(dir, "none.img")}, Runner: testenv.Runner(t)})
 	wantErr(t, err, zfs.ErrNotFound)
 	if _, serr := os.Stat(filepath.Join(dir, "none.img")); !os.IsNotExist(serr) {
 		t.Errorf("Open without Create made a file")

@@ -1,6 +1,8 @@
 package zfs
 
 import (
+	"github.com/dots-csi/dots/pkg/api"
+
 	"fmt"
 	"sort"
 	"strconv"
@@ -153,7 +155,7 @@ func ParseSource(v string) (Source, error) {
 	default:
 		return Source{}, fmt.Errorf("%w: source %q has unknown kind %q", ErrInvalid, v, kind)
 	}
-	if err := ValidateID(name); err != nil {
+	if err := api.ValidateID(name); err != nil {
 		return Source{}, fmt.Errorf("source %q: %w", v, err)
 	}
 	return Source{Kind: SourceKind(kind), Name: name}, nil

@@ -4,6 +4,8 @@ import (
 	"context"
 	"strconv"
 	"strings"
+
+	"github.com/dots-csi/dots/pkg/zfs/command"
 )
 
 // propTable is the parsed output of one `zfs get`: datasets in the order
@@ -23,7 +25,7 @@ const (
 // getProps reads props of names (and, with depth > 0, of their descendants
 // down to depth, or all of them with depthRecursive) in one `zfs get`. Only
 // flags that OpenZFS and zfs-fuse both accept are used.
-func getProps(ctx context.Context, ex Exec, depth int, props []string, names ...string) (*propTable, error) {
+func (p *Pool) getProps(ctx context.Context, depth int, props []string, names ...string) (*propTable, error) {
 	args := []string{"get", "-Hp", "-o", "name,property,value,source"}
 	switch {
 	case depth == depthRecursive:
@@ -33,7 +35,7 @@ func getProps(ctx context.Context, ex Exec, depth int, props []string, names ...
 	}
 	args = append(args, strings.Join(props, ","))
 	args = append(args, names...)
-	out, err := ex.Run(ctx, "zfs", args...)
+	out, err := p.run(ctx, command.Z(args...))
 	if err != nil {
 		return nil, wrapErr("get "+strings.Join(names, " "), err)
 	}

@@ -1,22 +1,21 @@
+//go:build integration
+
 package zfs_test
 
 import (
 	"errors"
 	"fmt"
-	"os/exec"
 	"slices"
 	"sync"
 	"testing"
 
+	"github.com/dots-csi/dots/internal/testenv"
 	"github.com/dots-csi/dots/pkg/zfs"
-	"github.com/dots-csi/dots/pkg/zfs/fusecompat"
 )
 
 func realZFS(t testing.TB, args ...string) {
 	t.Helper()
-	if out, err := exec.Command(fusecompat.RealBinary("zfs"), args...).CombinedOutput(); err != nil {
-		t.Fatalf("zfs %v: %v: %s", args, err, out)
-	}
+	testenv.Zfs(t, args...)
 }
 
 // TestOpenRecovers: leftovers of a crash in the middle of a clone or a

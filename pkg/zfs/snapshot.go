@@ -1,13 +1,14 @@
 package zfs
 
 import (
+	"github.com/dots-csi/dots/pkg/api"
+
 	"context"
 	"errors"
 	"fmt"
 	"sort"
 	"time"
 
-	gozfs "github.com/mistifyio/go-zfs/v4"
 	"k8s.io/klog/v2"
 )
 
@@ -39,7 +40,7 @@ func snapshotFromProps(full string, p dsProps) (*Snapshot, bool) {
 
 // allSnapshots reads every user snapshot of live and trashed volumes.
 func (p *Pool) allSnapshots(ctx context.Context) ([]*Snapshot, error) {
-	t, err := getProps(ctx, p.exec, 2, snapProps, p.volumesDataset(), p.trashDataset())
+	t, err := p.getProps(ctx, 2, snapProps, p.volumesDataset(), p.trashDataset())
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +56,7 @@ func (p *Pool) allSnapshots(ctx context.Context) ([]*Snapshot, error) {
 
 // readSnapshot reads one snapshot by its full ZFS name.
 func (p *Pool) readSnapshot(ctx context.Context, full string) (*Snapshot, error) {
-	t, err := getProps(ctx, p.exec, depthSelf, snapProps, full)
+	t, err := p.getProps(ctx, depthSelf, snapProps, full)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +75,7 @@ func (p *Pool) ListSnapshots(ctx context.Context) ([]*Snapshot, error) {
 
 // GetSnapshot finds a user snapshot by name, wherever its volume is.
 func (p *Pool) GetSnapshot(ctx context.Context, name string) (*Snapshot, error) {
-	if err := ValidateID(name); err != nil {
+	if err := api.ValidateID(name); err != nil {
 		return nil, err
 	}
 	all, err := p.allSnapshots(ctx)
@@ -90,16 +91,16 @@ func (p *Pool) GetSnapshot(ctx context.Context, name string) (*Snapshot, error) 
 
 // CreateSnapshot snapshots a live volume. Snapshot names are unique in the
 // pool: when one of that name exists (of any volume), it is returned with
-// an error wrapping ErrExists.
+// an error wrapping ErrExists. Creates of one name run one at a time;
+// snapshots of other names never wait for them.
 func (p *Pool) CreateSnapshot(ctx context.Context, volume, name string) (*Snapshot, error) {
-	if err := ValidateID(volume); err != nil {
+	if err := api.ValidateID(volume); err != nil {
 		return nil, err
 	}
-	if err := ValidateID(name); err != nil {
+	if err := api.ValidateID(name); err != nil {
 		return nil, err
 	}
-	p.snapMu.Lock()
-	defer p.snapMu.Unlock()
+	defer p.snapNames.lock(name)()
 	if s, err := p.GetSnapshot(ctx, name); err == nil {
 		return s, fmt.Errorf("snapshot %q: %w", name, ErrExists)
 	} else if !errors.Is(err, ErrNotFound) {
@@ -109,7 +110,7 @@ func (p *Pool) CreateSnapshot(ctx context.Context, volume, name string) (*Snapsh
 	if err != nil {
 		return nil, err
 	}
-	if err := zfsSnapshot(ctx, v.Dataset, name); errors.Is(err, ErrExists) {
+	if err := p.zfsSnapshot(ctx, v.Dataset, name); errors.Is(err, ErrExists) {
 		// Not a user snapshot (GetSnapshot found none): a deleted one
 		// kept for its clones.
 		return nil, fmt.Errorf("%w: snapshot name %q belongs to a deleted snapshot that clones still use; it is free again once they are deleted", ErrBusy, name)
@@ -121,7 +122,7 @@ func (p *Pool) CreateSnapshot(ctx context.Context, volume, name string) (*Snapsh
 	if err != nil {
 		cctx, cancel := cleanupContext(ctx)
 		defer cancel()
-		if derr := zfsDestroy(cctx, full, gozfs.DestroyDefault); derr != nil {
+		if derr := p.zfsDestroy(cctx, full, destroyNow); derr != nil {
 			klog.ErrorS(derr, "Cleanup after failed snapshot", "snapshot", full)
 		}
 		return nil, err
@@ -138,7 +139,7 @@ func (p *Pool) DeleteSnapshot(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	err = zfsDestroy(ctx, s.Dataset, gozfs.DestroyDefault)
+	err = p.zfsDestroy(ctx, s.Dataset, destroyNow)
 	switch {
 	case err == nil:
 		klog.InfoS("Destroyed snapshot", "pool", p.name, "snapshot", name)
@@ -158,7 +159,7 @@ func (p *Pool) DeleteSnapshot(ctx context.Context, name string) error {
 // it with its last clone. It is not renamed: on zfs-fuse a rename unmounts
 // the clones, which fails while the NFS server holds them open.
 func (p *Pool) hideSnapshot(ctx context.Context, s *Snapshot) error {
-	if err := zfsDestroy(ctx, s.Dataset, gozfs.DestroyDeferDeletion); err != nil {
+	if err := p.zfsDestroy(ctx, s.Dataset, destroyDeferred); err != nil {
 		return err
 	}
 	klog.InfoS("Snapshot has clones: hidden until the last one goes", "pool", p.name, "snapshot", s.Name)

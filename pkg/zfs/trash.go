@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	gozfs "github.com/mistifyio/go-zfs/v4"
 	"k8s.io/klog/v2"
 )
 
@@ -36,27 +35,27 @@ type trashEntry struct {
 // where it is, marked, until Reap can move or destroy it, or a new volume
 // wants its name (freeName).
 func (p *Pool) trashVolume(ctx context.Context, v *Volume) error {
-	t, err := getProps(ctx, p.exec, depthSelf, []string{propMounted}, v.Dataset)
+	t, err := p.getProps(ctx, depthSelf, []string{propMounted}, v.Dataset)
 	if err != nil {
 		return err
 	}
 	if t.props[v.Dataset].str(propMounted) == "yes" {
-		if err := zfsUnmount(ctx, v.Dataset); err != nil {
+		if err := p.zfsUnmount(ctx, v.Dataset); err != nil {
 			return err
 		}
 	}
 	mark := func() error {
-		if err := zfsSet(ctx, v.Dataset, propCanmount, "off"); err != nil {
+		if err := p.zfsSet(ctx, v.Dataset, map[string]string{propCanmount: "off"}); err != nil {
 			return err
 		}
-		return zfsSet(ctx, v.Dataset, propTrashed, time.Now().UTC().Format(time.RFC3339))
+		return p.zfsSet(ctx, v.Dataset, map[string]string{propTrashed: time.Now().UTC().Format(time.RFC3339)})
 	}
 	if err := mark(); err != nil {
 		cctx, cancel := cleanupContext(ctx)
 		defer cancel()
-		if uerr := zfsSet(cctx, v.Dataset, propCanmount, "on"); uerr != nil {
+		if uerr := p.zfsSet(cctx, v.Dataset, map[string]string{propCanmount: "on"}); uerr != nil {
 			klog.ErrorS(uerr, "Undo canmount after failed trash", "dataset", v.Dataset)
-		} else if merr := zfsMount(cctx, v.Dataset); merr != nil {
+		} else if merr := p.zfsMount(cctx, v.Dataset); merr != nil {
 			klog.ErrorS(merr, "Remount after failed trash", "dataset", v.Dataset)
 		}
 		return err
@@ -72,7 +71,7 @@ func (p *Pool) trashVolume(ctx context.Context, v *Volume) error {
 // it is remembered as pending, for Reap and freeName.
 func (p *Pool) moveToTrash(ctx context.Context, ds string, e trashEntry, attempts int) error {
 	dest := p.trashDataset() + "/" + trashName(e.name, e.exportID)
-	err := zfsRenameN(ctx, ds, dest, attempts)
+	err := p.zfsRename(ctx, ds, dest, attempts)
 	if err == nil {
 		p.forgetPending(ds)
 		klog.InfoS("Moved deleted volume with snapshots to trash", "pool", p.name, "volume", e.name, "dataset", dest)
@@ -80,7 +79,7 @@ func (p *Pool) moveToTrash(ctx context.Context, ds string, e trashEntry, attempt
 	}
 	// "does not exist" may be about the destination's parent: only a
 	// source that is really gone is forgotten.
-	if _, gerr := getProps(ctx, p.exec, depthSelf, []string{propType}, ds); errors.Is(gerr, ErrNotFound) {
+	if _, gerr := p.getProps(ctx, depthSelf, []string{propType}, ds); errors.Is(gerr, ErrNotFound) {
 		p.forgetPending(ds)
 		return nil
 	}
@@ -99,7 +98,7 @@ func (p *Pool) freeName(ctx context.Context, ds string) error {
 		return nil
 	}
 	if n, err := p.snapshotCount(ctx, ds); err == nil && n == 0 {
-		if err := zfsDestroy(ctx, ds, gozfs.DestroyDefault); err == nil || errors.Is(err, ErrNotFound) {
+		if err := p.zfsDestroy(ctx, ds, destroyNow); err == nil || errors.Is(err, ErrNotFound) {
 			p.forgetPending(ds)
 			return nil
 		}
@@ -134,7 +133,7 @@ func (p *Pool) Reap(ctx context.Context) error {
 	var errs []error
 	for range maxReapRounds {
 		destroyed := 0
-		t, err := getProps(ctx, p.exec, 2, []string{propType}, p.trashDataset())
+		t, err := p.getProps(ctx, 2, []string{propType}, p.trashDataset())
 		if err != nil {
 			return err
 		}
@@ -155,7 +154,7 @@ func (p *Pool) Reap(ctx context.Context) error {
 		}
 		sort.Strings(empty)
 		for _, ds := range empty {
-			err := zfsDestroy(ctx, ds, gozfs.DestroyDefault)
+			err := p.zfsDestroy(ctx, ds, destroyNow)
 			switch {
 			case err == nil:
 				destroyed++
@@ -214,7 +213,7 @@ func (p *Pool) reapLogged(ctx context.Context) {
 // pool, so no operation is half way through meanwhile.
 func (p *Pool) recover(ctx context.Context) error {
 	props := []string{propType, propDeferDestroy, propMounted, propCanmount, propTrashed, propName, propExportID}
-	t, err := getProps(ctx, p.exec, depthRecursive, props, p.rootDataset())
+	t, err := p.getProps(ctx, depthRecursive, props, p.rootDataset())
 	if err != nil {
 		return err
 	}
@@ -225,7 +224,7 @@ func (p *Pool) recover(ctx context.Context) error {
 			if !isInternalSnapshot(snap) || d.str(propDeferDestroy) == "on" {
 				continue
 			}
-			if err := zfsDestroy(ctx, full, gozfs.DestroyDeferDeletion); err != nil && !errors.Is(err, ErrNotFound) {
+			if err := p.zfsDestroy(ctx, full, destroyDeferred); err != nil && !errors.Is(err, ErrNotFound) {
 				return err
 			}
 			klog.InfoS("Recovered internal snapshot left by an interrupted operation", "pool", p.name, "snapshot", full)
@@ -239,7 +238,7 @@ func (p *Pool) recover(ctx context.Context) error {
 			id, _ := strconv.ParseUint(d.localStr(propExportID), 10, 32)
 			p.pending[full] = trashEntry{name: d.localStr(propName), exportID: uint32(id)}
 		case d.str(propMounted) == "no" && d.str(propCanmount) == "on":
-			if err := zfsMount(ctx, full); err != nil {
+			if err := p.zfsMount(ctx, full); err != nil {
 				return err
 			}
 			klog.InfoS("Mounted volume found unmounted", "pool", p.name, "dataset", full)

@@ -20,7 +20,7 @@ type Source struct {
 // VolumeSpec is what a caller asks for.
 type VolumeSpec struct {
 	Name       string            // the volume's name; also its dataset's last component
-	Capacity   int64             // bytes; becomes refquota (rounded up, see RoundCapacity)
+	Capacity   int64             // bytes; becomes refquota (rounded up, see api.RoundCapacity)
 	Thick      bool              // also set refreservation = refquota
 	Properties map[string]string // tunables, checked against the allow-list
 	Source     Source            // optional clone source

@@ -1,6 +1,8 @@
 package zfs
 
 import (
+	"github.com/dots-csi/dots/pkg/api"
+
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	gozfs "github.com/mistifyio/go-zfs/v4"
 	"k8s.io/klog/v2"
 )
 
@@ -26,7 +27,7 @@ func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
 // wrapping ErrExists, so the caller can decide whether the request is a
 // retry of the same one. Nothing stays behind when it fails.
 func (p *Pool) CreateVolume(ctx context.Context, spec VolumeSpec) (*Volume, error) {
-	if err := ValidateID(spec.Name); err != nil {
+	if err := api.ValidateID(spec.Name); err != nil {
 		return nil, err
 	}
 	if err := validateCapacity(spec.Capacity); err != nil {
@@ -39,7 +40,7 @@ func (p *Pool) CreateVolume(ctx context.Context, spec VolumeSpec) (*Volume, erro
 	if err := validateSource(spec.Source); err != nil {
 		return nil, err
 	}
-	capacity := RoundCapacity(spec.Capacity)
+	capacity := api.RoundCapacity(spec.Capacity)
 
 	if v, err := p.GetVolume(ctx, spec.Name); err == nil {
 		return v, fmt.Errorf("volume %q: %w", spec.Name, ErrExists)
@@ -106,11 +107,11 @@ func (p *Pool) CreateVolume(ctx context.Context, spec VolumeSpec) (*Volume, erro
 	ds := p.volumeDataset(spec.Name)
 	switch spec.Source.Kind {
 	case SourceSnapshot:
-		err = zfsClone(ctx, origin, ds, zprops)
+		err = p.zfsClone(ctx, origin, ds, zprops)
 	case SourceVolume:
 		err = p.cloneVolume(ctx, srcVol, ds, zprops)
 	default:
-		err = zfsCreate(ctx, ds, zprops)
+		err = p.zfsCreate(ctx, ds, zprops)
 	}
 	if errors.Is(err, ErrExists) {
 		// Created concurrently under the same name, or a deleted volume
@@ -131,7 +132,7 @@ func (p *Pool) CreateVolume(ctx context.Context, spec VolumeSpec) (*Volume, erro
 	if err != nil {
 		cctx, cancel := cleanupContext(ctx)
 		defer cancel()
-		if derr := zfsDestroy(cctx, ds, gozfs.DestroyDefault); derr != nil {
+		if derr := p.zfsDestroy(cctx, ds, destroyNow); derr != nil {
 			klog.ErrorS(derr, "Cleanup after failed create", "dataset", ds)
 		}
 		return nil, err
@@ -150,22 +151,22 @@ func (p *Pool) cloneVolume(ctx context.Context, src *Volume, ds string, props ma
 		return err
 	}
 	snap := src.Dataset + snapshotSeparator + snapName
-	if err := zfsSnapshot(ctx, src.Dataset, snapName); err != nil {
+	if err := p.zfsSnapshot(ctx, src.Dataset, snapName); err != nil {
 		return err
 	}
 	cctx, cancel := cleanupContext(ctx)
 	defer cancel()
-	if err := zfsClone(ctx, snap, ds, props); err != nil {
-		if derr := zfsDestroy(cctx, snap, gozfs.DestroyDefault); derr != nil {
+	if err := p.zfsClone(ctx, snap, ds, props); err != nil {
+		if derr := p.zfsDestroy(cctx, snap, destroyNow); derr != nil {
 			klog.ErrorS(derr, "Cleanup after failed clone", "snapshot", snap)
 		}
 		return err
 	}
-	if err := zfsDestroy(ctx, snap, gozfs.DestroyDeferDeletion); err != nil {
-		if derr := zfsDestroy(cctx, ds, gozfs.DestroyDefault); derr != nil {
+	if err := p.zfsDestroy(ctx, snap, destroyDeferred); err != nil {
+		if derr := p.zfsDestroy(cctx, ds, destroyNow); derr != nil {
 			klog.ErrorS(derr, "Cleanup after failed clone", "dataset", ds)
 		}
-		if derr := zfsDestroy(cctx, snap, gozfs.DestroyDefault); derr != nil {
+		if derr := p.zfsDestroy(cctx, snap, destroyNow); derr != nil {
 			klog.ErrorS(derr, "Cleanup after failed clone", "snapshot", snap)
 		}
 		return err
@@ -175,11 +176,11 @@ func (p *Pool) cloneVolume(ctx context.Context, src *Volume, ds string, props ma
 
 // GetVolume reads one live volume back from the pool.
 func (p *Pool) GetVolume(ctx context.Context, name string) (*Volume, error) {
-	if err := ValidateID(name); err != nil {
+	if err := api.ValidateID(name); err != nil {
 		return nil, err
 	}
 	ds := p.volumeDataset(name)
-	t, err := getProps(ctx, p.exec, depthSelf, p.volProps, ds)
+	t, err := p.getProps(ctx, depthSelf, p.volProps, ds)
 	if errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("volume %q: %w", name, ErrNotFound)
 	}
@@ -197,7 +198,7 @@ func (p *Pool) GetVolume(ctx context.Context, name string) (*Volume, error) {
 // gone for the user and are not listed.
 func (p *Pool) ListVolumes(ctx context.Context) ([]*Volume, error) {
 	parent := p.volumesDataset()
-	t, err := getProps(ctx, p.exec, 1, p.volProps, parent)
+	t, err := p.getProps(ctx, 1, p.volProps, parent)
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +221,7 @@ func (p *Pool) ListVolumes(ctx context.Context) ([]*Volume, error) {
 // ExpandVolume raises a volume's capacity. Volumes never shrink: asking for
 // no more than the current capacity succeeds and changes nothing.
 func (p *Pool) ExpandVolume(ctx context.Context, name string, capacity int64) (*Volume, error) {
-	if err := ValidateID(name); err != nil {
+	if err := api.ValidateID(name); err != nil {
 		return nil, err
 	}
 	if err := validateCapacity(capacity); err != nil {
@@ -230,7 +231,7 @@ func (p *Pool) ExpandVolume(ctx context.Context, name string, capacity int64) (*
 	if err != nil {
 		return nil, err
 	}
-	want := RoundCapacity(capacity)
+	want := api.RoundCapacity(capacity)
 	if want <= v.Capacity {
 		klog.V(4).InfoS("Expand: already large enough", "volume", name, "capacity", v.Capacity, "asked", capacity)
 		return v, nil
@@ -249,20 +250,20 @@ func (p *Pool) ExpandVolume(ctx context.Context, name string, capacity int64) (*
 		return nil, fmt.Errorf("%w: volume %q needs %d more bytes, %d available", ErrNoSpace, name, need, pc.Available)
 	}
 	sz := strconv.FormatInt(want, 10)
-	if err := zfsSet(ctx, v.Dataset, propRefquota, sz); err != nil {
+	if err := p.zfsSet(ctx, v.Dataset, map[string]string{propRefquota: sz}); err != nil {
 		return nil, err
 	}
 	if v.Thick {
-		if err := zfsSet(ctx, v.Dataset, propRefreservation, sz); err != nil {
+		if err := p.zfsSet(ctx, v.Dataset, map[string]string{propRefreservation: sz}); err != nil {
 			cctx, cancel := cleanupContext(ctx)
 			defer cancel()
-			if rerr := zfsSet(cctx, v.Dataset, propRefquota, strconv.FormatInt(v.Capacity, 10)); rerr != nil {
+			if rerr := p.zfsSet(cctx, v.Dataset, map[string]string{propRefquota: strconv.FormatInt(v.Capacity, 10)}); rerr != nil {
 				klog.ErrorS(rerr, "Undo refquota after failed expand", "volume", name)
 			}
 			return nil, err
 		}
 	}
-	if err := zfsSet(ctx, v.Dataset, propCapacity, sz); err != nil {
+	if err := p.zfsSet(ctx, v.Dataset, map[string]string{propCapacity: sz}); err != nil {
 		return nil, err
 	}
 	klog.InfoS("Expanded volume", "pool", p.name, "volume", name, "from", v.Capacity, "to", want)
@@ -283,7 +284,7 @@ func (p *Pool) DeleteVolume(ctx context.Context, name string) error {
 		return err
 	}
 	if snaps == 0 {
-		err = zfsDestroy(ctx, v.Dataset, gozfs.DestroyDefault)
+		err = p.zfsDestroy(ctx, v.Dataset, destroyNow)
 		if err == nil {
 			klog.InfoS("Destroyed volume", "pool", p.name, "volume", name)
 			p.reapLogged(ctx)
@@ -302,7 +303,7 @@ func (p *Pool) DeleteVolume(ctx context.Context, name string) error {
 }
 
 func (p *Pool) snapshotCount(ctx context.Context, dataset string) (int, error) {
-	t, err := getProps(ctx, p.exec, 1, []string{propType}, dataset)
+	t, err := p.getProps(ctx, 1, []string{propType}, dataset)
 	if err != nil {
 		return 0, err
 	}

@@ -44,17 +44,15 @@ func destroyStalePools(t *testing.T) {
 
 // destroyPool destroys a pool, retrying while zfs-fuse reports it busy.
 func destroyPool(t *testing.T, pool string) {
-	var err error
-	for i := 0; i < 20; i++ {
-		if _, lerr := run(context.Background(), "zpool", "list", "-H", "-o", "name", pool); lerr != nil {
-			return // gone (or never created)
+	if err := eventually(10*time.Second, func() error {
+		if _, err := run(context.Background(), "zpool", "list", "-H", "-o", "name", pool); err != nil {
+			return nil // gone (or never created)
 		}
-		if _, err = run(context.Background(), "zpool", "destroy", "-f", pool); err == nil {
-			return
-		}
-		time.Sleep(500 * time.Millisecond)
+		_, err := run(context.Background(), "zpool", "destroy", "-f", pool)
+		return err
+	}); err != nil {
+		t.Errorf("pool %s not destroyed: %v", pool, err)
 	}
-	t.Errorf("pool %s not destroyed: %v", pool, err)
 }
 
 // datasetOf finds the dataset of volume (the part of a volume ID after the

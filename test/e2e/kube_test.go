@@ -128,18 +128,16 @@ func (k *kube) installCRDs(t *testing.T, ctx context.Context, files []string) {
 func (k *kube) waitPVCBound(t *testing.T, ctx context.Context, ns, name string, timeout time.Duration, diag func() string) (*corev1.PersistentVolumeClaim, *corev1.PersistentVolume) {
 	t.Helper()
 	var pvc *corev1.PersistentVolumeClaim
-	deadline := time.Now().Add(timeout)
-	for {
+	if err := eventually(timeout, func() error {
 		var err error
 		pvc, err = k.cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{})
-		if err == nil && pvc.Status.Phase == corev1.ClaimBound {
-			break
+		if err == nil && pvc.Status.Phase != corev1.ClaimBound {
+			err = fmt.Errorf("phase %v", pvcPhase(pvc))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("PVC %s/%s not Bound after %s (phase %v, err %v); events:\n%s\n%s", ns, name, timeout,
-				pvcPhase(pvc), err, k.events(ctx, ns, name), diag())
-		}
-		time.Sleep(250 * time.Millisecond)
+		return err
+	}); err != nil {
+		t.Fatalf("PVC %s/%s not Bound after %s (%v); events:\n%s\n%s", ns, name, timeout,
+			err, k.events(ctx, ns, name), diag())
 	}
 	pv, err := k.cs.CoreV1().PersistentVolumes().Get(ctx, pvc.Spec.VolumeName, metav1.GetOptions{})
 	if err != nil {
@@ -176,16 +174,13 @@ func (k *kube) events(ctx context.Context, ns, name string) string {
 // waitGone waits until get reports NotFound.
 func waitGone(t *testing.T, what string, timeout time.Duration, get func() error, diag func() string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := get()
-		if apierrors.IsNotFound(err) {
-			return
+	if err := eventually(timeout, func() error {
+		if err := get(); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("still there (%v)", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s still exists after %s (%v)\n%s", what, timeout, err, diag())
-		}
-		time.Sleep(250 * time.Millisecond)
+		return nil
+	}); err != nil {
+		t.Fatalf("%s still exists after %s: %v\n%s", what, timeout, err, diag())
 	}
 }
 

@@ -141,21 +141,30 @@ func freePort(t *testing.T) int {
 // that exits meanwhile fails the wait at once, with its log.
 func waitFor(t *testing.T, what string, timeout time.Duration, p *proc, check func() error) {
 	t.Helper()
+	err := eventually(timeout, func() error {
+		if err := check(); err == nil || p == nil || !p.exited() {
+			return err
+		}
+		t.Fatalf("%s: %s exited (%v):\n%s", what, p.name, p.err, p.tail(40))
+		return nil
+	})
+	if err != nil {
+		msg := fmt.Sprintf("%s: not done after %s: %v", what, timeout, err)
+		if p != nil {
+			msg += "\n" + p.name + " log:\n" + p.tail(40)
+		}
+		t.Fatal(msg)
+	}
+}
+
+// eventually is the e2e test's one polling loop: it calls check every
+// 200 ms until it returns nil or timeout passes, and returns its last error.
+func eventually(timeout time.Duration, check func() error) error {
 	deadline := time.Now().Add(timeout)
-	var err error
 	for {
-		if err = check(); err == nil {
-			return
-		}
-		if p != nil && p.exited() {
-			t.Fatalf("%s: %s exited (%v):\n%s", what, p.name, p.err, p.tail(40))
-		}
-		if time.Now().After(deadline) {
-			msg := fmt.Sprintf("%s: not done after %s: %v", what, timeout, err)
-			if p != nil {
-				msg += "\n" + p.name + " log:\n" + p.tail(40)
-			}
-			t.Fatal(msg)
+		err := check()
+		if err == nil || time.Now().After(deadline) {
+			return err
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -1,3 +1,5 @@
+//go:build integration
+
 // Package local tests `dots local` end to end, as a user runs it: the real
 // binary as a subprocess, driven by the real client, stopped with SIGTERM.
 package local
@@ -193,9 +195,6 @@ func grepLines(text, sub string) string {
 }
 
 func TestLocalStack(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts zfs-fuse pools and ganesha")
-	}
 	state := filepath.Join(t.TempDir(), "state")
 	s := start(t, state)
 
@@ -270,9 +269,6 @@ func assertMetrics(t *testing.T, url string) {
 }
 
 func TestLocalStackKeep(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts zfs-fuse pools and ganesha")
-	}
 	state := filepath.Join(t.TempDir(), "state")
 	s := start(t, state, "--keep")
 	id := volumeID(t, s.must("volume", "create", "kept", "--size", "32Mi", "-o", "json"))

@@ -1,3 +1,5 @@
+//go:build integration
+
 // Package sanity runs csi-sanity, the CSI conformance suite, in-process
 // against the real thing: the local stack of `dots local` (two storage
 // servers on zfs-fuse pools, each with its own NFS-Ganesha, the controller
@@ -33,9 +35,6 @@ import (
 func TestMain(m *testing.M) { testenv.Main(m) }
 
 func TestSanity(t *testing.T) {
-	if testing.Short() {
-		t.Skip("csi-sanity needs zfs-fuse and ganesha; run without -short")
-	}
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg := local.Config{StateDir: filepath.Join(dir, "state"), Servers: 2, PoolSize: "3Gi", HTTPAddress: "127.0.0.1:0"}

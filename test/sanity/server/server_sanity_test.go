@@ -1,3 +1,5 @@
+//go:build integration
+
 // Package server runs csi-sanity against one storage server on its own: a
 // server is a complete CSI controller for its pool (the cluster controller
 // only routes between servers). The Node service comes from a node plugin
@@ -11,24 +13,21 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/kubernetes-csi/csi-test/v5/pkg/sanity"
 
+	"github.com/dots-csi/dots/internal/serverenv"
 	"github.com/dots-csi/dots/internal/testenv"
+	"github.com/dots-csi/dots/pkg/daemon"
 	"github.com/dots-csi/dots/pkg/driver"
 	"github.com/dots-csi/dots/pkg/mounter"
-	"github.com/dots-csi/dots/pkg/nfs"
 	"github.com/dots-csi/dots/pkg/server"
-	"github.com/dots-csi/dots/pkg/zfs"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
-
-func freePort(t *testing.T) int { return testenv.FreeTCPPorts(t, 1)[0] }
 
 // run starts fn in the background and stops it at cleanup.
 func run(t *testing.T, what string, fn func(ctx context.Context, ready func()) error) {
@@ -52,34 +51,18 @@ func run(t *testing.T, what string, fn func(ctx context.Context, ready func()) e
 }
 
 func TestServerSanity(t *testing.T) {
-	if testing.Short() {
-		t.Skip("csi-sanity needs zfs-fuse and ganesha; run without -short")
-	}
 	dir := t.TempDir()
-	pool := fmt.Sprintf("dotss-sanity-%d", time.Now().UnixNano()%1e8)
-	mnt := filepath.Join(dir, "mnt")
-	api := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cfg := server.Config{
-		Name: "sanity-server", Endpoint: "tcp://" + api, HTTPAddress: "127.0.0.1:0", RunDir: filepath.Join(dir, "run"),
-		DefaultVolumeSize: "1Gi", Pool: pool, Vdevs: []string{filepath.Join(dir, "pool.img")}, CreatePool: true,
-		PoolFileSize: "3Gi", MountRoot: mnt, ZFSCLI: string(zfs.CLIAuto),
-		NFS: nfs.GaneshaConfig{NFSPort: freePort(t), BindAddr: "127.0.0.1", Protocols: []int{4}, MinorVersions: []int{1, 2},
-			Clients: []string{"127.0.0.0/8"}},
-	}
-	t.Cleanup(func() {
-		if err := zfs.DestroyPoolIfExists(context.Background(), pool); err != nil {
-			t.Errorf("destroying pool %s: %v", pool, err)
-		}
+	srv := serverenv.Start(t, "dotss", "sanity-server", func(c *server.Config) {
+		c.DefaultVolumeSize, c.PoolFileSize = "1Gi", "3Gi"
+		c.NFS.MinorVersions = []int{1, 2}
 	})
-	run(t, "storage server", func(ctx context.Context, ready func()) error {
-		return server.Run(ctx, cfg, func(server.Running) { ready() })
-	})
+	mnt, api := srv.Config.MountRoot, srv.API
 	nodeSock := "unix://" + filepath.Join(dir, "node.sock")
 	run(t, "node plugin", func(ctx context.Context, ready func()) error {
 		return driver.RunNode(ctx, driver.NodeConfig{Endpoint: nodeSock, HTTPAddress: "127.0.0.1:0",
 			NodeOptions: driver.NodeOptions{NodeID: "sanity-node", MountMode: mounter.ModeLocalBind, LocalBindRoot: mnt,
 				StatsTimeout: mounter.DefaultStatTimeout, UnmountTimeout: mounter.DefaultUnmountTimeout}},
-			func(string) { ready() })
+			func(daemon.Addrs) error { ready(); return nil })
 	})
 
 	sc := sanity.NewTestConfig()

@@ -1,0 +1,76 @@
+package api
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// StorageClass parameters of a dots volume. They arrive in every
+// CreateVolume; the controller reads ParamServer for placement and the
+// storage server applies the rest.
+const (
+	ParamServer      = "server"
+	ParamThick       = "thick"
+	ParamCompression = "compression"
+	ParamRecordSize  = "recordsize"
+	ParamAtime       = "atime"
+	ParamSync        = "sync"
+)
+
+// kubernetesPrefix marks the keys the external-provisioner adds with
+// --extra-create-metadata (PVC name, namespace, PV name): informational.
+const kubernetesPrefix = "csi.storage.k8s.io/"
+
+// zfsParams are passed to ZFS as they are; the server checks their values.
+var zfsParams = []string{ParamCompression, ParamRecordSize, ParamAtime, ParamSync}
+
+// Params is a parsed parameter set.
+type Params struct {
+	Server     string            // pin the volume to this server; "" places it
+	Thick      bool              // reserve the whole capacity up front
+	Properties map[string]string // ZFS tunables, values unchecked
+}
+
+// ParseParams checks a parameter map. Unknown keys are refused, so a typo
+// in a StorageClass fails the first claim instead of being ignored; keys
+// the external-provisioner adds are accepted and ignored. Errors wrap
+// ErrInvalid.
+func ParseParams(in map[string]string) (Params, error) {
+	p := Params{Properties: map[string]string{}}
+	for _, k := range slices.Sorted(maps.Keys(in)) {
+		v := in[k]
+		switch {
+		case strings.HasPrefix(k, kubernetesPrefix):
+		case k == ParamServer:
+			if v == "" {
+				return p, fmt.Errorf("%w: parameter %q is empty", ErrInvalid, k)
+			}
+			p.Server = v
+		case k == ParamThick:
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return p, fmt.Errorf("%w: parameter %s=%q: want true or false", ErrInvalid, k, v)
+			}
+			p.Thick = b
+		case slices.Contains(zfsParams, k):
+			if v == "" {
+				return p, fmt.Errorf("%w: parameter %q is empty", ErrInvalid, k)
+			}
+			p.Properties[k] = v
+		default:
+			return p, fmt.Errorf("%w: unknown parameter %q (known: %s, %s, %s)", ErrInvalid, k, ParamServer, ParamThick, strings.Join(zfsParams, ", "))
+		}
+	}
+	return p, nil
+}
+
+// WithoutServer returns the parameters minus ParamServer: what the
+// controller forwards to the server it chose.
+func WithoutServer(in map[string]string) map[string]string {
+	out := maps.Clone(in)
+	delete(out, ParamServer)
+	return out
+}

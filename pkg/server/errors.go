@@ -1,0 +1,26 @@
+package server
+
+import (
+	"google.golang.org/grpc/codes"
+
+	"github.com/dots-csi/dots/pkg/api"
+	"github.com/dots-csi/dots/pkg/csirpc"
+	"github.com/dots-csi/dots/pkg/lockset"
+	"github.com/dots-csi/dots/pkg/nfs"
+	"github.com/dots-csi/dots/pkg/zfs"
+)
+
+// ErrorCodes is a storage server's error table: which error of the pool,
+// the NFS server or the contract means which gRPC code. The interceptor
+// applies it to every answer; handlers return sentinel errors.
+var ErrorCodes = csirpc.NewCodes(api.ErrorCodes, []csirpc.ErrorCode{
+	{Err: lockset.ErrBusy, Code: codes.Aborted},
+	{Err: zfs.ErrNotFound, Code: codes.NotFound},
+	{Err: zfs.ErrExists, Code: codes.AlreadyExists},
+	{Err: zfs.ErrNoSpace, Code: codes.ResourceExhausted},
+	{Err: zfs.ErrShrink, Code: codes.InvalidArgument},
+	{Err: zfs.ErrTooSmall, Code: codes.OutOfRange},
+	{Err: zfs.ErrBusy, Code: codes.Unavailable},
+	{Err: nfs.ErrInvalid, Code: codes.InvalidArgument},
+	{Err: nfs.ErrUnavailable, Code: codes.Unavailable},
+})

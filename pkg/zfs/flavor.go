@@ -1,0 +1,75 @@
+package zfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"k8s.io/klog/v2"
+
+	"github.com/dots-csi/dots/pkg/zfs/command"
+)
+
+// CLI names a ZFS command-line flavour, as the --zfs-cli flag gives it.
+type CLI string
+
+const (
+	// CLIAuto detects the flavour: zfs-fuse when `zfs list -p` is refused.
+	CLIAuto CLI = "auto"
+	// CLIOpenZFS is OpenZFS 2.x, what production runs.
+	CLIOpenZFS CLI = "openzfs"
+	// CLIZFSFuse is zfs-fuse (pool version 23), what development machines
+	// without a ZFS kernel module run.
+	CLIZFSFuse CLI = "zfs-fuse"
+)
+
+// ParseCLI reads a CLI from a flag.
+func ParseCLI(s string) (CLI, error) {
+	switch c := CLI(s); c {
+	case CLIAuto, CLIOpenZFS, CLIZFSFuse:
+		return c, nil
+	}
+	return "", fmt.Errorf("%w: ZFS CLI %q: want %s, %s or %s", ErrInvalid, s, CLIAuto, CLIOpenZFS, CLIZFSFuse)
+}
+
+// Flavor is what the ZFS in use can do beyond what both flavours share.
+// Every command dots runs works on both; where OpenZFS can do better, the
+// pool asks its Flavor.
+type Flavor struct {
+	CLI CLI
+	// AtomicMultiSet: `zfs set a=1 b=2 DATASET` sets both in one
+	// transaction (OpenZFS 0.7+). zfs-fuse takes one property per set.
+	AtomicMultiSet bool
+}
+
+// flavors are the known flavours' features.
+var flavors = map[CLI]Flavor{
+	CLIOpenZFS: {CLI: CLIOpenZFS, AtomicMultiSet: true},
+	CLIZFSFuse: {CLI: CLIZFSFuse},
+}
+
+// DetectFlavor resolves cli (CLIAuto asks the zfs command) and returns its
+// flavour. The choice is logged: it decides which commands run.
+func DetectFlavor(ctx context.Context, r command.Runner, cli CLI) (Flavor, error) {
+	if _, err := ParseCLI(string(cli)); err != nil {
+		return Flavor{}, err
+	}
+	chosen := cli
+	if cli == CLIAuto {
+		// zfs-fuse's zfs refuses -p; OpenZFS's accepts it.
+		_, err := r.Run(ctx, command.Z("list", "-Hp", "-o", "name", "-d", "0"))
+		var ce *command.Error
+		switch {
+		case err == nil:
+			chosen = CLIOpenZFS
+		case errors.As(err, &ce) && strings.Contains(ce.Stderr, "invalid option 'p'"):
+			chosen = CLIZFSFuse
+		default:
+			return Flavor{}, fmt.Errorf("detecting the ZFS flavour: %w", err)
+		}
+	}
+	f := flavors[chosen]
+	klog.InfoS("ZFS CLI", "flavor", f.CLI, "requested", cli, "atomicMultiSet", f.AtomicMultiSet)
+	return f, nil
+}

@@ -5,8 +5,11 @@ BIN       := bin/dots
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X github.com/dots-csi/dots/pkg/version.Version=$(VERSION)
 GOTESTFLAGS ?=
+# Pipelines fail when any part fails (go test | hack/figures.sh).
+SHELL       := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 
-.PHONY: all build deps test verify lint bench demo e2e k8s-tools clean
+.PHONY: all build deps test test-unit test-integration test-faults verify lint bench demo e2e k8s-tools clean
 
 all: build
 
@@ -16,17 +19,34 @@ build:
 deps:
 	@hack/deps.sh
 
-# The whole suite: unit, integration against real zfs-fuse/ganesha/libnfs,
-# csi-sanity, the local stack end to end, the Kubernetes end-to-end test, and
-# the demo.
-test: deps verify build
-	$(GO) test -count=1 -timeout 25m $(GOTESTFLAGS) ./...
+# Unit tests: the logic, with fakes where a test needs a host; no root, no
+# zfs-fuse, ganesha or libnfs; with the race detector. Minutes at most.
+test-unit:
+	$(GO) test -race -count=1 -timeout 10m $(GOTESTFLAGS) ./...
+
+# The whole suite: unit tests, then everything against the real thing
+# (integration tests on zfs-fuse/ganesha/libnfs, csi-sanity, fault
+# injection, the local stack end to end), the Kubernetes end-to-end test,
+# and the demo.
+test: deps verify build test-unit test-integration
 	$(MAKE) --no-print-directory e2e
 	$(MAKE) --no-print-directory demo
 
-# Kubernetes tools (etcd, apiserver, controller-manager, CSI sidecars, helm)
-# built once from the Go module proxy into ~/.cache/dots-tools; later runs
-# take a fraction of a second. A cold build takes 20-35 minutes.
+# Integration tests: the tests behind the `integration` build tag, which
+# start zfs-fuse pools, NFS-Ganesha and mounts (as root). Figures the tests
+# measure are printed as `name: key=value ...` lines.
+test-integration: deps build
+	$(GO) test -tags integration -count=1 -timeout 25m -v $(GOTESTFLAGS) ./... | hack/figures.sh bin/test-integration.log
+
+# Fault injection on real servers: hung and killed zfs commands, servers
+# that stop; prints one `faults: ...` line per scenario.
+test-faults: deps build
+	$(GO) test -tags integration -count=1 -timeout 15m -v $(GOTESTFLAGS) ./test/faults/ | hack/figures.sh bin/test-faults.log
+
+# Kubernetes tools (etcd, apiserver, controller-manager, scheduler, CSI
+# sidecars, helm) built once from the Go module proxy into
+# ~/.cache/dots-tools; later runs take a fraction of a second. A cold build
+# takes 20-35 minutes.
 k8s-tools:
 	hack/k8s/build-tools.sh >/dev/null
 
@@ -37,6 +57,7 @@ e2e: deps build k8s-tools
 
 verify: lint
 	$(GO) vet ./...
+	$(GO) vet -tags integration ./...
 	cd test/e2e && $(GO) vet ./...
 
 lint:
@@ -46,7 +67,7 @@ lint:
 # Benchmarks report ratios against a baseline measured in the same run
 # (e.g. copy/restore: copying a volume's data vs restoring it from a snapshot).
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+	$(GO) test -tags integration -run '^$$' -bench . -benchtime 3x ./...
 
 demo: deps build
 	hack/demo.sh

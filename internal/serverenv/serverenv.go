@@ -11,12 +11,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/dots-csi/dots/internal/testenv"
 	"github.com/dots-csi/dots/pkg/discovery"
 	"github.com/dots-csi/dots/pkg/nfs"
 	"github.com/dots-csi/dots/pkg/server"
 	"github.com/dots-csi/dots/pkg/zfs"
 	"github.com/dots-csi/dots/pkg/zfs/command"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // Server is a storage server a test runs.
@@ -25,6 +28,7 @@ type Server struct {
 	Config server.Config
 	Pool   testenv.TestPool
 	API    string // host:port of its gRPC endpoint
+	HTTP   string // host:port of its /readyz and /metrics, once started
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -62,7 +66,12 @@ func (s *Server) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel, s.done = cancel, make(chan error, 1)
 	ready := make(chan struct{})
-	go func() { s.done <- server.Run(ctx, s.Config, func(server.Running) { close(ready) }) }()
+	go func() {
+		s.done <- server.Run(ctx, s.Config, func(r server.Running) {
+			s.HTTP = r.HTTP
+			close(ready)
+		})
+	}()
 	select {
 	case <-ready:
 	case err := <-s.done:
@@ -85,6 +94,18 @@ func (s *Server) Stop() {
 		s.t.Errorf("server %s: %v", s.Config.Name, err)
 	}
 	s.cancel = nil
+}
+
+// Client dials the server's gRPC endpoint as the controller does; the
+// connection is closed when the test ends.
+func (s *Server) Client() (csi.ControllerClient, csi.IdentityClient) {
+	s.t.Helper()
+	conn, err := grpc.NewClient("passthrough:///"+s.API, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { _ = conn.Close() })
+	return csi.NewControllerClient(conn), csi.NewIdentityClient(conn)
 }
 
 // Discovery describes the server to a controller.

@@ -35,5 +35,7 @@ func Main(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
 		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	removeDotsBinary()
+	os.Exit(code)
 }

@@ -12,18 +12,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/dots-csi/dots/internal/serverenv"
-	"github.com/dots-csi/dots/internal/testenv"
 	"github.com/dots-csi/dots/pkg/discovery"
 	"github.com/dots-csi/dots/pkg/driver"
 	"github.com/dots-csi/dots/pkg/registry"
 )
-
-func TestMain(m *testing.M) { testenv.Main(m) }
-
-func mountCaps() []*csi.VolumeCapability {
-	return []*csi.VolumeCapability{{AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
-		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER}}}
-}
 
 // TestServerDown: with one server stopped, calls that need it answer
 // Unavailable, the others still work, and the restarted server is picked up

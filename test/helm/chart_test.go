@@ -1,3 +1,5 @@
+//go:build integration
+
 package helm
 
 import (
@@ -145,6 +147,7 @@ func TestServerStatefulSet(t *testing.T) {
 		"name": "$(POD_NAME)", "pool": "$(POD_NAME)", "vdev": "/dev/dots-vdev", "endpoint": "tcp://0.0.0.0:7070",
 		"nfs-port": "2049", "nfs-protocols": "4", "nfs-minor-versions": "1,2", "zfs-cli": "openzfs",
 		"http-address": ":8080", "create-pool": "",
+		"zfs-timeout": "5m", "zfs-short-timeout": "1m", "zfs-stuck-after": "1m",
 	} {
 		wantFlag(t, "server", a, flag, want)
 	}
@@ -197,6 +200,10 @@ func TestServerStatefulSet(t *testing.T) {
 		}
 		if dig(s, "metadata", "annotations", "helm.sh/resource-policy") != "keep" {
 			t.Errorf("%s must survive helm uninstall: its IP is in PVs", pod)
+		}
+		// A not-ready server (a slow zfs command) still serves NFS.
+		if dig(s, "spec", "publishNotReadyAddresses") != true {
+			t.Errorf("%s: NFS must reach a running server whatever its readiness", pod)
 		}
 	}
 	for _, s := range ms.all("Service") {

@@ -10,7 +10,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -20,26 +19,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dots-csi/dots/internal/testenv"
 )
 
-var dotsBin string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "dots-local-test-")
-	if err != nil {
-		panic(err)
-	}
-	dotsBin = filepath.Join(dir, "dots")
-	build := exec.Command("go", "build", "-o", dotsBin, "github.com/dots-csi/dots/cmd/dots")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building dots:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 // stack is one `dots local` subprocess.
 type stack struct {
@@ -54,7 +38,7 @@ type stack struct {
 func start(t *testing.T, state string, extra ...string) *stack {
 	t.Helper()
 	s := &stack{t: t, state: state, done: make(chan error, 1)}
-	s.cmd = exec.Command(dotsBin, append([]string{"local", "--state-dir", state, "--pool-size", "2Gi"}, extra...)...)
+	s.cmd = exec.Command(testenv.DotsBinary(t), append([]string{"local", "--state-dir", state, "--pool-size", "2Gi"}, extra...)...)
 	s.cmd.Stderr = &s.log
 	out, err := s.cmd.StdoutPipe()
 	if err != nil {
@@ -117,7 +101,7 @@ func (s *stack) stop() {
 // whether it succeeded.
 func (s *stack) dots(args ...string) (string, string, bool) {
 	var out, errb bytes.Buffer
-	cmd := exec.Command(dotsBin, args...)
+	cmd := exec.Command(testenv.DotsBinary(s.t), args...)
 	cmd.Env = append(os.Environ(), "DOTS_STATE_DIR="+s.state)
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -137,14 +137,14 @@ for t in "${tools[@]}"; do
     if [ ! -d "$crd" ]; then
       dir=$(module_dir "$SNAPSHOTTER_CLIENT_MODULE" "$SNAPSHOTTER_VERSION")
       mkdir -p "$work/crds"
-      cp "$dir"/config/crd/*.yaml "$work/crds/"
+      cp "$dir"/config/crd/*.storage.k8s.io_*.yaml "$work/crds/"
       mv "$work/crds" "$crd"
       log "crds: copied $(ls "$crd" | wc -l) snapshot CRDs"
     fi
     # crd/ holds the v1 snapshot CRDs; crd/group/ the group snapshot ones, which
     # only tests that turn group snapshots on install.
     mkdir -p "$root/crd/group"
-    for f in "$crd"/*.yaml; do
+    for f in "$crd"/*.storage.k8s.io_*.yaml; do
       case $(basename "$f") in
         groupsnapshot.*) ln -sfn "$f" "$root/crd/group/$(basename "$f")" ;;
         *) ln -sfn "$f" "$root/crd/$(basename "$f")" ;;

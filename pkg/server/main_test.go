@@ -8,6 +8,5 @@ import (
 	"github.com/dots-csi/dots/internal/testenv"
 )
 
-// TestMain prepares zfs-fuse for the integration tests; the test binary
-// doubles as the go-zfs compatibility shim that server.Run enables.
+// TestMain prepares zfs-fuse for the integration tests.
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -28,7 +28,7 @@ func (s *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		return nil, err
 	}
 	spec := zfs.VolumeSpec{Name: cv.ID, Capacity: cv.Capacity, Thick: cv.Params.Thick, Properties: props,
-		Source: zfs.Source{Kind: zfs.SourceKind(cv.Source.Kind), Name: cv.Source.ID}}
+		Source: zfs.Source{Kind: cv.Source.Kind, Name: cv.Source.ID}}
 	keys := []string{volumeKey(cv.ID)}
 	if spec.Source.Kind != zfs.SourceNone {
 		keys = append(keys, sourceKey(spec.Source))

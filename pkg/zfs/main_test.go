@@ -8,6 +8,5 @@ import (
 	"github.com/dots-csi/dots/internal/testenv"
 )
 
-// TestMain runs the integration tests against real zfs-fuse pools; the
-// test binary doubles as the go-zfs compatibility shim.
+// TestMain runs the integration tests against real zfs-fuse pools.
 func TestMain(m *testing.M) { testenv.Main(m) }

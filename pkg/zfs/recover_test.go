@@ -165,8 +165,8 @@ func TestConcurrent(t *testing.T) {
 	}
 }
 
-// BenchmarkCreateVolume measures one CreateVolume on zfs-fuse (through the
-// shim), with the pool holding a growing number of volumes.
+// BenchmarkCreateVolume measures one CreateVolume on zfs-fuse, with the
+// pool holding a growing number of volumes.
 func BenchmarkCreateVolume(b *testing.B) {
 	p := newPool(b)
 	c := ctx(b)

@@ -1,14 +1,19 @@
 package zfs
 
-import "time"
+import (
+	"time"
 
-// SourceKind says what a volume was cloned from.
-type SourceKind string
+	"github.com/dots-csi/dots/pkg/api"
+)
+
+// SourceKind says what a volume was cloned from: the contract's kinds,
+// stored in dots:source as they are.
+type SourceKind = api.SourceKind
 
 const (
-	SourceNone     SourceKind = ""
-	SourceSnapshot SourceKind = "snapshot"
-	SourceVolume   SourceKind = "volume"
+	SourceNone     = api.SourceNone
+	SourceSnapshot = api.SourceSnapshot
+	SourceVolume   = api.SourceVolume
 )
 
 // Source names the snapshot or volume a volume was cloned from.

@@ -8,6 +8,9 @@ import (
 )
 
 func runServer(ctx context.Context, args []string) error {
+	if len(args) > 0 && serverAdmin[args[0]] != nil {
+		return serverAdmin[args[0]](ctx, args[1:])
+	}
 	var cfg server.Config
 	fs := flags("server")
 	cfg.AddFlags(fs)

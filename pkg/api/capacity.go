@@ -2,35 +2,20 @@ package api
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 )
 
-// CapacityGranularity is what RoundCapacity rounds up to. 1 MiB keeps
-// refquota values readable, is a multiple of every recordsize ZFS accepts
-// and is what Kubernetes sizes (Mi, Gi) are made of anyway.
-const CapacityGranularity int64 = 1 << 20
-
-// RoundCapacity rounds a positive byte count up to CapacityGranularity.
-// Values so large that rounding up would overflow saturate at the largest
-// multiple, which no pool can hold, so servers answer that there is no
-// space.
-func RoundCapacity(c int64) int64 {
-	if c <= 0 {
-		return c
-	}
-	limit := math.MaxInt64 - (math.MaxInt64 % CapacityGranularity)
-	if c > limit {
-		return limit
-	}
-	return (c + CapacityGranularity - 1) / CapacityGranularity * CapacityGranularity
-}
+// MinCapacity is the smallest volume: an empty ZFS file system already
+// references around 100 KiB of metadata, and a refquota below what a
+// dataset references is refused. Above it, sizes are exact to the byte:
+// refquota holds any byte count.
+const MinCapacity int64 = 1 << 20
 
 // ResolveCapacity picks the size of a volume for a CSI capacity range: the
-// required bytes, or def (capped by the limit) when none are required,
-// rounded up with RoundCapacity. A range the rounded size cannot satisfy
-// wraps ErrOutOfRange; negative bytes wrap ErrInvalid.
+// required bytes exactly, or def (capped by the limit) when none are
+// required; at least MinCapacity. A range that size cannot satisfy wraps
+// ErrOutOfRange; negative bytes wrap ErrInvalid.
 func ResolveCapacity(r *csi.CapacityRange, def int64) (int64, error) {
 	req, lim := r.GetRequiredBytes(), r.GetLimitBytes()
 	if req < 0 || lim < 0 {
@@ -46,9 +31,9 @@ func ResolveCapacity(r *csi.CapacityRange, def int64) (int64, error) {
 			want = lim
 		}
 	}
-	size := RoundCapacity(want)
+	size := max(want, MinCapacity)
 	if lim > 0 && size > lim {
-		return 0, fmt.Errorf("%w: %d bytes rounded up to %d exceeds limit %d", ErrOutOfRange, want, size, lim)
+		return 0, fmt.Errorf("%w: the smallest volume is %d bytes; the limit is %d", ErrOutOfRange, MinCapacity, lim)
 	}
 	return size, nil
 }

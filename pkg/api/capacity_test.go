@@ -2,7 +2,6 @@ package api
 
 import (
 	"errors"
-	"math"
 	"testing"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -17,11 +16,14 @@ func TestResolveCapacity(t *testing.T) {
 		wantErr error
 	}{
 		{"nil range uses default", nil, gib, nil},
-		{"required rounds up", &csi.CapacityRange{RequiredBytes: gib + 1}, gib + 1<<20, nil},
+		{"exact bytes", &csi.CapacityRange{RequiredBytes: gib + 1}, gib + 1, nil},
+		{"exact range", &csi.CapacityRange{RequiredBytes: gib + 1, LimitBytes: gib + 1}, gib + 1, nil},
+		{"below the minimum", &csi.CapacityRange{RequiredBytes: 1}, MinCapacity, nil},
+		{"limit below the minimum", &csi.CapacityRange{LimitBytes: MinCapacity - 1}, 0, ErrOutOfRange},
 		{"limit only caps default", &csi.CapacityRange{LimitBytes: 100 << 20}, 100 << 20, nil},
 		{"exact", &csi.CapacityRange{RequiredBytes: 10 << 20, LimitBytes: 10 << 20}, 10 << 20, nil},
 		{"required over limit", &csi.CapacityRange{RequiredBytes: 2 * gib, LimitBytes: gib}, 0, ErrOutOfRange},
-		{"rounding crosses limit", &csi.CapacityRange{RequiredBytes: 1, LimitBytes: 1000}, 0, ErrOutOfRange},
+		{"minimum crosses limit", &csi.CapacityRange{RequiredBytes: 1, LimitBytes: 1000}, 0, ErrOutOfRange},
 		{"negative", &csi.CapacityRange{RequiredBytes: -1}, 0, ErrInvalid},
 	}
 	for _, c := range cases {
@@ -44,27 +46,5 @@ func TestCapacityFits(t *testing.T) {
 	if !CapacityFits(10, &csi.CapacityRange{RequiredBytes: 5}) || CapacityFits(4, &csi.CapacityRange{RequiredBytes: 5}) ||
 		CapacityFits(11, &csi.CapacityRange{RequiredBytes: 5, LimitBytes: 10}) || !CapacityFits(10, nil) {
 		t.Fatal("CapacityFits disagrees with the range rules")
-	}
-}
-
-func TestRoundCapacity(t *testing.T) {
-	const mib = CapacityGranularity
-	cases := map[int64]int64{
-		1:                   mib,
-		mib - 1:             mib,
-		mib:                 mib,
-		mib + 1:             2 * mib,
-		10 << 30:            10 << 30,
-		(10 << 30) + 1:      (10 << 30) + mib,
-		math.MaxInt64:       math.MaxInt64 - math.MaxInt64%mib,
-		math.MaxInt64 - mib: math.MaxInt64 - math.MaxInt64%mib,
-	}
-	for in, want := range cases {
-		if got := RoundCapacity(in); got != want {
-			t.Errorf("RoundCapacity(%d) = %d, want %d", in, got, want)
-		}
-		if got := RoundCapacity(in); got%mib != 0 || got < 0 {
-			t.Errorf("RoundCapacity(%d) = %d is not a positive multiple", in, got)
-		}
 	}
 }

@@ -21,6 +21,12 @@ type ControllerConfig struct {
 	DefaultVolumeSize string
 	ProbeInterval     time.Duration
 	ForgetAfter       time.Duration
+	// Placements names the store of where each name was sent (see
+	// pkg/placements.Open).
+	Placements        string
+	CallTimeout       time.Duration
+	ReadTimeout       time.Duration
+	ReconcileInterval time.Duration
 }
 
 // AddFlags registers the controller's flags.
@@ -39,7 +45,11 @@ func (c *ControllerConfig) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DiscoverDNS, "discover-dns", "", "discover servers from DNS: srv=_api._tcp.SVC.NS.svc.DOMAIN,nfs-domain=NS.svc.DOMAIN[,nfs-port=P]")
 	fs.StringVar(&c.DefaultVolumeSize, "default-volume-size", "1Gi", "size of a volume whose request names none")
 	fs.DurationVar(&c.ProbeInterval, "probe-interval", 10*time.Second, "how often each storage server's health and capacity are read")
-	fs.DurationVar(&c.ForgetAfter, "forget-server-after", 5*time.Minute, "how long a server that discovery no longer lists is kept (its volumes stay reachable through DNS hiccups)")
+	fs.DurationVar(&c.ForgetAfter, "forget-server-after", 5*time.Minute, "how long a server that discovery no longer lists keeps its connection; its volumes then answer Unavailable until it is back or declared gone (`dots server forget`)")
+	fs.StringVar(&c.Placements, "placements", "kubernetes", "where the controller records which server each volume and snapshot name was sent to, before it is sent: kubernetes[:NAMESPACE] (Leases), dir:PATH, or memory (tests only: lost on restart)")
+	fs.DurationVar(&c.CallTimeout, "call-timeout", DefaultCallTimeout, "deadline of a call that changes something on a storage server")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", DefaultReadTimeout, "deadline of a call that reads from one storage server, and of each server's part of a listing or capacity (a server that misses it is left out)")
+	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", 5*time.Minute, "how often the placements are completed from what the servers hold (volumes created before placements were recorded)")
 }
 
 // Validate checks the configuration and that exactly one server source is set.
@@ -64,6 +74,12 @@ func (c *ControllerConfig) Validate() error {
 	}
 	if c.ProbeInterval <= 0 {
 		return errors.New("--probe-interval must be positive")
+	}
+	if c.Placements == "" {
+		return errors.New("--placements is required")
+	}
+	if c.CallTimeout <= 0 || c.ReadTimeout <= 0 || c.ReconcileInterval <= 0 {
+		return errors.New("--call-timeout, --read-timeout and --reconcile-interval must be positive")
 	}
 	return nil
 }

@@ -4,9 +4,15 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	"k8s.io/klog/v2"
 
+	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/csirpc"
 	"github.com/dots-csi/dots/pkg/registry"
 )
@@ -31,9 +37,12 @@ func (c *ControllerServer) pageStart(token string) ([]*registry.Member, string, 
 	return nil, "", fmt.Errorf("%w %q", csirpc.ErrBadToken, token)
 }
 
-// walk pages through servers: fetch(m, token, max) returns how many entries
-// it added and the server's next token.
-func (c *ControllerServer) walk(token string, max int32, fetch func(m *registry.Member, token string, max int32) (int, string, error)) (string, error) {
+// walk pages through servers: fetch(ctx, m, token, max) returns how many
+// entries it added and the server's next token. Each server gets
+// ReadTimeout for its page; one that does not answer is skipped (logged and
+// counted under call), so a hung server never holds a listing up.
+func (c *ControllerServer) walk(ctx context.Context, call, token string, max int32,
+	fetch func(ctx context.Context, m *registry.Member, token string, max int32) (int, string, error)) (string, error) {
 	if max < 0 {
 		return "", fmt.Errorf("%w: %d is negative", csirpc.ErrBadMaxEntries, max)
 	}
@@ -46,9 +55,19 @@ func (c *ControllerServer) walk(token string, max int32, fetch func(m *registry.
 		if max > 0 && remaining == 0 {
 			return m.Name + "/", nil
 		}
-		n, next, err := fetch(m, inner, remaining)
+		sctx, cancel := context.WithTimeout(ctx, c.opts.ReadTimeout)
+		n, next, err := fetch(sctx, m, inner, remaining)
+		cancel()
 		if err != nil {
-			return "", err
+			if ctx.Err() != nil {
+				return "", ctx.Err()
+			}
+			if !unreachable(err) {
+				return "", err // the server answered: its answer stands
+			}
+			c.skipped(call, m, err)
+			inner = ""
+			continue
 		}
 		inner = ""
 		if next != "" {
@@ -61,12 +80,26 @@ func (c *ControllerServer) walk(token string, max int32, fetch func(m *registry.
 	return "", nil
 }
 
-// ListVolumes lists every server's volumes with cluster IDs. A server that
-// does not answer fails the call (Unavailable): a partial list would look
-// like lost volumes.
+// unreachable reports an error that says a server did not answer, as
+// opposed to one it answered with.
+func unreachable(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+		return true
+	}
+	return false
+}
+
+// skipped logs and counts a server left out of a call that asks them all.
+func (c *ControllerServer) skipped(call string, m *registry.Member, err error) {
+	c.metrics.skipped.WithLabelValues(call, m.Name).Inc()
+	klog.InfoS("Storage server left out", "call", call, "server", m.Name, "err", err)
+}
+
+// ListVolumes pages through every server's volumes.
 func (c *ControllerServer) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (*csi.ListVolumesResponse, error) {
 	resp := &csi.ListVolumesResponse{}
-	next, err := c.walk(req.GetStartingToken(), req.GetMaxEntries(), func(m *registry.Member, token string, max int32) (int, string, error) {
+	next, err := c.walk(ctx, "ListVolumes", req.GetStartingToken(), req.GetMaxEntries(), func(ctx context.Context, m *registry.Member, token string, max int32) (int, string, error) {
 		r, err := m.Controller.ListVolumes(ctx, &csi.ListVolumesRequest{StartingToken: token, MaxEntries: max})
 		if err != nil {
 			return 0, "", err
@@ -81,4 +114,54 @@ func (c *ControllerServer) ListVolumes(ctx context.Context, req *csi.ListVolumes
 	}
 	resp.NextToken = next
 	return resp, nil
+}
+
+// GetCapacity reports one server's free bytes (parameter server) or the
+// sum over the servers that answer, asked in parallel with ReadTimeout each,
+// with the largest single volume possible.
+func (c *ControllerServer) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (*csi.GetCapacityResponse, error) {
+	p, err := api.ParseParams(req.GetParameters())
+	if err != nil {
+		return nil, err
+	}
+	fwd := &csi.GetCapacityRequest{VolumeCapabilities: req.GetVolumeCapabilities()}
+	if p.Server != "" {
+		m, ok := c.servers.Get(p.Server)
+		if !ok {
+			return nil, fmt.Errorf("%w: parameter server=%q: no such storage server", api.ErrInvalid, p.Server)
+		}
+		sctx, cancel := context.WithTimeout(ctx, c.opts.ReadTimeout)
+		defer cancel()
+		return m.Controller.GetCapacity(sctx, fwd)
+	}
+	members := c.servers.List()
+	answers := make([]*csi.GetCapacityResponse, len(members))
+	var wg sync.WaitGroup
+	for i, m := range members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sctx, cancel := context.WithTimeout(ctx, c.opts.ReadTimeout)
+			defer cancel()
+			resp, err := m.Controller.GetCapacity(sctx, fwd)
+			if err != nil {
+				c.skipped("GetCapacity", m, err)
+				return
+			}
+			answers[i] = resp
+		}()
+	}
+	wg.Wait()
+	out := &csi.GetCapacityResponse{}
+	var largest int64
+	for _, resp := range answers {
+		if resp == nil {
+			continue
+		}
+		out.AvailableCapacity += resp.GetAvailableCapacity()
+		largest = max(largest, resp.GetMaximumVolumeSize().GetValue())
+		out.MinimumVolumeSize = resp.GetMinimumVolumeSize()
+	}
+	out.MaximumVolumeSize = wrapperspb.Int64(largest)
+	return out, nil
 }

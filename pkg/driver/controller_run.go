@@ -10,6 +10,7 @@ import (
 
 	"github.com/dots-csi/dots/pkg/daemon"
 	"github.com/dots-csi/dots/pkg/health"
+	"github.com/dots-csi/dots/pkg/placements"
 	"github.com/dots-csi/dots/pkg/registry"
 )
 
@@ -33,7 +34,12 @@ func RunController(ctx context.Context, cfg ControllerConfig, ready func(*Contro
 	metrics := daemon.NewRegistry()
 	servers := registry.New(src, registry.Options{Interval: cfg.ProbeInterval, ForgetAfter: cfg.ForgetAfter}, metrics)
 	servers.Refresh(ctx)
-	cs, err := NewControllerServer(servers, size)
+	store, err := placements.Open(cfg.Placements)
+	if err != nil {
+		return err
+	}
+	cs, err := NewControllerServer(servers, store, ControllerOptions{DefaultCapacity: size,
+		CallTimeout: cfg.CallTimeout, ReadTimeout: cfg.ReadTimeout}, metrics)
 	if err != nil {
 		return err
 	}
@@ -50,7 +56,10 @@ func RunController(ctx context.Context, cfg ControllerConfig, ready func(*Contro
 		Metrics:     metrics,
 		Ready:       []health.Check{ServersReady(servers)},
 		Handlers:    map[string]http.Handler{"/servers": servers},
-		Background:  []func(context.Context) error{func(ctx context.Context) error { servers.Run(ctx); return nil }},
+		Background: []func(context.Context) error{
+			func(ctx context.Context) error { servers.Run(ctx); return nil },
+			func(ctx context.Context) error { cs.ReconcilePlacements(ctx, cfg.ReconcileInterval); return nil },
+		},
 	}, func(a daemon.Addrs) error {
 		if ready != nil {
 			ready(&Controller{Registry: servers, Addrs: a})

@@ -2,13 +2,13 @@ package driver
 
 import (
 	"context"
-	"fmt"
+	"errors"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/protobuf/proto"
-	"k8s.io/klog/v2"
 
 	"github.com/dots-csi/dots/pkg/api"
+	"github.com/dots-csi/dots/pkg/placements"
 	"github.com/dots-csi/dots/pkg/registry"
 )
 
@@ -33,54 +33,58 @@ func (c *ControllerServer) CreateSnapshot(ctx context.Context, req *csi.CreateSn
 	if err := api.ValidateName(name); err != nil {
 		return nil, err
 	}
-	m, vol, err := c.member("volume", req.GetSourceVolumeId())
+	m, vol, err := c.member(ctx, "volume", req.GetSourceVolumeId())
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := c.locks.Acquire("snapshot/" + api.IDFor(name))
+	id := api.IDFor(name)
+	unlock, err := c.locks.Acquire("snapshot/" + id)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	for _, other := range c.servers.List() {
-		if other == m {
-			continue
-		}
-		r, err := other.Controller.ListSnapshots(ctx, &csi.ListSnapshotsRequest{SnapshotId: api.IDFor(name)})
-		if err != nil {
-			klog.InfoS("Storage server not asked for an existing snapshot", "server", other.Name, "snapshot", name, "err", err)
-			continue
-		}
-		if len(r.GetEntries()) > 0 {
-			return nil, fmt.Errorf("%w: snapshot %q exists on server %q for another volume", errExists, name, other.Name)
-		}
+	// Snapshot names are unique in the cluster: the record of this name
+	// on another server refuses it, without asking every server.
+	rec := placements.Record{Kind: placements.Snapshot, ID: id, Server: m.Name}
+	if err := c.placements.Put(ctx, rec); err != nil {
+		return nil, c.placementErr(err)
 	}
 	fwd := proto.Clone(req).(*csi.CreateSnapshotRequest)
 	fwd.SourceVolumeId = vol
-	resp, err := m.Controller.CreateSnapshot(ctx, fwd)
+	cctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
+	defer cancel()
+	resp, err := m.Controller.CreateSnapshot(cctx, fwd)
 	if err != nil {
+		c.createFailed(ctx, rec, m, err)
 		return nil, err
 	}
 	return &csi.CreateSnapshotResponse{Snapshot: clusterSnapshot(m, resp.GetSnapshot())}, nil
 }
 
-// DeleteSnapshot relays to the holding server; an ID no server can hold is
-// already deleted.
+// DeleteSnapshot relays to the holding server; see DeleteVolume for IDs of
+// servers not known now.
 func (c *ControllerServer) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequest) (*csi.DeleteSnapshotResponse, error) {
 	if err := api.Required("snapshot_id", req.GetSnapshotId()); err != nil {
 		return nil, err
 	}
-	m, name, err := c.member("snapshot", req.GetSnapshotId())
-	if err != nil {
-		klog.InfoS("Deleting a snapshot no server can hold: nothing to do", "snapshot", req.GetSnapshotId(), "reason", err)
-		return &csi.DeleteSnapshotResponse{}, nil
+	m, id, err := c.memberForDelete(ctx, placements.Snapshot, req.GetSnapshotId())
+	if err != nil || m == nil {
+		return &csi.DeleteSnapshotResponse{}, err
 	}
-	unlock, err := c.locks.Acquire("snapshot/" + name)
+	unlock, err := c.locks.Acquire("snapshot/" + id)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	return m.Controller.DeleteSnapshot(ctx, &csi.DeleteSnapshotRequest{SnapshotId: name, Secrets: req.GetSecrets()})
+	cctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
+	defer cancel()
+	if _, err := m.Controller.DeleteSnapshot(cctx, &csi.DeleteSnapshotRequest{SnapshotId: id, Secrets: req.GetSecrets()}); err != nil {
+		return nil, err
+	}
+	if err := c.placements.Delete(ctx, placements.Record{Kind: placements.Snapshot, ID: id, Server: m.Name}); err != nil {
+		c.logPlacementLeft(placements.Snapshot, id, m.Name, err)
+	}
+	return &csi.DeleteSnapshotResponse{}, nil
 }
 
 // GetSnapshot relays to the holding server.
@@ -88,11 +92,13 @@ func (c *ControllerServer) GetSnapshot(ctx context.Context, req *csi.GetSnapshot
 	if err := api.Required("snapshot_id", req.GetSnapshotId()); err != nil {
 		return nil, err
 	}
-	m, name, err := c.member("snapshot", req.GetSnapshotId())
+	m, id, err := c.member(ctx, "snapshot", req.GetSnapshotId())
 	if err != nil {
 		return nil, err
 	}
-	resp, err := m.Controller.GetSnapshot(ctx, &csi.GetSnapshotRequest{SnapshotId: name, Secrets: req.GetSecrets()})
+	cctx, cancel := context.WithTimeout(ctx, c.opts.ReadTimeout)
+	defer cancel()
+	resp, err := m.Controller.GetSnapshot(cctx, &csi.GetSnapshotRequest{SnapshotId: id, Secrets: req.GetSecrets()})
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +116,10 @@ func (c *ControllerServer) ListSnapshots(ctx context.Context, req *csi.ListSnaps
 		if f.id == "" {
 			continue
 		}
-		m, name, err := c.member("id", f.id)
+		m, name, err := c.member(ctx, "id", f.id)
+		if errors.Is(err, errUnavailable) {
+			return nil, err // it may be there
+		}
 		if err != nil || (only != nil && only != m) {
 			return &csi.ListSnapshotsResponse{}, nil // nothing can match
 		}
@@ -123,7 +132,9 @@ func (c *ControllerServer) ListSnapshots(ctx context.Context, req *csi.ListSnaps
 		}
 	}
 	if only != nil {
-		r, err := only.Controller.ListSnapshots(ctx, fwd)
+		sctx, cancel := context.WithTimeout(ctx, c.opts.ReadTimeout)
+		defer cancel()
+		r, err := only.Controller.ListSnapshots(sctx, fwd)
 		if err != nil {
 			return nil, err
 		}
@@ -131,7 +142,7 @@ func (c *ControllerServer) ListSnapshots(ctx context.Context, req *csi.ListSnaps
 		resp.NextToken = r.GetNextToken()
 		return resp, nil
 	}
-	next, err := c.walk(req.GetStartingToken(), req.GetMaxEntries(), func(m *registry.Member, token string, max int32) (int, string, error) {
+	next, err := c.walk(ctx, "ListSnapshots", req.GetStartingToken(), req.GetMaxEntries(), func(ctx context.Context, m *registry.Member, token string, max int32) (int, string, error) {
 		r, err := m.Controller.ListSnapshots(ctx, &csi.ListSnapshotsRequest{StartingToken: token, MaxEntries: max, Secrets: req.GetSecrets()})
 		if err != nil {
 			return 0, "", err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/discovery"
+	"github.com/dots-csi/dots/pkg/placements"
 	"github.com/dots-csi/dots/pkg/registry"
 )
 
@@ -26,10 +28,12 @@ func newTestController(t *testing.T, servers ...discovery.Server) *ControllerSer
 	t.Helper()
 	reg := registry.New(discovery.Static(servers), registry.Options{ProbeTimeout: time.Second}, nil)
 	reg.Refresh(context.Background())
-	c, err := NewControllerServer(reg, gib)
+	c, err := NewControllerServer(reg, placements.NewMemory(), ControllerOptions{DefaultCapacity: gib, ReadTimeout: time.Second}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// As the controller does at start: record what the servers hold.
+	c.ImportPlacements(context.Background())
 	return c
 }
 
@@ -164,10 +168,15 @@ func TestListVolumesPaging(t *testing.T) {
 	}
 }
 
-func TestIDsNoServerCanHold(t *testing.T) {
+// IDs no server can hold are deleted already and found nowhere. IDs of a
+// server this controller does not know now are Unavailable (it may come
+// back: a delete reported done would leak its data) until the server is
+// declared gone; then they are deleted already too.
+func TestIDsOfUnknownServers(t *testing.T) {
 	c := newTestController(t, newFakeServer(t, "srv-a", gib).discovery())
 	ctx := context.Background()
-	for _, id := range []string{"garbage", "srv-x/v1", "srv-a/../x"} {
+	cannot := func(id string) {
+		t.Helper()
 		if _, err := c.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id}); err != nil {
 			t.Errorf("DeleteVolume(%q) = %v, want success", id, err)
 		}
@@ -181,6 +190,86 @@ func TestIDsNoServerCanHold(t *testing.T) {
 		if err != nil || len(resp.GetEntries()) != 0 {
 			t.Errorf("ListSnapshots(%q) = %v, %v; want empty", id, resp, err)
 		}
+	}
+	for _, id := range []string{"garbage", "srv-a/../x", "Srv-A/x"} {
+		cannot(id)
+	}
+	for _, call := range []func() error{
+		func() error {
+			_, err := c.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: "srv-x/v1"})
+			return err
+		},
+		func() error {
+			_, err := c.DeleteSnapshot(ctx, &csi.DeleteSnapshotRequest{SnapshotId: "srv-x/s1"})
+			return err
+		},
+		func() error {
+			_, err := c.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: "srv-x/v1"})
+			return err
+		},
+		func() error {
+			_, err := c.ListSnapshots(ctx, &csi.ListSnapshotsRequest{SnapshotId: "srv-x/s1"})
+			return err
+		},
+	} {
+		if err := call(); code(err) != codes.Unavailable || !strings.Contains(err.Error(), "dots server forget srv-x") {
+			t.Errorf("a call on an unknown server: %v, want Unavailable naming the way out", err)
+		}
+	}
+	if err := c.placements.Forget(ctx, "srv-x"); err != nil {
+		t.Fatal(err)
+	}
+	cannot("srv-x/v1")
+}
+
+// A create whose first attempt went to a server that is not reachable now
+// is not placed elsewhere: it may exist there.
+func TestRetryNeverForks(t *testing.T) {
+	a := newFakeServer(t, "srv-a", 50*gib)
+	down := discovery.Server{Name: "srv-c", APIAddress: "127.0.0.1:1", NFSAddress: "10.0.0.3"}
+	c := newTestController(t, a.discovery(), down)
+	ctx := context.Background()
+	if err := c.placements.Put(ctx, placements.Record{Kind: placements.Volume, ID: "pvc-1", Server: "srv-c"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.CreateVolume(ctx, createReq("pvc-1", gib, nil))
+	if code(err) != codes.Unavailable || a.creates != 0 {
+		t.Fatalf("retry of a create sent to a down server: %v (creates on srv-a: %d)", err, a.creates)
+	}
+	// A record of a server unknown to this controller: Unavailable too.
+	if err := c.placements.Put(ctx, placements.Record{Kind: placements.Volume, ID: "pvc-2", Server: "srv-gone"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateVolume(ctx, createReq("pvc-2", gib, nil)); code(err) != codes.Unavailable {
+		t.Fatalf("retry of a create sent to an unknown server: %v", err)
+	}
+	// Declared gone: the name is placed again.
+	if err := c.placements.Forget(ctx, "srv-gone"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.CreateVolume(ctx, createReq("pvc-2", gib, nil))
+	if err != nil || resp.GetVolume().GetVolumeId() != "srv-a/pvc-2" {
+		t.Fatalf("after forget: %v %v", resp, err)
+	}
+	// A create the server refused for good (it created nothing) frees the
+	// name for elsewhere; one with an unknown outcome keeps it.
+	a.mu.Lock()
+	a.failCreates = status.Error(codes.ResourceExhausted, "the pool filled up")
+	a.mu.Unlock()
+	if _, err := c.CreateVolume(ctx, createReq("refused", gib, nil)); code(err) != codes.ResourceExhausted {
+		t.Fatalf("refused create: %v", err)
+	}
+	if _, ok, _ := c.placements.Get(ctx, placements.Volume, "refused"); ok {
+		t.Error("a refused create left its record")
+	}
+	a.mu.Lock()
+	a.failCreates = status.Error(codes.DeadlineExceeded, "slow")
+	a.mu.Unlock()
+	if _, err := c.CreateVolume(ctx, createReq("unknown", gib, nil)); code(err) != codes.DeadlineExceeded {
+		t.Fatalf("timed-out create: %v", err)
+	}
+	if s, ok, _ := c.placements.Get(ctx, placements.Volume, "unknown"); !ok || s != "srv-a" {
+		t.Error("a create of unknown outcome lost its record: its retry could go elsewhere")
 	}
 }
 

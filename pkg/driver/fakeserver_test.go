@@ -31,6 +31,8 @@ type fakeServer struct {
 	free    int64
 	volumes map[string]int64 // id → capacity
 	creates int
+	// failCreates, when set, is every create's answer.
+	failCreates error
 }
 
 func newFakeServer(t *testing.T, name string, free int64, volumes ...string) *fakeServer {
@@ -81,6 +83,9 @@ func (f *fakeServer) CreateVolume(_ context.Context, req *csi.CreateVolumeReques
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.creates++
+	if f.failCreates != nil {
+		return nil, f.failCreates
+	}
 	if _, ok := f.volumes[req.GetName()]; !ok {
 		f.volumes[req.GetName()] = req.GetCapacityRange().GetRequiredBytes()
 		f.free -= req.GetCapacityRange().GetRequiredBytes()

@@ -39,8 +39,11 @@ func NewNodeServer(opts NodeOptions, m mounter.Mounter) (*NodeServer, error) {
 	if m.Mode() != opts.MountMode {
 		return nil, fmt.Errorf("mounter mode %s differs from --mount-mode=%s", m.Mode(), opts.MountMode)
 	}
-	klog.InfoS("Node service", "nodeID", opts.NodeID, "mountMode", opts.MountMode,
-		"localBindRoot", opts.LocalBindRoot, "statsTimeout", opts.StatsTimeout, "unmountTimeout", opts.UnmountTimeout)
+	if m.KubeletDir() != opts.KubeletDir {
+		return nil, fmt.Errorf("mounter kubelet directory %s differs from --kubelet-dir=%s", m.KubeletDir(), opts.KubeletDir)
+	}
+	klog.InfoS("Node service", "nodeID", opts.NodeID, "mountMode", opts.MountMode, "kubeletDir", opts.KubeletDir,
+		"localBindRoots", opts.LocalBindRoots, "statsTimeout", opts.StatsTimeout, "unmountTimeout", opts.UnmountTimeout)
 	return &NodeServer{nodeID: opts.NodeID, m: m, locks: lockset.New(), paths: newVolumePaths()}, nil
 }
 
@@ -85,6 +88,9 @@ func (s *NodeServer) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolu
 	if err != nil {
 		return nil, err
 	}
+	if staging, err = s.m.ConfinePath(ctx, "staging_target_path", staging); err != nil {
+		return nil, err
+	}
 	unlock, err := s.locks.Acquire(id)
 	if err != nil {
 		return nil, err
@@ -104,6 +110,10 @@ func (s *NodeServer) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolu
 func (s *NodeServer) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
 	id, staging := req.GetVolumeId(), req.GetStagingTargetPath()
 	if err := required("volume_id", id, "staging_target_path", staging); err != nil {
+		return nil, err
+	}
+	staging, err := s.m.ConfinePath(ctx, "staging_target_path", staging)
+	if err != nil {
 		return nil, err
 	}
 	unlock, err := s.locks.Acquire(id)
@@ -132,6 +142,13 @@ func (s *NodeServer) NodePublishVolume(ctx context.Context, req *csi.NodePublish
 	}
 	if staging == "" {
 		return nil, fmt.Errorf("%w: staging_target_path is required: this plugin stages volumes (STAGE_UNSTAGE_VOLUME)", errNotStaged)
+	}
+	staging, err := s.m.ConfinePath(ctx, "staging_target_path", staging)
+	if err != nil {
+		return nil, err
+	}
+	if target, err = s.m.ConfinePath(ctx, "target_path", target); err != nil {
+		return nil, err
 	}
 	unlock, err := s.locks.Acquire(id)
 	if err != nil {
@@ -175,6 +192,10 @@ func (s *NodeServer) checkSingleWriter(id, staging, target string) error {
 func (s *NodeServer) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
 	id, target := req.GetVolumeId(), req.GetTargetPath()
 	if err := required("volume_id", id, "target_path", target); err != nil {
+		return nil, err
+	}
+	target, err := s.m.ConfinePath(ctx, "target_path", target)
+	if err != nil {
 		return nil, err
 	}
 	unlock, err := s.locks.Acquire(id)

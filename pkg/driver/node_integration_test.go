@@ -31,7 +31,7 @@ import (
 type nodeFixture struct {
 	dataset    string // pool/pvc-1
 	mountpoint string // where zfs-fuse mounted the dataset
-	root       string // the pool's mount root, the local-bind root
+	root       string // the pool's mount root, the local-bind root (the dataset is directly below it)
 	export     string // the NFSv4 pseudo path
 	nfs        *testenv.GaneshaEnv
 }
@@ -79,9 +79,12 @@ func (f nodeFixture) volumeContext() map[string]string {
 	}
 }
 
-func realNodeServer(t *testing.T, mode, root string) *NodeServer {
+// realNodeServer serves paths below kubelet, binding (in local-bind mode)
+// the datasets directly below root.
+func realNodeServer(t *testing.T, mode, root, kubelet string) *NodeServer {
 	t.Helper()
-	opts := NodeOptions{NodeID: "node-1", MountMode: mode, LocalBindRoot: root, StatsTimeout: 5 * time.Second, UnmountTimeout: 5 * time.Second}
+	opts := NodeOptions{NodeID: "node-1", MountMode: mode, LocalBindRoots: roots(root), KubeletDir: kubelet,
+		StatsTimeout: 5 * time.Second, UnmountTimeout: 5 * time.Second}
 	m, err := mounter.New(opts.MounterConfig())
 	nodeMust(t, err)
 	s, err := NewNodeServer(opts, m)
@@ -145,8 +148,8 @@ func checkStats(t *testing.T, s *NodeServer, target string) {
 
 func TestNodeLocalBindDataPath(t *testing.T) {
 	f := newNodeFixture(t)
-	s := realNodeServer(t, mounter.ModeLocalBind, f.root)
 	dir := t.TempDir()
+	s := realNodeServer(t, mounter.ModeLocalBind, f.root, dir)
 	staging, target := filepath.Join(dir, "globalmount"), filepath.Join(dir, "pod1", "mount")
 	stageAndPublish(t, s, f, staging, target)
 	if got := mountedAt(t, target); len(got) != 1 || got[0] != f.dataset {
@@ -214,8 +217,8 @@ func TestNodeNFSModeDataPath(t *testing.T) {
 		t.Skip("nfs mode needs a kernel NFS client: /proc/filesystems does not list nfs4 on this machine")
 	}
 	f := newNodeFixture(t)
-	s := realNodeServer(t, mounter.ModeNFS, "")
 	dir := t.TempDir()
+	s := realNodeServer(t, mounter.ModeNFS, "", dir)
 	staging, target := filepath.Join(dir, "globalmount"), filepath.Join(dir, "pod1", "mount")
 	stageAndPublish(t, s, f, staging, target)
 	want := "127.0.0.1:" + f.export

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/dots-csi/dots/pkg/mounter"
@@ -20,9 +22,14 @@ type NodeOptions struct {
 	// MountMode is mounter.ModeNFS (every real node) or
 	// mounter.ModeLocalBind (single-machine development stack only).
 	MountMode string
-	// LocalBindRoot is the directory the local-bind mode may bind from:
-	// the parent of the local storage servers' dataset mountpoints.
-	LocalBindRoot string
+	// KubeletDir is kubelet's root directory: every staging and target
+	// path of a request must lie below it.
+	KubeletDir string
+	// LocalBindRoots are the volumes directories the local-bind mode may
+	// bind from, one per storage server on this machine
+	// (mounter.VolumesDir of its mount root); only their direct children,
+	// the volumes, are bound.
+	LocalBindRoots []string
 	// StatsTimeout bounds each stat/statfs of a mount (stats, health, stale
 	// checks), so a dead server cannot hang kubelet.
 	StatsTimeout time.Duration
@@ -41,11 +48,16 @@ func (o *NodeOptions) AddFlags(fs *flag.FlagSet) {
 	if o.UnmountTimeout == 0 {
 		o.UnmountTimeout = mounter.DefaultUnmountTimeout
 	}
+	if o.KubeletDir == "" {
+		o.KubeletDir = mounter.DefaultKubeletDir
+	}
 	fs.StringVar(&o.NodeID, "node-id", o.NodeID, "this node's name, reported as the CSI node ID (required)")
 	fs.StringVar(&o.MountMode, "mount-mode", o.MountMode,
 		"how volumes are mounted: nfs (NFSv4 mounts, for every real node) or local-bind (DEVELOPMENT ONLY: bind mounts of dataset mountpoints of a storage server on this same machine, for hosts without a kernel NFS client)")
-	fs.StringVar(&o.LocalBindRoot, "local-bind-root", o.LocalBindRoot,
-		"local-bind mode only: the directory under which dataset mountpoints may be bound (required with --mount-mode=local-bind)")
+	fs.StringVar(&o.KubeletDir, "kubelet-dir", o.KubeletDir,
+		"kubelet's root directory (its --root-dir): staging and target paths outside it are refused")
+	fs.Var((*pathList)(&o.LocalBindRoots), "local-bind-root",
+		"local-bind mode only: a storage server's volumes directory (MOUNT-ROOT/dots/volumes), whose entries may be bound; repeat it for each server on this machine (required with --mount-mode=local-bind)")
 	fs.DurationVar(&o.StatsTimeout, "stats-timeout", o.StatsTimeout, "bound on each stat/statfs of a mounted volume")
 	fs.DurationVar(&o.UnmountTimeout, "unmount-timeout", o.UnmountTimeout, "bound on each unmount attempt before escalating to a forced, then lazy, unmount")
 }
@@ -58,14 +70,22 @@ func (o NodeOptions) Validate() error {
 	} else if len(o.NodeID) > maxNodeIDLen {
 		errs = append(errs, fmt.Errorf("--node-id is longer than %d bytes", maxNodeIDLen))
 	}
+	if err := mounter.CheckKubeletDir(o.KubeletDir); err != nil {
+		errs = append(errs, fmt.Errorf("--kubelet-dir: %w", err))
+	}
 	switch o.MountMode {
 	case mounter.ModeNFS:
-		if o.LocalBindRoot != "" {
+		if len(o.LocalBindRoots) != 0 {
 			errs = append(errs, fmt.Errorf("--local-bind-root is only valid with --mount-mode=%s", mounter.ModeLocalBind))
 		}
 	case mounter.ModeLocalBind:
-		if o.LocalBindRoot == "" {
+		if len(o.LocalBindRoots) == 0 {
 			errs = append(errs, fmt.Errorf("--mount-mode=%s needs --local-bind-root", mounter.ModeLocalBind))
+		}
+		for _, r := range o.LocalBindRoots {
+			if !filepath.IsAbs(r) || filepath.Clean(r) != r || r == "/" {
+				errs = append(errs, fmt.Errorf("--local-bind-root must be a clean absolute path other than /, not %q", r))
+			}
 		}
 	default:
 		errs = append(errs, fmt.Errorf("--mount-mode must be %s or %s, not %q", mounter.ModeNFS, mounter.ModeLocalBind, o.MountMode))
@@ -84,8 +104,19 @@ func (o NodeOptions) Validate() error {
 func (o NodeOptions) MounterConfig() mounter.Config {
 	return mounter.Config{
 		Mode:           o.MountMode,
-		LocalBindRoot:  o.LocalBindRoot,
+		LocalBindRoots: o.LocalBindRoots,
+		KubeletDir:     o.KubeletDir,
 		StatTimeout:    o.StatsTimeout,
 		UnmountTimeout: o.UnmountTimeout,
 	}
+}
+
+// pathList is a flag that may be repeated, one path each time.
+type pathList []string
+
+func (l *pathList) String() string { return strings.Join(*l, ",") }
+
+func (l *pathList) Set(v string) error {
+	*l = append(*l, v)
+	return nil
 }

@@ -49,7 +49,7 @@ func RunNode(ctx context.Context, cfg NodeConfig, ready func(daemon.Addrs) error
 		return err
 	}
 	if cfg.MountMode == mounter.ModeLocalBind {
-		klog.InfoS("DEVELOPMENT MODE: volumes are bind-mounted from a storage server on this machine, not over NFS", "mountMode", cfg.MountMode, "localBindRoot", cfg.LocalBindRoot)
+		klog.InfoS("DEVELOPMENT MODE: volumes are bind-mounted from a storage server on this machine, not over NFS", "mountMode", cfg.MountMode, "localBindRoots", cfg.LocalBindRoots)
 	}
 	return daemon.Run(ctx, daemon.Spec{
 		Name:     "node plugin " + cfg.NodeID,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
+	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/mounter"
 )
 
@@ -26,6 +27,16 @@ func (s *NodeServer) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVol
 	if err := required("volume_id", id, "volume_path", path); err != nil {
 		return nil, err
 	}
+	path, err := s.statsPath(ctx, id, "volume_path", path)
+	if err != nil {
+		return nil, err
+	}
+	if staging := req.GetStagingTargetPath(); staging != "" {
+		// Unused, but refused all the same outside the kubelet directory.
+		if _, err := s.statsPath(ctx, id, "staging_target_path", staging); err != nil {
+			return nil, err
+		}
+	}
 	u, err := s.m.Stats(ctx, path)
 	if err != nil {
 		if errors.Is(err, mounter.ErrNotFound) || errors.Is(err, mounter.ErrNotMountPoint) {
@@ -39,6 +50,17 @@ func (s *NodeServer) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVol
 		{Unit: csi.VolumeUsage_BYTES, Total: u.TotalBytes, Available: u.AvailableBytes, Used: u.UsedBytes},
 		{Unit: csi.VolumeUsage_INODES, Total: u.TotalInodes, Available: u.AvailableInodes, Used: u.UsedInodes},
 	}}, nil
+}
+
+// statsPath confines a path of a stats request. Outside the kubelet
+// directory it is NotFound, as the spec (and csi-sanity) ask of a path the
+// volume is not mounted at, where other calls answer InvalidArgument.
+func (s *NodeServer) statsPath(ctx context.Context, id, what, p string) (string, error) {
+	clean, err := s.m.ConfinePath(ctx, what, p)
+	if errors.Is(err, api.ErrInvalid) {
+		return "", fmt.Errorf("%w: volume %s is not mounted at %s: %v", errNotFound, id, p, err)
+	}
+	return clean, err
 }
 
 // Reasons reported by NodeGetVolumeHealth.
@@ -57,10 +79,17 @@ func (s *NodeServer) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVo
 		return nil, err
 	}
 	var paths []string
-	for _, p := range []string{req.GetStagingTargetPath(), req.GetVolumePublishPath()} {
-		if p != "" {
-			paths = append(paths, p)
+	for _, f := range []struct{ name, path string }{
+		{"staging_target_path", req.GetStagingTargetPath()}, {"volume_publish_path", req.GetVolumePublishPath()},
+	} {
+		if f.path == "" {
+			continue
 		}
+		p, err := s.m.ConfinePath(ctx, f.name, f.path)
+		if err != nil {
+			return nil, err
+		}
+		paths = append(paths, p)
 	}
 	if len(paths) == 0 {
 		paths = s.paths.of(id)

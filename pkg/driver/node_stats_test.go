@@ -15,7 +15,7 @@ import (
 
 func TestNodeGetVolumeStatsErrors(t *testing.T) {
 	f := newFakeNode(t, mounter.ModeNFS, "")
-	dir := t.TempDir()
+	dir := f.dir(t)
 	staging := filepath.Join(dir, "st")
 	_, err := f.NodeStageVolume(nodeCtx, &csi.NodeStageVolumeRequest{VolumeId: nodeVolID, StagingTargetPath: staging, VolumeCapability: nodeMountCap(nodeSNW), VolumeContext: nodeNFSContext})
 	nodeMust(t, err)
@@ -43,7 +43,7 @@ func TestNodeGetVolumeStatsErrors(t *testing.T) {
 
 func TestNodeGetVolumeHealth(t *testing.T) {
 	f := newFakeNode(t, mounter.ModeNFS, "")
-	dir := t.TempDir()
+	dir := f.dir(t)
 	staging, target := filepath.Join(dir, "st"), filepath.Join(dir, "t")
 	health := func(req *csi.NodeGetVolumeHealthRequest) (*csi.VolumeHealth, error) {
 		rsp, err := f.NodeGetVolumeHealth(nodeCtx, req)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -24,11 +25,21 @@ import (
 )
 
 // fakeNode is a NodeServer over a fake host whose stat and statfs
-// answers the test controls.
+// answers the test controls; its kubelet directory is a temporary one.
 type fakeNode struct {
 	*NodeServer
 	*mountfake.Seams
-	m *mounter.Host
+	m       *mounter.Host
+	kubelet string
+}
+
+// dir returns a new directory below the kubelet directory, for a test's
+// staging and target paths.
+func (f *fakeNode) dir(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp(f.kubelet, "pod")
+	nodeMust(t, err)
+	return d
 }
 
 func newFakeNode(t *testing.T, mode, root string) *fakeNode {
@@ -39,9 +50,9 @@ func newFakeNode(t *testing.T, mode, root string) *fakeNode {
 // newFakeNodeTimeout sets the bound on stat and statfs.
 func newFakeNodeTimeout(t *testing.T, mode, root string, statTimeout time.Duration) *fakeNode {
 	t.Helper()
-	f := &fakeNode{Seams: mountfake.New()}
+	f := &fakeNode{Seams: mountfake.New(), kubelet: t.TempDir()}
 	m, err := mounter.New(mounter.Config{
-		Mode: mode, LocalBindRoot: root,
+		Mode: mode, LocalBindRoots: roots(root), KubeletDir: f.kubelet,
 		StatTimeout: statTimeout, UnmountTimeout: 100 * time.Millisecond,
 		Mount: f.Mounter, Stat: f.Stat, Statfs: f.Statfs,
 	})
@@ -55,12 +66,20 @@ func newFakeNodeTimeout(t *testing.T, mode, root string, statTimeout time.Durati
 
 func newNodeServerFor(t *testing.T, m mounter.Mounter, mode, root string) *NodeServer {
 	t.Helper()
-	s, err := NewNodeServer(NodeOptions{NodeID: "node-1", MountMode: mode, LocalBindRoot: root,
+	s, err := NewNodeServer(NodeOptions{NodeID: "node-1", MountMode: mode, LocalBindRoots: roots(root), KubeletDir: m.KubeletDir(),
 		StatsTimeout: time.Second, UnmountTimeout: time.Second}, m)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// roots is the one local-bind root, or none.
+func roots(root string) []string {
+	if root == "" {
+		return nil
+	}
+	return []string{root}
 }
 
 func nodeMountCap(mode csi.VolumeCapability_AccessMode_Mode, flags ...string) *csi.VolumeCapability {
@@ -93,26 +112,42 @@ func TestNodeOptions(t *testing.T) {
 	if err := fs.Parse([]string{"--node-id=n1"}); err != nil {
 		t.Fatal(err)
 	}
-	if o.MountMode != mounter.ModeNFS || o.StatsTimeout != mounter.DefaultStatTimeout || o.UnmountTimeout != mounter.DefaultUnmountTimeout {
+	if o.MountMode != mounter.ModeNFS || o.StatsTimeout != mounter.DefaultStatTimeout || o.UnmountTimeout != mounter.DefaultUnmountTimeout ||
+		o.KubeletDir != "/var/lib/kubelet" || o.MounterConfig().KubeletDir != "/var/lib/kubelet" {
 		t.Fatalf("defaults: %+v", o)
 	}
 	if err := o.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	nodeMust(t, fs.Parse([]string{"--mount-mode=local-bind", "--local-bind-root=/srv/dots", "--stats-timeout=3s", "--unmount-timeout=7s"}))
-	if o.MountMode != mounter.ModeLocalBind || o.LocalBindRoot != "/srv/dots" || o.StatsTimeout != 3*time.Second || o.UnmountTimeout != 7*time.Second {
+	nodeMust(t, fs.Parse([]string{"--mount-mode=local-bind", "--local-bind-root=/srv/s0/dots/volumes", "--local-bind-root=/srv/s1/dots/volumes",
+		"--kubelet-dir=/var/lib/k0s/kubelet", "--stats-timeout=3s", "--unmount-timeout=7s"}))
+	if o.MountMode != mounter.ModeLocalBind || !slices.Equal(o.LocalBindRoots, []string{"/srv/s0/dots/volumes", "/srv/s1/dots/volumes"}) ||
+		o.KubeletDir != "/var/lib/k0s/kubelet" || o.StatsTimeout != 3*time.Second || o.UnmountTimeout != 7*time.Second {
 		t.Fatalf("parsed: %+v", o)
 	}
 	if err := o.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	good := NodeOptions{NodeID: "n", MountMode: mounter.ModeNFS, StatsTimeout: time.Second, UnmountTimeout: time.Second}
+	if mc := o.MounterConfig(); !slices.Equal(mc.LocalBindRoots, o.LocalBindRoots) || mc.KubeletDir != o.KubeletDir {
+		t.Fatalf("mounter config: %+v", mc)
+	}
+	good := NodeOptions{NodeID: "n", MountMode: mounter.ModeNFS, KubeletDir: "/var/lib/kubelet", StatsTimeout: time.Second, UnmountTimeout: time.Second}
+	bindMode := func(roots ...string) func(*NodeOptions) {
+		return func(o *NodeOptions) { o.MountMode, o.LocalBindRoots = mounter.ModeLocalBind, roots }
+	}
 	bad := map[string]func(*NodeOptions){
 		"no node id":             func(o *NodeOptions) { o.NodeID = "" },
 		"long node id":           func(o *NodeOptions) { o.NodeID = string(make([]byte, 300)) },
 		"unknown mode":           func(o *NodeOptions) { o.MountMode = "fuse" },
-		"root without bind mode": func(o *NodeOptions) { o.LocalBindRoot = "/srv" },
-		"bind mode without root": func(o *NodeOptions) { o.MountMode = mounter.ModeLocalBind },
+		"root without bind mode": func(o *NodeOptions) { o.LocalBindRoots = []string{"/srv"} },
+		"bind mode without root": bindMode(),
+		"relative bind root":     bindMode("/srv/dots/volumes", "srv/dots/volumes"),
+		"unclean bind root":      bindMode("/srv/dots/volumes/../state"),
+		"bind root /":            bindMode("/"),
+		"no kubelet dir":         func(o *NodeOptions) { o.KubeletDir = "" },
+		"relative kubelet dir":   func(o *NodeOptions) { o.KubeletDir = "var/lib/kubelet" },
+		"kubelet dir /":          func(o *NodeOptions) { o.KubeletDir = "/" },
+		"unclean kubelet dir":    func(o *NodeOptions) { o.KubeletDir = "/var/lib/kubelet/" },
 		"zero stats timeout":     func(o *NodeOptions) { o.StatsTimeout = 0 },
 		"zero unmount timeout":   func(o *NodeOptions) { o.UnmountTimeout = 0 },
 	}
@@ -128,9 +163,14 @@ func TestNodeOptions(t *testing.T) {
 func TestNewNodeServerChecksMode(t *testing.T) {
 	m, err := mounter.New(mounter.Config{Mount: mount.NewFakeMounter(nil)})
 	nodeMust(t, err)
-	opts := NodeOptions{NodeID: "n", MountMode: mounter.ModeLocalBind, LocalBindRoot: t.TempDir(), StatsTimeout: time.Second, UnmountTimeout: time.Second}
+	opts := NodeOptions{NodeID: "n", MountMode: mounter.ModeLocalBind, LocalBindRoots: []string{t.TempDir()}, KubeletDir: mounter.DefaultKubeletDir,
+		StatsTimeout: time.Second, UnmountTimeout: time.Second}
 	if _, err := NewNodeServer(opts, m); err == nil {
 		t.Fatal("an nfs mounter was accepted for --mount-mode=local-bind")
+	}
+	opts.MountMode, opts.LocalBindRoots, opts.KubeletDir = mounter.ModeNFS, nil, "/var/lib/k0s/kubelet"
+	if _, err := NewNodeServer(opts, m); err == nil {
+		t.Fatal("a mounter confining to /var/lib/kubelet was accepted for --kubelet-dir=/var/lib/k0s/kubelet")
 	}
 	if _, err := NewNodeServer(opts, nil); err == nil {
 		t.Fatal("nil mounter accepted")
@@ -164,7 +204,7 @@ func TestNodeInfoAndCapabilities(t *testing.T) {
 
 func TestNodeStageValidation(t *testing.T) {
 	f := newFakeNode(t, mounter.ModeNFS, "")
-	staging := filepath.Join(t.TempDir(), "st")
+	staging := filepath.Join(f.dir(t), "st")
 	block := &csi.VolumeCapability{AccessType: &csi.VolumeCapability_Block{Block: &csi.VolumeCapability_BlockVolume{}},
 		AccessMode: &csi.VolumeCapability_AccessMode{Mode: nodeSNW}}
 	ext4 := nodeMountCap(nodeSNW)
@@ -211,7 +251,7 @@ func TestNodeStageValidation(t *testing.T) {
 
 func TestNodeFlowNFS(t *testing.T) {
 	f := newFakeNode(t, mounter.ModeNFS, "")
-	dir := t.TempDir()
+	dir := f.dir(t)
 	staging, target, roTarget := filepath.Join(dir, "globalmount"), filepath.Join(dir, "pod1", "mount"), filepath.Join(dir, "pod2", "mount")
 
 	stage := &csi.NodeStageVolumeRequest{VolumeId: nodeVolID, StagingTargetPath: staging,
@@ -276,7 +316,7 @@ func TestNodeFlowNFS(t *testing.T) {
 
 func TestNodeReaderOnlyAccessMode(t *testing.T) {
 	f := newFakeNode(t, mounter.ModeNFS, "")
-	dir := t.TempDir()
+	dir := f.dir(t)
 	staging, target := filepath.Join(dir, "st"), filepath.Join(dir, "t")
 	ro := nodeMountCap(csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY)
 	_, err := f.NodeStageVolume(nodeCtx, &csi.NodeStageVolumeRequest{VolumeId: nodeVolID, StagingTargetPath: staging, VolumeCapability: ro, VolumeContext: nodeNFSContext})
@@ -292,7 +332,7 @@ func TestNodeReaderOnlyAccessMode(t *testing.T) {
 
 func TestNodePublishPreconditions(t *testing.T) {
 	f := newFakeNode(t, mounter.ModeNFS, "")
-	dir := t.TempDir()
+	dir := f.dir(t)
 	req := &csi.NodePublishVolumeRequest{VolumeId: nodeVolID, TargetPath: filepath.Join(dir, "t"), VolumeCapability: nodeMountCap(nodeSNW)}
 	_, err := f.NodePublishVolume(nodeCtx, req)
 	wantNodeCode(t, err, codes.FailedPrecondition) // no staging path
@@ -326,7 +366,7 @@ func TestNodePublishPreconditions(t *testing.T) {
 
 func TestSingleNodeSingleWriter(t *testing.T) {
 	f := newFakeNode(t, mounter.ModeNFS, "")
-	dir := t.TempDir()
+	dir := f.dir(t)
 	staging := filepath.Join(dir, "st")
 	sw := nodeMountCap(csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER)
 	_, err := f.NodeStageVolume(nodeCtx, &csi.NodeStageVolumeRequest{VolumeId: nodeVolID, StagingTargetPath: staging, VolumeCapability: sw, VolumeContext: nodeNFSContext})
@@ -355,7 +395,7 @@ func TestSingleNodeSingleWriter(t *testing.T) {
 func TestNodeLockContention(t *testing.T) {
 	// The stage below must stay inside the lock while the test calls.
 	f := newFakeNodeTimeout(t, mounter.ModeNFS, "", time.Minute)
-	dir := t.TempDir()
+	dir := f.dir(t)
 	staging := filepath.Join(dir, "st")
 	stage := &csi.NodeStageVolumeRequest{VolumeId: nodeVolID, StagingTargetPath: staging, VolumeCapability: nodeMountCap(nodeSNW), VolumeContext: nodeNFSContext}
 	_, err := f.NodeStageVolume(nodeCtx, stage)
@@ -399,21 +439,21 @@ func TestNodeLockContention(t *testing.T) {
 }
 
 func TestNodeLocalBindContext(t *testing.T) {
-	root := t.TempDir()
-	source := filepath.Join(root, "pool", "pvc-1")
+	volumes := mounter.VolumesDir(t.TempDir())
+	source := filepath.Join(volumes, "pvc-1")
 	nodeMust(t, os.MkdirAll(source, 0o750))
-	f := newFakeNode(t, mounter.ModeLocalBind, root)
+	f := newFakeNode(t, mounter.ModeLocalBind, volumes)
 	f.Mounter.MountPoints = []mount.MountPoint{{Device: "pool/pvc-1", Path: source, Type: "fuse.zfs"}}
-	staging := filepath.Join(t.TempDir(), "st")
+	staging := filepath.Join(f.dir(t), "st")
 	req := &csi.NodeStageVolumeRequest{VolumeId: nodeVolID, StagingTargetPath: staging, VolumeCapability: nodeMountCap(nodeSNW), VolumeContext: nodeNFSContext}
 	_, err := f.NodeStageVolume(nodeCtx, req)
 	wantNodeCode(t, err, codes.InvalidArgument) // no local path in the context
 
 	req.VolumeContext = map[string]string{api.ContextLocalPath: t.TempDir()}
 	_, err = f.NodeStageVolume(nodeCtx, req)
-	wantNodeCode(t, err, codes.FailedPrecondition) // outside the root
+	wantNodeCode(t, err, codes.InvalidArgument) // outside the roots
 
-	req.VolumeContext = map[string]string{api.ContextLocalPath: filepath.Join(root, "pool", "gone")}
+	req.VolumeContext = map[string]string{api.ContextLocalPath: filepath.Join(volumes, "gone")}
 	_, err = f.NodeStageVolume(nodeCtx, req)
 	wantNodeCode(t, err, codes.NotFound)
 
@@ -433,7 +473,7 @@ func TestNodeStatus(t *testing.T) {
 		{fmt.Errorf("x: %w", mounter.ErrInvalidOption), codes.InvalidArgument},
 		{fmt.Errorf("x: %w", mounter.ErrInvalidVolume), codes.InvalidArgument},
 		{fmt.Errorf("x: %w", mounter.ErrNotFound), codes.NotFound},
-		{fmt.Errorf("x: %w", mounter.ErrOutsideRoot), codes.FailedPrecondition},
+		{fmt.Errorf("x: %w", mounter.ErrOutsideRoot), codes.InvalidArgument},
 		{fmt.Errorf("x: %w", mounter.ErrNotMountPoint), codes.FailedPrecondition},
 		{fmt.Errorf("x: %w", mounter.ErrMountConflict), codes.AlreadyExists},
 		{fmt.Errorf("x: %w", mounter.ErrBusy), codes.FailedPrecondition},

@@ -40,7 +40,8 @@ func lockStateDir(path string) (func(), error) {
 }
 
 // discardPools destroys the stack's pools, whether imported or left behind
-// as files by an earlier run, and removes their files.
+// as files by an earlier run, and removes their files and the placement
+// records of their volumes.
 func discardPools(ctx context.Context, r command.Runner, cfg Config) {
 	files, _ := filepath.Glob(cfg.path("pools", "*.img"))
 	for i := range max(cfg.Servers, len(files)) {
@@ -55,6 +56,8 @@ func discardPools(ctx context.Context, r command.Runner, cfg Config) {
 		}
 	}
 	_ = os.RemoveAll(cfg.path("mnt"))
+	// Placements of volumes that went with the pools.
+	_ = os.RemoveAll(cfg.path("placements"))
 }
 
 // unmountAll removes every mount of the stack's datasets other than the

@@ -24,6 +24,7 @@ import (
 	"github.com/dots-csi/dots/pkg/health"
 	"github.com/dots-csi/dots/pkg/mounter"
 	"github.com/dots-csi/dots/pkg/nfs"
+	"github.com/dots-csi/dots/pkg/placements"
 	"github.com/dots-csi/dots/pkg/registry"
 	"github.com/dots-csi/dots/pkg/server"
 	"github.com/dots-csi/dots/pkg/zfs"
@@ -117,13 +118,23 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	}
 	members := registry.New(list, registry.Options{Interval: 5 * time.Second}, metrics)
 	members.Refresh(ctx)
-	cs, err := driver.NewControllerServer(members, 1<<30)
+	store, err := placements.NewDir(cfg.path("placements"))
+	if err != nil {
+		return err
+	}
+	cs, err := driver.NewControllerServer(members, store, driver.ControllerOptions{DefaultCapacity: 1 << 30}, metrics)
 	if err != nil {
 		return err
 	}
 	ids := driver.NewIdentityServer(true, driver.ServersReady(members))
 	host, _ := os.Hostname()
-	nodeOpts := driver.NodeOptions{NodeID: host, MountMode: mounter.ModeLocalBind, LocalBindRoot: cfg.path("mnt"),
+	// The node binds only volumes, and mounts only below the state dir
+	// (the client's mount targets stand in for kubelet's paths).
+	var volumeDirs []string
+	for i := range cfg.Servers {
+		volumeDirs = append(volumeDirs, mounter.VolumesDir(cfg.path("mnt", serverName(i))))
+	}
+	nodeOpts := driver.NodeOptions{NodeID: host, MountMode: mounter.ModeLocalBind, LocalBindRoots: volumeDirs, KubeletDir: cfg.StateDir,
 		StatsTimeout: mounter.DefaultStatTimeout, UnmountTimeout: mounter.DefaultUnmountTimeout}
 	m, err := mounter.New(nodeOpts.MounterConfig())
 	if err != nil {
@@ -147,8 +158,11 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 		Metrics:     metrics,
 		Ready:       []health.Check{driver.ServersReady(members)},
 		Handlers:    map[string]http.Handler{"/servers": members},
-		Background:  []func(context.Context) error{func(ctx context.Context) error { members.Run(ctx); return nil }},
-		Grace:       5 * time.Second,
+		Background: []func(context.Context) error{
+			func(ctx context.Context) error { members.Run(ctx); return nil },
+			func(ctx context.Context) error { cs.ReconcilePlacements(ctx, time.Minute); return nil },
+		},
+		Grace: 5 * time.Second,
 	}, func(a daemon.Addrs) error {
 		info := Info{PID: os.Getpid(), Endpoint: cfg.Endpoint(), HTTP: "http://" + a.HTTP}
 		for _, s := range servers {

@@ -1,6 +1,11 @@
 package mounter
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/dots-csi/dots/pkg/api"
+)
 
 // Sentinel errors returned (wrapped) by this package. Callers test them with
 // errors.Is; only the gRPC layer turns them into status codes.
@@ -15,8 +20,11 @@ var (
 	ErrNotFound = errors.New("path not found")
 	// ErrNotMountPoint: a path that must be a mount point is not one.
 	ErrNotMountPoint = errors.New("not a mount point")
-	// ErrOutsideRoot: a local-bind source is not under the allowed root.
-	ErrOutsideRoot = errors.New("path outside the allowed local-bind root")
+	// ErrOutsideRoot: a local-bind source is not a volume, i.e. not directly
+	// below one of the volumes directories the node may bind from. It is a
+	// malformed request (api.ErrInvalid), like a host path outside the
+	// kubelet directory.
+	ErrOutsideRoot = fmt.Errorf("%w: local-bind source is not a volume of a storage server on this machine", api.ErrInvalid)
 	// ErrMountConflict: something else, or the same volume with other
 	// access (read-only vs read-write), is already mounted at the target.
 	ErrMountConflict = errors.New("incompatible mount already present")

@@ -9,11 +9,16 @@ import (
 	"github.com/dots-csi/dots/internal/poll"
 )
 
-// seamsConfig returns a Config wired to the fake host, with short bounds.
+// seamsConfig returns a Config wired to the fake host, with short bounds;
+// root is the one local-bind root, if any.
 func seamsConfig(s *mountfake.Seams, mode, root string) Config {
+	var roots []string
+	if root != "" {
+		roots = []string{root}
+	}
 	return Config{
 		Mode:           mode,
-		LocalBindRoot:  root,
+		LocalBindRoots: roots,
 		StatTimeout:    50 * time.Millisecond,
 		UnmountTimeout: 50 * time.Millisecond,
 		Mount:          s.Mounter,

@@ -132,7 +132,7 @@ func mountinfoAt(t *testing.T, path string) []string {
 
 func realHost(t *testing.T, root string) *Host {
 	t.Helper()
-	h, err := New(Config{Mode: ModeLocalBind, LocalBindRoot: root, StatTimeout: 300 * time.Millisecond, UnmountTimeout: time.Second})
+	h, err := New(Config{Mode: ModeLocalBind, LocalBindRoots: []string{root}, StatTimeout: 300 * time.Millisecond, UnmountTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestRealLocalBindRoundTrip(t *testing.T) {
 	root := t.TempDir()
 	source := filepath.Join(root, "pool", "vol1")
 	dev := mountTmpfs(t, source, "16m")
-	h := realHost(t, root)
+	h := realHost(t, filepath.Join(root, "pool"))
 	dir := t.TempDir()
 	staging, target, roTarget := filepath.Join(dir, "globalmount"), filepath.Join(dir, "pod1", "mount"), filepath.Join(dir, "pod2", "mount")
 	vol := Volume{ID: "vol1", LocalPath: source}
@@ -214,7 +214,7 @@ func TestRealStaleMountDetectedAndReplaced(t *testing.T) {
 	source := filepath.Join(root, "pool", "vol1")
 	mountTmpfs(t, source, "4m")
 	must(t, os.WriteFile(filepath.Join(source, "f"), []byte("hello"), 0o600))
-	h := realHost(t, root)
+	h := realHost(t, filepath.Join(root, "pool"))
 	staging := filepath.Join(t.TempDir(), "globalmount")
 	mountDeadFuse(t, staging, false)
 

@@ -66,18 +66,38 @@ func (nfsMode) plan(vol Volume, flags []string, readOnly bool, _ []mount.MountPo
 
 func (nfsMode) isSourcePath(string) bool { return false }
 
-// localBindMode refuses any source that is not a mount point under root, so
-// a volume context can never make the node plugin expose arbitrary host
-// directories.
+// VolumesDir is where a storage server whose pool is mounted at mountRoot
+// mounts its volumes (the datasets POOL/dots/volumes/NAME): the directory a
+// local-bind node binds from.
+func VolumesDir(mountRoot string) string {
+	return filepath.Join(mountRoot, "dots", "volumes")
+}
+
+// localBindMode binds only volumes: mount points directly below one of the
+// volumes directories, so a volume context can never make the node plugin
+// expose another host directory, the pool's internal datasets (its state,
+// beside the volumes) or a volumes directory as a whole.
 type localBindMode struct {
-	root string // absolute, symlinks resolved
+	roots []bindRoot
+}
+
+// bindRoot is a volumes directory as configured and with its symlinks
+// resolved.
+type bindRoot struct {
+	given, resolved string
 }
 
 func (localBindMode) name() string { return ModeLocalBind }
 
 func (m localBindMode) plan(vol Volume, flags []string, readOnly bool, mounts []mount.MountPoint) (plan, error) {
+	if hasDotDot(vol.LocalPath) {
+		return plan{}, fmt.Errorf("%w: local path %q holds a '..' component", ErrOutsideRoot, vol.LocalPath)
+	}
 	if err := checkPath("local path", vol.LocalPath); err != nil {
 		return plan{}, err
+	}
+	if !m.isVolume(vol.LocalPath, false) {
+		return plan{}, fmt.Errorf("%w: local path %s is not directly below a volumes directory (%s)", ErrOutsideRoot, vol.LocalPath, m.given())
 	}
 	resolved, err := filepath.EvalSymlinks(vol.LocalPath)
 	if err != nil {
@@ -86,8 +106,8 @@ func (m localBindMode) plan(vol Volume, flags []string, readOnly bool, mounts []
 		}
 		return plan{}, fmt.Errorf("local path %s: %w", vol.LocalPath, err)
 	}
-	if resolved == m.root || !mount.PathWithinBase(resolved, m.root) {
-		return plan{}, fmt.Errorf("%w: %s (resolved %s) is not under %s", ErrOutsideRoot, vol.LocalPath, resolved, m.root)
+	if !m.isVolume(resolved, true) {
+		return plan{}, fmt.Errorf("%w: local path %s resolves to %s, not directly below a volumes directory (%s)", ErrOutsideRoot, vol.LocalPath, resolved, m.given())
 	}
 	mp, ok := mountAt(mounts, resolved)
 	if !ok {
@@ -100,8 +120,34 @@ func (m localBindMode) plan(vol Volume, flags []string, readOnly bool, mounts []
 	return plan{source: resolved, options: opts, device: mp.Device, readOnly: hasOption(opts, "ro")}, nil
 }
 
+// isVolume reports whether the clean path p is exactly one component below
+// a volumes directory: as configured or resolved (a path as the server
+// reports it), or only resolved (a path whose symlinks are resolved).
+func (m localBindMode) isVolume(p string, resolved bool) bool {
+	dir := filepath.Dir(p)
+	for _, r := range m.roots {
+		if dir == r.resolved || (!resolved && dir == r.given) {
+			return true
+		}
+	}
+	return false
+}
+
+func (m localBindMode) given() string {
+	roots := make([]string, 0, len(m.roots))
+	for _, r := range m.roots {
+		roots = append(roots, r.given)
+	}
+	return strings.Join(roots, ", ")
+}
+
 func (m localBindMode) isSourcePath(p string) bool {
-	return p == m.root || mount.PathWithinBase(p, m.root)
+	for _, r := range m.roots {
+		if p == r.resolved || mount.PathWithinBase(p, r.resolved) {
+			return true
+		}
+	}
+	return false
 }
 
 // mountAt returns the topmost mount at path.

@@ -30,6 +30,14 @@ const (
 type Mounter interface {
 	// Mode is the mount mode name (ModeNFS or ModeLocalBind).
 	Mode() string
+	// KubeletDir is the directory every staging and target path lies below.
+	KubeletDir() string
+	// ConfinePath checks a staging or target path of a request before
+	// anything is done with it, and returns it cleaned: it must be an
+	// absolute path without "..", strictly below the kubelet directory,
+	// and still so once the symlinks of its existing part are resolved.
+	// Any other path is api.ErrInvalid.
+	ConfinePath(ctx context.Context, what, path string) (string, error)
 	// Stage mounts vol at target, creating the directory. An existing
 	// correct mount is success; a stale one is unmounted and mounted again;
 	// another mount there is ErrMountConflict.
@@ -70,9 +78,13 @@ type UnmountFunc func(target string, flags int) error
 type Config struct {
 	// Mode is ModeNFS (the default when empty) or ModeLocalBind.
 	Mode string
-	// LocalBindRoot is the directory under which local-bind sources must
-	// be; required by ModeLocalBind.
-	LocalBindRoot string
+	// LocalBindRoots are the volumes directories of the storage servers on
+	// this machine (VolumesDir of each server's mount root): a local-bind
+	// source must be directly below one of them. Required by ModeLocalBind.
+	LocalBindRoots []string
+	// KubeletDir is the directory staging and target paths must lie below
+	// (ConfinePath); DefaultKubeletDir when empty.
+	KubeletDir string
 	// StatTimeout bounds each stat and statfs (health, stale checks, stats).
 	StatTimeout time.Duration
 	// UnmountTimeout bounds each unmount attempt: plain, then force, then lazy.
@@ -91,6 +103,7 @@ type Config struct {
 // Host implements Mounter on this machine.
 type Host struct {
 	mode           mode
+	kubeletDir     string
 	mnt            mount.Interface
 	stat           StatFunc
 	statfs         StatfsFunc
@@ -107,7 +120,14 @@ func New(cfg Config) (*Host, error) {
 	if cfg.StatTimeout < 0 || cfg.UnmountTimeout < 0 {
 		return nil, fmt.Errorf("%w: negative timeout", ErrInvalidConfig)
 	}
+	if cfg.KubeletDir == "" {
+		cfg.KubeletDir = DefaultKubeletDir
+	}
+	if err := CheckKubeletDir(cfg.KubeletDir); err != nil {
+		return nil, err
+	}
 	h := &Host{
+		kubeletDir:     cfg.KubeletDir,
 		mnt:            cfg.Mount,
 		stat:           cfg.Stat,
 		statfs:         cfg.Statfs,
@@ -118,16 +138,23 @@ func New(cfg Config) (*Host, error) {
 	}
 	switch cfg.Mode {
 	case ModeNFS, "":
-		if cfg.LocalBindRoot != "" {
-			return nil, fmt.Errorf("%w: a local-bind root is set but the mode is %s", ErrInvalidConfig, ModeNFS)
+		if len(cfg.LocalBindRoots) != 0 {
+			return nil, fmt.Errorf("%w: local-bind roots are set but the mode is %s", ErrInvalidConfig, ModeNFS)
 		}
 		h.mode = nfsMode{}
 	case ModeLocalBind:
-		root, err := localBindRoot(cfg.LocalBindRoot)
-		if err != nil {
-			return nil, err
+		if len(cfg.LocalBindRoots) == 0 {
+			return nil, fmt.Errorf("%w: mode %s needs at least one local-bind root", ErrInvalidConfig, ModeLocalBind)
 		}
-		h.mode = localBindMode{root: root}
+		var m localBindMode
+		for _, r := range cfg.LocalBindRoots {
+			root, err := localBindRoot(r)
+			if err != nil {
+				return nil, err
+			}
+			m.roots = append(m.roots, root)
+		}
+		h.mode = m
 	default:
 		return nil, fmt.Errorf("%w: unknown mount mode %q (want %s or %s)", ErrInvalidConfig, cfg.Mode, ModeNFS, ModeLocalBind)
 	}
@@ -154,30 +181,33 @@ func New(cfg Config) (*Host, error) {
 	if h.statfs == nil {
 		h.statfs = unix.Statfs
 	}
-	if lb, ok := h.mode.(localBindMode); ok {
-		klog.InfoS("Mount mode local-bind: DEVELOPMENT ONLY, volumes are bind mounts of dataset mountpoints on this machine, not NFS mounts", "localBindRoot", lb.root)
+	if _, ok := h.mode.(localBindMode); ok {
+		klog.InfoS("Mount mode local-bind: DEVELOPMENT ONLY, volumes are bind mounts of dataset mountpoints on this machine, not NFS mounts",
+			"localBindRoots", cfg.LocalBindRoots, "kubeletDir", h.kubeletDir)
 	} else {
-		klog.InfoS("Mount mode nfs", "defaultOptions", DefaultNFSOptions)
+		klog.InfoS("Mount mode nfs", "defaultOptions", DefaultNFSOptions, "kubeletDir", h.kubeletDir)
 	}
 	return h, nil
 }
 
-func localBindRoot(root string) (string, error) {
-	if root == "" || !filepath.IsAbs(root) {
-		return "", fmt.Errorf("%w: mode %s needs an absolute local-bind root, got %q", ErrInvalidConfig, ModeLocalBind, root)
+// localBindRoot checks a volumes directory and resolves its symlinks once:
+// it must exist when the node starts (its server has opened its pool).
+func localBindRoot(root string) (bindRoot, error) {
+	if !filepath.IsAbs(root) || filepath.Clean(root) != root {
+		return bindRoot{}, fmt.Errorf("%w: a local-bind root must be a clean absolute path, not %q", ErrInvalidConfig, root)
 	}
 	resolved, err := filepath.EvalSymlinks(root)
 	if err != nil {
-		return "", fmt.Errorf("%w: local-bind root: %v", ErrInvalidConfig, err)
+		return bindRoot{}, fmt.Errorf("%w: local-bind root: %v", ErrInvalidConfig, err)
 	}
 	if resolved == "/" {
-		return "", fmt.Errorf("%w: local-bind root must not be /", ErrInvalidConfig)
+		return bindRoot{}, fmt.Errorf("%w: local-bind root must not be /", ErrInvalidConfig)
 	}
 	st, err := os.Stat(resolved)
 	if err != nil || !st.IsDir() {
-		return "", fmt.Errorf("%w: local-bind root %s is not a directory", ErrInvalidConfig, resolved)
+		return bindRoot{}, fmt.Errorf("%w: local-bind root %s is not a directory", ErrInvalidConfig, resolved)
 	}
-	return resolved, nil
+	return bindRoot{given: root, resolved: resolved}, nil
 }
 
 func sysUnmount(target string, flags int) error {
@@ -189,6 +219,9 @@ func sysUnmount(target string, flags int) error {
 
 // Mode implements Mounter.
 func (h *Host) Mode() string { return h.mode.name() }
+
+// KubeletDir implements Mounter.
+func (h *Host) KubeletDir() string { return h.kubeletDir }
 
 // Stage implements Mounter.
 func (h *Host) Stage(ctx context.Context, vol Volume, target string, flags []string, readOnly bool) error {

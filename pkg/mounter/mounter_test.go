@@ -28,13 +28,19 @@ func TestNewConfig(t *testing.T) {
 	}
 	bad := []Config{
 		{Mode: "nfs3"},
-		{Mode: ModeNFS, LocalBindRoot: root},
+		{Mode: ModeNFS, LocalBindRoots: []string{root}},
 		{Mode: ModeLocalBind},
-		{Mode: ModeLocalBind, LocalBindRoot: "relative"},
-		{Mode: ModeLocalBind, LocalBindRoot: "/"},
-		{Mode: ModeLocalBind, LocalBindRoot: filepath.Join(root, "missing")},
-		{Mode: ModeLocalBind, LocalBindRoot: file},
+		{Mode: ModeLocalBind, LocalBindRoots: []string{}},
+		{Mode: ModeLocalBind, LocalBindRoots: []string{"relative"}},
+		{Mode: ModeLocalBind, LocalBindRoots: []string{"/"}},
+		{Mode: ModeLocalBind, LocalBindRoots: []string{root + "/x/.."}},
+		{Mode: ModeLocalBind, LocalBindRoots: []string{root, filepath.Join(root, "missing")}},
+		{Mode: ModeLocalBind, LocalBindRoots: []string{file}},
 		{Mode: ModeNFS, StatTimeout: -1},
+		{Mode: ModeNFS, KubeletDir: "relative/kubelet"},
+		{Mode: ModeNFS, KubeletDir: "/"},
+		{Mode: ModeNFS, KubeletDir: "/var/lib/kubelet/"},
+		{Mode: ModeNFS, KubeletDir: "/var/lib/../kubelet"},
 	}
 	for _, cfg := range bad {
 		cfg.Mount = mount.NewFakeMounter(nil)
@@ -43,7 +49,7 @@ func TestNewConfig(t *testing.T) {
 		}
 	}
 	h, err := New(Config{Mount: mount.NewFakeMounter(nil)})
-	if err != nil || h.Mode() != ModeNFS || h.statTimeout != DefaultStatTimeout || h.unmountTimeout != DefaultUnmountTimeout {
+	if err != nil || h.Mode() != ModeNFS || h.statTimeout != DefaultStatTimeout || h.unmountTimeout != DefaultUnmountTimeout || h.KubeletDir() != DefaultKubeletDir {
 		t.Fatalf("zero Config: %v, %+v", err, h)
 	}
 }

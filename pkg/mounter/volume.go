@@ -87,10 +87,8 @@ func checkLocalPath(what, p string) error {
 	if p == "" || len(p) > maxPathLen || !filepath.IsAbs(p) {
 		return fmt.Errorf("%w: %s %q is not an absolute path of at most %d bytes", ErrInvalidVolume, what, p, maxPathLen)
 	}
-	for _, r := range p {
-		if r <= ' ' || r == 0x7f || r == '\\' {
-			return fmt.Errorf("%w: %s %q holds whitespace, a backslash or a control character", ErrInvalidVolume, what, p)
-		}
+	if badPathChar(p) {
+		return fmt.Errorf("%w: %s %q holds whitespace, a backslash or a control character", ErrInvalidVolume, what, p)
 	}
 	return nil
 }

@@ -179,6 +179,10 @@ func (r *Registry) sync(servers []discovery.Server) {
 	}
 }
 
+// ProbeNow reads one server's health and free space at once (after it
+// refused a create for lack of space, say), instead of at the next round.
+func (r *Registry) ProbeNow(ctx context.Context, m *Member) { r.probe(ctx, m) }
+
 func (r *Registry) probe(ctx context.Context, m *Member) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.ProbeTimeout)
 	defer cancel()

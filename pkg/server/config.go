@@ -35,6 +35,9 @@ type Config struct {
 	ZpoolBinary  string
 	ZFSTimeouts  command.Timeouts
 	ExportOnExit bool
+	// ReconcileInterval is how often the pool and the exports are compared
+	// and repaired, and the trash reaped.
+	ReconcileInterval time.Duration
 
 	NFS nfs.GaneshaConfig
 }
@@ -59,6 +62,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ZpoolBinary, "zpool-binary", command.Zpool, "the zpool program (a path, or a name looked up in PATH)")
 	c.ZFSTimeouts.AddFlags(fs)
 	fs.BoolVar(&c.ExportOnExit, "export-pool-on-exit", true, "export the pool on shutdown so another node can import it")
+	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", time.Minute, "how often the pool and the exports are compared and repaired (volumes not mounted or not exported, exports of nothing, trash)")
 
 	fs.IntVar(&c.NFS.NFSPort, "nfs-port", 2049, "NFS port")
 	fs.IntVar(&c.NFS.MountPort, "nfs-mount-port", 0, "MOUNT protocol port (NFSv3 only)")
@@ -107,6 +111,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := zfs.ParseCLI(c.ZFSCLI); err != nil {
 		return fmt.Errorf("--zfs-cli: %w", err)
+	}
+	if c.ReconcileInterval <= 0 {
+		c.ReconcileInterval = time.Minute
 	}
 	if c.ZFSTimeouts == (command.Timeouts{}) {
 		c.ZFSTimeouts = command.DefaultTimeouts

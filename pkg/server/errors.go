@@ -21,6 +21,7 @@ var ErrorCodes = csirpc.NewCodes(api.ErrorCodes, []csirpc.ErrorCode{
 	{Err: zfs.ErrShrink, Code: codes.InvalidArgument},
 	{Err: zfs.ErrTooSmall, Code: codes.OutOfRange},
 	{Err: zfs.ErrBusy, Code: codes.Unavailable},
+	{Err: zfs.ErrNotMounted, Code: codes.Unavailable},
 	{Err: nfs.ErrInvalid, Code: codes.InvalidArgument},
 	{Err: nfs.ErrUnavailable, Code: codes.Unavailable},
 })

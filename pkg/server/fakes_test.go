@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/health"
 	"github.com/dots-csi/dots/pkg/nfs"
 	"github.com/dots-csi/dots/pkg/zfs"
@@ -52,6 +51,7 @@ type fakePool struct {
 	free   int64
 
 	deleteErr error         // returned by DeleteVolume when set
+	mountErr  error         // returned by MountVolume when set
 	hold      chan struct{} // when set, CreateVolume waits for it to close
 	entered   chan struct{} // when set, CreateVolume signals here first
 }
@@ -64,6 +64,48 @@ func copyVolume(v *zfs.Volume) *zfs.Volume {
 	c := *v
 	c.Properties = maps.Clone(v.Properties)
 	return &c
+}
+
+// unmount makes a volume's dataset not mounted, with mountErr as the reason
+// further mounts fail (nil: they succeed).
+func (p *fakePool) unmount(name string, mountErr error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.vols[name].Mounted = false
+	p.mountErr = mountErr
+}
+
+func (p *fakePool) MountVolume(ctx context.Context, name string) (*zfs.Volume, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	v, ok := p.vols[name]
+	if !ok {
+		return nil, fmt.Errorf("volume %q: %w", name, zfs.ErrNotFound)
+	}
+	if p.mountErr != nil {
+		return copyVolume(v), fmt.Errorf("%w: %v", zfs.ErrNotMounted, p.mountErr)
+	}
+	v.Mounted = true
+	p.ev.add("mount %s", name)
+	return copyVolume(v), nil
+}
+
+func (p *fakePool) MountError(name string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return fmt.Errorf("%w: %v", zfs.ErrNotMounted, p.mountErr)
+}
+
+func (p *fakePool) Audit(context.Context) (zfs.Audit, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var a zfs.Audit
+	for n, v := range p.vols {
+		if !v.Mounted {
+			a.Unmounted = append(a.Unmounted, n)
+		}
+	}
+	return a, nil
 }
 
 func (p *fakePool) Capacity(context.Context) (zfs.Capacity, error) {
@@ -98,7 +140,7 @@ func (p *fakePool) CreateVolume(ctx context.Context, spec zfs.VolumeSpec) (*zfs.
 			return nil, fmt.Errorf("source: %w", zfs.ErrNotFound)
 		}
 	}
-	capacity := api.RoundCapacity(spec.Capacity)
+	capacity := spec.Capacity
 	if capacity > p.free {
 		return nil, zfs.ErrNoSpace
 	}
@@ -106,7 +148,7 @@ func (p *fakePool) CreateVolume(ctx context.Context, spec zfs.VolumeSpec) (*zfs.
 	v := &zfs.Volume{
 		Name: spec.Name, Dataset: "fake/dots/volumes/" + spec.Name, Mountpoint: "/fake/mnt/" + spec.Name,
 		Capacity: capacity, Thick: spec.Thick, Source: spec.Source, Properties: props, ExportID: p.nextID,
-		CreatedAt: time.Now(),
+		CreatedAt: time.Now(), Mounted: true,
 	}
 	p.vols[spec.Name] = v
 	p.ev.add("create %s", spec.Name)
@@ -140,7 +182,7 @@ func (p *fakePool) ExpandVolume(ctx context.Context, name string, capacity int64
 	if !ok {
 		return nil, zfs.ErrNotFound
 	}
-	v.Capacity = max(v.Capacity, api.RoundCapacity(capacity))
+	v.Capacity = max(v.Capacity, capacity)
 	p.ev.add("expand %s %d", name, v.Capacity)
 	return copyVolume(v), nil
 }

@@ -76,11 +76,12 @@ func Run(ctx context.Context, cfg Config, ready func(Running)) error {
 	if err != nil {
 		return err
 	}
-	n, err := srv.RestoreExports(ctx)
+	n, unmounted, err := srv.RestoreExports(ctx)
 	if err != nil {
 		return fmt.Errorf("exporting the pool's volumes: %w", err)
 	}
-	klog.InfoS("Volumes exported", "count", n)
+	klog.InfoS("Volumes exported", "count", n, "notMounted", unmounted)
+	reconciler := NewReconciler(srv, metrics)
 
 	return daemon.Run(ctx, daemon.Spec{
 		Name:     "storage server " + cfg.Name,
@@ -93,6 +94,10 @@ func Run(ctx context.Context, cfg Config, ready func(Running)) error {
 		HTTPAddress: cfg.HTTPAddress,
 		Metrics:     metrics,
 		Ready:       checks,
+		Background: []func(context.Context) error{
+			func(ctx context.Context) error { pool.Maintain(ctx, cfg.ReconcileInterval); return nil },
+			func(ctx context.Context) error { return reconciler.Run(ctx, cfg.ReconcileInterval) },
+		},
 	}, func(a daemon.Addrs) error {
 		klog.InfoS("Storage server ready", "name", cfg.Name, "pool", cfg.Pool, "endpoint", a.GRPC, "http", a.HTTP, "nfsPort", gcfg.NFSPort)
 		if ready != nil {

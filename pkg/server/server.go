@@ -33,6 +33,12 @@ type Pool interface {
 	GetSnapshot(ctx context.Context, name string) (*zfs.Snapshot, error)
 	ListSnapshots(ctx context.Context) ([]*zfs.Snapshot, error)
 	DeleteSnapshot(ctx context.Context, name string) error
+	// MountVolume mounts a live volume that is not mounted.
+	MountVolume(ctx context.Context, name string) (*zfs.Volume, error)
+	// MountError says why a live volume is not mounted.
+	MountError(name string) error
+	// Audit reports what disagrees with the pool's layout.
+	Audit(ctx context.Context) (zfs.Audit, error)
 }
 
 // Options configure a storage server.
@@ -82,18 +88,37 @@ func (s *Server) PseudoPath(name string) string {
 	return path.Join(s.opts.PseudoRoot, name)
 }
 
-// RestoreExports exports every volume of the pool: a restarted server serves
-// exactly what it served before, with the same export ids.
-func (s *Server) RestoreExports(ctx context.Context) (int, error) {
+// export exports a volume, mounting it first if it is not mounted: an
+// export of an unmounted mountpoint would serve the parent's directory.
+func (s *Server) export(ctx context.Context, v *zfs.Volume) error {
+	if !v.Mounted {
+		mounted, err := s.pool.MountVolume(ctx, v.Name)
+		if err != nil {
+			return err
+		}
+		v = mounted
+	}
+	return s.exporter.Export(ctx, s.ExportFor(v))
+}
+
+// RestoreExports exports every mounted volume of the pool in one change: a
+// restarted server serves exactly what it served before, with the same
+// export ids. It returns the volumes it could not serve (not mounted); the
+// reconciler tries them again.
+func (s *Server) RestoreExports(ctx context.Context) (exported int, unmounted []string, err error) {
 	vols, err := s.pool.ListVolumes(ctx)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	exports := make([]nfs.Export, 0, len(vols))
 	for _, v := range vols {
+		if !v.Mounted {
+			unmounted = append(unmounted, v.Name)
+			continue
+		}
 		exports = append(exports, s.ExportFor(v))
 	}
-	return len(exports), s.exporter.SetExports(ctx, exports)
+	return len(exports), unmounted, s.exporter.SetExports(ctx, exports)
 }
 
 func volumeKey(name string) string   { return "volume/" + name }

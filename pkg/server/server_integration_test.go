@@ -209,12 +209,16 @@ func TestVolumeLifecycleThroughNFS(t *testing.T) {
 	if left := s.listVolumes(ctx); len(left) != 0 {
 		t.Errorf("volumes left: %v", keys(left))
 	}
-	for _, d := range s.datasets(ctx, s.cfg.Pool+"/dots") {
-		if strings.HasPrefix(d, s.cfg.Pool+"/dots/volumes/") || strings.HasPrefix(d, s.cfg.Pool+"/dots/trash/") ||
-			strings.Contains(d, "@") {
-			t.Errorf("left in the pool after deleting everything: %s", d)
+	// The trash is reaped in the background, soon after the last delete.
+	poll.Until(t, 30*time.Second, "the pool empty after deleting everything", func() error {
+		for _, d := range s.datasets(ctx, s.cfg.Pool+"/dots") {
+			if strings.HasPrefix(d, s.cfg.Pool+"/dots/volumes/") || strings.HasPrefix(d, s.cfg.Pool+"/dots/trash/") ||
+				strings.Contains(d, "@") {
+				return fmt.Errorf("left: %s", d)
+			}
 		}
-	}
+		return nil
+	})
 }
 
 // waitGaneshaRestarted waits until a new ganesha of this server runs and

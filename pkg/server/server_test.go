@@ -406,20 +406,22 @@ func TestProbe(t *testing.T) {
 	}
 }
 
-// TestRestoreExports: a started server exports every volume of the pool
-// with the export id the pool recorded.
+// TestRestoreExports: a started server exports every mounted volume of the
+// pool with the export id the pool recorded, and never one whose dataset is
+// not mounted (its mountpoint is the parent's directory).
 func TestRestoreExports(t *testing.T) {
 	s, pool, exp, _ := newFakeServer(t)
 	ctx := context.Background()
-	for _, n := range []string{"a", "b", "c"} {
+	for _, n := range []string{"a", "b", "c", "unmounted"} {
 		if _, err := pool.CreateVolume(ctx, zfs.VolumeSpec{Name: n, Capacity: 1 << 20}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	pool.unmount("unmounted", errors.New("directory is not empty"))
 	exp.exports[999] = nfs.Export{ID: 999, Path: "/stale", Pseudo: "/dots/stale"}
-	n, err := s.RestoreExports(ctx)
-	if err != nil || n != 3 {
-		t.Fatalf("RestoreExports = %d, %v", n, err)
+	n, unmounted, err := s.RestoreExports(ctx)
+	if err != nil || n != 3 || !slices.Equal(unmounted, []string{"unmounted"}) {
+		t.Fatalf("RestoreExports = %d, %v, %v", n, unmounted, err)
 	}
 	var want []nfs.Export
 	for _, name := range []string{"a", "b", "c"} {
@@ -445,11 +447,12 @@ func TestExpandVolumeRules(t *testing.T) {
 			CapacityRange: &csi.CapacityRange{RequiredBytes: req, LimitBytes: lim}})
 		return resp.GetCapacityBytes(), err
 	}
-	if got, err := expand(30<<20+1, 0); err != nil || got != 31<<20 {
-		t.Fatalf("expand to 30 MiB + 1: %d, %v; want 31 MiB", got, err)
+	// Exactly the bytes asked for.
+	if got, err := expand(30<<20+1, 0); err != nil || got != 30<<20+1 {
+		t.Fatalf("expand to 30 MiB + 1: %d, %v; want exactly that", got, err)
 	}
-	if got, err := expand(10<<20, 0); err != nil || got != 31<<20 {
-		t.Fatalf("shrink request: %d, %v; want the current 31 MiB", got, err)
+	if got, err := expand(10<<20, 0); err != nil || got != 30<<20+1 {
+		t.Fatalf("shrink request: %d, %v; want the current size", got, err)
 	}
 	if _, err := expand(0, 10<<20); code(err) != codes.OutOfRange {
 		t.Fatalf("limit below the current size: %v, want OutOfRange", err)

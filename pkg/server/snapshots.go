@@ -53,7 +53,7 @@ func csiSnapshot(s *zfs.Snapshot) *csi.Snapshot {
 	return &csi.Snapshot{
 		SnapshotId:     s.Name,
 		SourceVolumeId: s.SourceVolume,
-		SizeBytes:      api.RoundCapacity(max(s.Size, 1)),
+		SizeBytes:      max(s.Size, 1),
 		CreationTime:   timestamppb.New(s.CreatedAt),
 		ReadyToUse:     true,
 	}

@@ -53,7 +53,7 @@ func (s *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		klog.InfoS("Volume created", "volume", cv.Name, "id", cv.ID, "capacity", vol.Capacity, "source", vol.Source.Name, "thick", vol.Thick)
 	}
 	// Exporting also on the repeated call heals a create whose export failed.
-	if err := s.exporter.Export(ctx, s.ExportFor(vol)); err != nil {
+	if err := s.export(ctx, vol); err != nil {
 		return nil, fmt.Errorf("exporting volume %s: %w", cv.Name, err)
 	}
 	return &csi.CreateVolumeResponse{Volume: s.csiVolume(vol)}, nil
@@ -139,7 +139,7 @@ func (s *Server) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	}
 	if err := s.pool.DeleteVolume(ctx, name); err != nil && !errors.Is(err, zfs.ErrNotFound) {
 		// Put the export back: the volume still exists and may be in use.
-		if xerr := s.exporter.Export(ctx, s.ExportFor(vol)); xerr != nil {
+		if xerr := s.export(ctx, vol); xerr != nil {
 			klog.ErrorS(xerr, "Re-exporting a volume whose delete failed", "volume", name)
 		}
 		return nil, err
@@ -260,6 +260,6 @@ func (s *Server) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (
 	return &csi.GetCapacityResponse{
 		AvailableCapacity: c.Available,
 		MaximumVolumeSize: wrapperspb.Int64(c.Available),
-		MinimumVolumeSize: wrapperspb.Int64(api.RoundCapacity(1)),
+		MinimumVolumeSize: wrapperspb.Int64(api.MinCapacity),
 	}, nil
 }

@@ -17,4 +17,7 @@ var (
 	ErrShrink   = errors.New("volumes cannot shrink")
 	ErrTooSmall = errors.New("smaller than its source")
 	ErrBusy     = errors.New("dataset is busy")
+	// ErrNotMounted: a volume's dataset is not mounted and cannot be now;
+	// it is not exported until it is.
+	ErrNotMounted = errors.New("volume not mounted")
 )

@@ -39,8 +39,8 @@ func ValidatePoolName(name string) error {
 }
 
 func validateCapacity(c int64) error {
-	if c <= 0 {
-		return fmt.Errorf("%w: capacity must be positive, got %d", ErrInvalid, c)
+	if c < api.MinCapacity {
+		return fmt.Errorf("%w: capacity %d is below the smallest volume, %d bytes", ErrInvalid, c, api.MinCapacity)
 	}
 	return nil
 }

@@ -95,6 +95,11 @@ type Pool struct {
 	nextID uint32          // cached dots:next-exportid; 0 until read
 
 	snapNames nameLocks // snapshot names are unique in the pool
+	reserve   reserve
+	reapKick  chan struct{} // wakes Maintain to reap the trash
+
+	mountMu   sync.Mutex
+	mountErrs map[string]error // why a volume's dataset is not mounted, by dataset
 
 	trashMu sync.Mutex
 	pending map[string]trashEntry // deleted volumes still under volumes/, by dataset
@@ -109,7 +114,8 @@ func Open(ctx context.Context, cfg Config) (*Pool, error) {
 	if cfg.Runner == nil {
 		return nil, fmt.Errorf("%w: pool %s: no command runner", ErrInvalid, cfg.Pool)
 	}
-	p := &Pool{name: cfg.Pool, runner: cfg.Runner, pending: map[string]trashEntry{}}
+	p := &Pool{name: cfg.Pool, runner: cfg.Runner, pending: map[string]trashEntry{},
+		reapKick: make(chan struct{}, 1), mountErrs: map[string]error{}}
 	cli := cfg.CLI
 	if cli == "" {
 		cli = CLIAuto
@@ -162,6 +168,10 @@ func (p *Pool) setup(ctx context.Context, cfg Config) error {
 	}
 	if err := p.ensureLayout(ctx); err != nil {
 		return err
+	}
+	if err := p.ensureReserve(ctx); err != nil {
+		// A full pool serves without its reserve until space frees up.
+		klog.ErrorS(err, "The pool has no emergency reserve yet", "pool", p.name)
 	}
 	if err := p.detectTunables(ctx); err != nil {
 		return err
@@ -319,7 +329,7 @@ func (p *Pool) detectTunables(ctx context.Context) error {
 			p.tunables = append(p.tunables, k)
 		}
 	}
-	p.volProps = append([]string{propType, propMountpoint, propRefquota, propRefreservation,
+	p.volProps = append([]string{propType, propMountpoint, propMounted, propRefquota, propRefreservation,
 		propReferenced, propAvailable, propCreation, propOrigin,
 		propName, propCapacity, propSource, propThick, propExportID, propCreated, propTrashed}, p.tunables...)
 	klog.V(2).InfoS("ZFS tunables", "pool", p.name, "supported", p.tunables)

@@ -221,8 +221,11 @@ func volumeFromProps(dataset string, p dsProps, tunables []string) (*Volume, err
 		Used:       p.int(propReferenced),
 		Available:  p.int(propAvailable),
 		Thick:      p.localStr(propThick) == "true",
+		Reserved:   p.int(propRefreservation),
+		Mounted:    p.str(propMounted) == "yes",
 		Properties: map[string]string{},
 	}
+	v.Recorded, _ = strconv.ParseInt(p.localStr(propCapacity), 10, 64)
 	if v.Mountpoint == "none" || v.Mountpoint == "legacy" {
 		v.Mountpoint = ""
 	}

@@ -139,7 +139,7 @@ func (p *Pool) DeleteSnapshot(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	err = p.zfsDestroy(ctx, s.Dataset, destroyNow)
+	err = p.spacious(ctx, func() error { return p.zfsDestroy(ctx, s.Dataset, destroyNow) })
 	switch {
 	case err == nil:
 		klog.InfoS("Destroyed snapshot", "pool", p.name, "snapshot", name)
@@ -150,7 +150,7 @@ func (p *Pool) DeleteSnapshot(ctx context.Context, name string) error {
 	default:
 		return err
 	}
-	p.reapLogged(ctx)
+	p.KickReap()
 	return nil
 }
 
@@ -159,7 +159,7 @@ func (p *Pool) DeleteSnapshot(ctx context.Context, name string) error {
 // it with its last clone. It is not renamed: on zfs-fuse a rename unmounts
 // the clones, which fails while the NFS server holds them open.
 func (p *Pool) hideSnapshot(ctx context.Context, s *Snapshot) error {
-	if err := p.zfsDestroy(ctx, s.Dataset, destroyDeferred); err != nil {
+	if err := p.spacious(ctx, func() error { return p.zfsDestroy(ctx, s.Dataset, destroyDeferred) }); err != nil {
 		return err
 	}
 	klog.InfoS("Snapshot has clones: hidden until the last one goes", "pool", p.name, "snapshot", s.Name)

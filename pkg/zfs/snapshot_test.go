@@ -224,7 +224,13 @@ func internalSnapshots(t testing.TB, p *zfs.Pool) []string {
 }
 
 // trashed lists datasets and snapshots under the trash.
+// trashed reaps (deletes leave that to the pool's maintenance, which no
+// test runs) and lists what is left in the trash.
 func trashed(t testing.TB, p *zfs.Pool) []string {
+	t.Helper()
+	if err := p.Reap(ctx(t)); err != nil {
+		t.Fatalf("Reap: %v", err)
+	}
 	root := p.Name() + "/dots/trash"
 	var out []string
 	for _, n := range zfsNames(t, root) {

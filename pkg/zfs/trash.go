@@ -28,41 +28,54 @@ type trashEntry struct {
 }
 
 // trashVolume takes a deleted volume that has snapshots out of the user's
-// view: unmounted, canmount=off and marked dots:trashed, then moved under
-// POOL/dots/trash so its name is free. zfs-fuse (old ZFS) refuses to rename
-// a dataset whose snapshots are origins of mounted clones ("dataset is
-// busy", for as long as the clones stay mounted); such a dataset stays
-// where it is, marked, until Reap can move or destroy it, or a new volume
-// wants its name (freeName).
+// view, so its snapshots stay usable. Its commit point is one user
+// property, dots:trashed, whose set neither unmounts the dataset nor needs
+// more space than the emergency reserve gives back: when it fails, nothing
+// changed and the volume is still mounted. From then on the volume is
+// deleted for the user, and the rest is housekeeping that Reap finishes
+// if it stops half way: unmount, canmount=off (see retire), and a rename
+// under POOL/dots/trash so its name is free. zfs-fuse refuses to rename a
+// dataset whose snapshots are origins of mounted clones ("dataset is busy",
+// for as long as the clones stay mounted); such a dataset stays where it
+// is, marked, until Reap can move or destroy it, or a new volume wants its
+// name (freeName).
 func (p *Pool) trashVolume(ctx context.Context, v *Volume) error {
-	t, err := p.getProps(ctx, depthSelf, []string{propMounted}, v.Dataset)
+	stamp := time.Now().UTC().Format(time.RFC3339)
+	if err := p.spacious(ctx, func() error {
+		return p.zfsSet(ctx, v.Dataset, map[string]string{propTrashed: stamp})
+	}); err != nil {
+		return err
+	}
+	p.forgetMountError(v.Dataset)
+	e := trashEntry{name: v.Name, exportID: v.ExportID}
+	if err := p.retire(ctx, v.Dataset); err != nil {
+		p.trashMu.Lock()
+		p.pending[v.Dataset] = e
+		p.trashMu.Unlock()
+		klog.InfoS("Deleted volume stays mounted until maintenance retires it", "pool", p.name, "dataset", v.Dataset, "reason", err.Error())
+		return nil
+	}
+	if err := p.moveToTrash(ctx, v.Dataset, e, trashRenameAttempts); err != nil {
+		klog.InfoS("Deleted volume waits in place: it cannot move into the trash yet", "pool", p.name, "dataset", v.Dataset, "reason", err.Error())
+	}
+	return nil
+}
+
+// retire unmounts a deleted volume's dataset and keeps it unmounted. Both
+// steps may run on a full pool (see spacious).
+func (p *Pool) retire(ctx context.Context, ds string) error {
+	t, err := p.getProps(ctx, depthSelf, []string{propMounted, propCanmount}, ds)
 	if err != nil {
 		return err
 	}
-	if t.props[v.Dataset].str(propMounted) == "yes" {
-		if err := p.zfsUnmount(ctx, v.Dataset); err != nil {
+	d := t.props[ds]
+	if d.str(propMounted) == "yes" {
+		if err := p.spacious(ctx, func() error { return p.zfsUnmount(ctx, ds) }); err != nil {
 			return err
 		}
 	}
-	mark := func() error {
-		if err := p.zfsSet(ctx, v.Dataset, map[string]string{propCanmount: "off"}); err != nil {
-			return err
-		}
-		return p.zfsSet(ctx, v.Dataset, map[string]string{propTrashed: time.Now().UTC().Format(time.RFC3339)})
-	}
-	if err := mark(); err != nil {
-		cctx, cancel := cleanupContext(ctx)
-		defer cancel()
-		if uerr := p.zfsSet(cctx, v.Dataset, map[string]string{propCanmount: "on"}); uerr != nil {
-			klog.ErrorS(uerr, "Undo canmount after failed trash", "dataset", v.Dataset)
-		} else if merr := p.zfsMount(cctx, v.Dataset); merr != nil {
-			klog.ErrorS(merr, "Remount after failed trash", "dataset", v.Dataset)
-		}
-		return err
-	}
-	// The volume is deleted for the user now; the move is housekeeping.
-	if err := p.moveToTrash(ctx, v.Dataset, trashEntry{name: v.Name, exportID: v.ExportID}, trashRenameAttempts); err != nil {
-		klog.InfoS("Deleted volume waits in place: it cannot move into the trash yet", "pool", p.name, "dataset", v.Dataset, "reason", err.Error())
+	if d.str(propCanmount) != "off" {
+		return p.spacious(ctx, func() error { return p.zfsSet(ctx, ds, map[string]string{propCanmount: "off"}) })
 	}
 	return nil
 }
@@ -71,7 +84,7 @@ func (p *Pool) trashVolume(ctx context.Context, v *Volume) error {
 // it is remembered as pending, for Reap and freeName.
 func (p *Pool) moveToTrash(ctx context.Context, ds string, e trashEntry, attempts int) error {
 	dest := p.trashDataset() + "/" + trashName(e.name, e.exportID)
-	err := p.zfsRename(ctx, ds, dest, attempts)
+	err := p.spacious(ctx, func() error { return p.zfsRename(ctx, ds, dest, attempts) })
 	if err == nil {
 		p.forgetPending(ds)
 		klog.InfoS("Moved deleted volume with snapshots to trash", "pool", p.name, "volume", e.name, "dataset", dest)
@@ -98,7 +111,7 @@ func (p *Pool) freeName(ctx context.Context, ds string) error {
 		return nil
 	}
 	if n, err := p.snapshotCount(ctx, ds); err == nil && n == 0 {
-		if err := p.zfsDestroy(ctx, ds, destroyNow); err == nil || errors.Is(err, ErrNotFound) {
+		if err := p.spacious(ctx, func() error { return p.zfsDestroy(ctx, ds, destroyNow) }); err == nil || errors.Is(err, ErrNotFound) {
 			p.forgetPending(ds)
 			return nil
 		}
@@ -149,12 +162,16 @@ func (p *Pool) Reap(ctx context.Context) error {
 			case n == 0:
 				empty = append(empty, ds)
 			default:
+				if err := p.retire(ctx, ds); err != nil {
+					errs = append(errs, err)
+					continue
+				}
 				_ = p.moveToTrash(ctx, ds, e, 1) // still busy: next time
 			}
 		}
 		sort.Strings(empty)
 		for _, ds := range empty {
-			err := p.zfsDestroy(ctx, ds, destroyNow)
+			err := p.spacious(ctx, func() error { return p.zfsDestroy(ctx, ds, destroyNow) })
 			switch {
 			case err == nil:
 				destroyed++
@@ -199,18 +216,14 @@ func datasetsWithoutSnapshots(parent string, names []string) []string {
 	return out
 }
 
-func (p *Pool) reapLogged(ctx context.Context) {
-	if err := p.Reap(ctx); err != nil {
-		klog.ErrorS(err, "Reaping trash", "pool", p.name)
-	}
-}
-
 // recover finishes what a crash or an earlier process left: internal
 // snapshots (a clone's source, a hidden deleted snapshot) must be marked
 // for deferred destruction, so ZFS removes them with their last clone;
 // deleted volumes waiting in place are remembered; live volumes are
 // mounted; then Reap runs. Open runs it before anything else can use the
-// pool, so no operation is half way through meanwhile.
+// pool, so no operation is half way through meanwhile. A volume that does
+// not mount is recorded (MountError) and the rest are served: Maintain
+// tries it again.
 func (p *Pool) recover(ctx context.Context) error {
 	props := []string{propType, propDeferDestroy, propMounted, propCanmount, propTrashed, propName, propExportID}
 	t, err := p.getProps(ctx, depthRecursive, props, p.rootDataset())
@@ -219,12 +232,15 @@ func (p *Pool) recover(ctx context.Context) error {
 	}
 	volumes := p.volumesDataset() + "/"
 	for _, full := range t.order {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		d := t.props[full]
 		if _, snap, ok := splitSnapshot(full); ok {
 			if !isInternalSnapshot(snap) || d.str(propDeferDestroy) == "on" {
 				continue
 			}
-			if err := p.zfsDestroy(ctx, full, destroyDeferred); err != nil && !errors.Is(err, ErrNotFound) {
+			if err := p.spacious(ctx, func() error { return p.zfsDestroy(ctx, full, destroyDeferred) }); err != nil && !errors.Is(err, ErrNotFound) {
 				return err
 			}
 			klog.InfoS("Recovered internal snapshot left by an interrupted operation", "pool", p.name, "snapshot", full)
@@ -237,12 +253,18 @@ func (p *Pool) recover(ctx context.Context) error {
 		case d.localStr(propTrashed) != "":
 			id, _ := strconv.ParseUint(d.localStr(propExportID), 10, 32)
 			p.pending[full] = trashEntry{name: d.localStr(propName), exportID: uint32(id)}
-		case d.str(propMounted) == "no" && d.str(propCanmount) == "on":
-			if err := p.zfsMount(ctx, full); err != nil {
-				return err
+		case d.str(propMounted) == "no":
+			err := p.spacious(ctx, func() error { return p.zfsMount(ctx, full) })
+			if err != nil {
+				p.setMountError(full, err)
+				klog.ErrorS(err, "A volume does not mount: it is not served until it does", "pool", p.name, "dataset", full)
+				continue
 			}
 			klog.InfoS("Mounted volume found unmounted", "pool", p.name, "dataset", full)
 		}
 	}
-	return p.Reap(ctx)
+	if err := p.Reap(ctx); err != nil {
+		klog.ErrorS(err, "Reaping trash at start; maintenance tries again", "pool", p.name)
+	}
+	return nil
 }

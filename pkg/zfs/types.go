@@ -25,7 +25,7 @@ type Source struct {
 // VolumeSpec is what a caller asks for.
 type VolumeSpec struct {
 	Name       string            // the volume's name; also its dataset's last component
-	Capacity   int64             // bytes; becomes refquota (rounded up, see api.RoundCapacity)
+	Capacity   int64             // bytes, at least api.MinCapacity; becomes refquota
 	Thick      bool              // also set refreservation = refquota
 	Properties map[string]string // tunables, checked against the allow-list
 	Source     Source            // optional clone source
@@ -37,10 +37,18 @@ type Volume struct {
 	Name       string
 	Dataset    string // full dataset name, POOL/dots/volumes/NAME
 	Mountpoint string
-	Capacity   int64 // refquota
+	Capacity   int64 // refquota: what is enforced
 	Used       int64 // referenced
 	Available  int64
 	Thick      bool
+	// Reserved is the refreservation (Capacity when thick and whole) and
+	// Recorded the capacity dots last recorded (dots:capacity): an
+	// expansion converges them (see ExpandVolume).
+	Reserved int64
+	Recorded int64
+	// Mounted is whether the dataset is mounted at Mountpoint. A volume
+	// that is not is never exported.
+	Mounted    bool
 	Source     Source
 	Properties map[string]string // the allow-listed tunables set locally
 	ExportID   uint32            // stable NFS export id, allocated at creation

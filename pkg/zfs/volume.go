@@ -40,9 +40,14 @@ func (p *Pool) CreateVolume(ctx context.Context, spec VolumeSpec) (*Volume, erro
 	if err := validateSource(spec.Source); err != nil {
 		return nil, err
 	}
-	capacity := api.RoundCapacity(spec.Capacity)
+	capacity := spec.Capacity
 
 	if v, err := p.GetVolume(ctx, spec.Name); err == nil {
+		// A create that made the dataset but could not mount it left an
+		// empty, never exported dataset: mount it now, or fail again.
+		if err := p.ensureMounted(ctx, v); err != nil {
+			return nil, err
+		}
 		return v, fmt.Errorf("volume %q: %w", spec.Name, ErrExists)
 	} else if !errors.Is(err, ErrNotFound) {
 		return nil, err
@@ -129,10 +134,15 @@ func (p *Pool) CreateVolume(ctx context.Context, spec VolumeSpec) (*Volume, erro
 		return nil, err
 	}
 	v, err := p.GetVolume(ctx, spec.Name)
+	if err == nil {
+		err = p.ensureMounted(ctx, v)
+	}
 	if err != nil {
+		// Nothing was ever exported from it: destroy it, so the create
+		// leaves nothing behind.
 		cctx, cancel := cleanupContext(ctx)
 		defer cancel()
-		if derr := p.zfsDestroy(cctx, ds, destroyNow); derr != nil {
+		if derr := p.spacious(cctx, func() error { return p.zfsDestroy(cctx, ds, destroyNow) }); derr != nil {
 			klog.ErrorS(derr, "Cleanup after failed create", "dataset", ds)
 		}
 		return nil, err
@@ -154,21 +164,22 @@ func (p *Pool) cloneVolume(ctx context.Context, src *Volume, ds string, props ma
 	if err := p.zfsSnapshot(ctx, src.Dataset, snapName); err != nil {
 		return err
 	}
-	cctx, cancel := cleanupContext(ctx)
-	defer cancel()
-	if err := p.zfsClone(ctx, snap, ds, props); err != nil {
-		if derr := p.zfsDestroy(cctx, snap, destroyNow); derr != nil {
-			klog.ErrorS(derr, "Cleanup after failed clone", "snapshot", snap)
+	// Undo steps get a context of their own from the moment they run: the
+	// clone before them may have used up the caller's.
+	undo := func(what string, name string) {
+		cctx, cancel := cleanupContext(ctx)
+		defer cancel()
+		if err := p.spacious(cctx, func() error { return p.zfsDestroy(cctx, name, destroyNow) }); err != nil {
+			klog.ErrorS(err, "Cleanup after failed clone; the next start finishes it", what, name)
 		}
+	}
+	if err := p.zfsClone(ctx, snap, ds, props); err != nil {
+		undo("snapshot", snap)
 		return err
 	}
 	if err := p.zfsDestroy(ctx, snap, destroyDeferred); err != nil {
-		if derr := p.zfsDestroy(cctx, ds, destroyNow); derr != nil {
-			klog.ErrorS(derr, "Cleanup after failed clone", "dataset", ds)
-		}
-		if derr := p.zfsDestroy(cctx, snap, destroyNow); derr != nil {
-			klog.ErrorS(derr, "Cleanup after failed clone", "snapshot", snap)
-		}
+		undo("dataset", ds)
+		undo("snapshot", snap)
 		return err
 	}
 	return nil
@@ -218,58 +229,6 @@ func (p *Pool) ListVolumes(ctx context.Context) ([]*Volume, error) {
 	return out, nil
 }
 
-// ExpandVolume raises a volume's capacity. Volumes never shrink: asking for
-// no more than the current capacity succeeds and changes nothing.
-func (p *Pool) ExpandVolume(ctx context.Context, name string, capacity int64) (*Volume, error) {
-	if err := api.ValidateID(name); err != nil {
-		return nil, err
-	}
-	if err := validateCapacity(capacity); err != nil {
-		return nil, err
-	}
-	v, err := p.GetVolume(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	want := api.RoundCapacity(capacity)
-	if want <= v.Capacity {
-		klog.V(4).InfoS("Expand: already large enough", "volume", name, "capacity", v.Capacity, "asked", capacity)
-		return v, nil
-	}
-	pc, err := p.Capacity(ctx)
-	if err != nil {
-		return nil, err
-	}
-	// A thick volume already holds its old capacity in reservation; a thin
-	// one may come to hold everything it does not yet reference.
-	need := want - v.Used
-	if v.Thick {
-		need = want - v.Capacity
-	}
-	if need > pc.Available {
-		return nil, fmt.Errorf("%w: volume %q needs %d more bytes, %d available", ErrNoSpace, name, need, pc.Available)
-	}
-	sz := strconv.FormatInt(want, 10)
-	if err := p.zfsSet(ctx, v.Dataset, map[string]string{propRefquota: sz}); err != nil {
-		return nil, err
-	}
-	if v.Thick {
-		if err := p.zfsSet(ctx, v.Dataset, map[string]string{propRefreservation: sz}); err != nil {
-			cctx, cancel := cleanupContext(ctx)
-			defer cancel()
-			if rerr := p.zfsSet(cctx, v.Dataset, map[string]string{propRefquota: strconv.FormatInt(v.Capacity, 10)}); rerr != nil {
-				klog.ErrorS(rerr, "Undo refquota after failed expand", "volume", name)
-			}
-			return nil, err
-		}
-	}
-	if err := p.zfsSet(ctx, v.Dataset, map[string]string{propCapacity: sz}); err != nil {
-		return nil, err
-	}
-	klog.InfoS("Expanded volume", "pool", p.name, "volume", name, "from", v.Capacity, "to", want)
-	return p.GetVolume(ctx, name)
-}
-
 // DeleteVolume removes a volume. A volume without snapshots is destroyed.
 // One with snapshots (a user's, or the internal one a clone of it depends
 // on) moves to the trash, unmounted, so its snapshots stay usable; Reap
@@ -284,10 +243,11 @@ func (p *Pool) DeleteVolume(ctx context.Context, name string) error {
 		return err
 	}
 	if snaps == 0 {
-		err = p.zfsDestroy(ctx, v.Dataset, destroyNow)
+		err = p.spacious(ctx, func() error { return p.zfsDestroy(ctx, v.Dataset, destroyNow) })
 		if err == nil {
 			klog.InfoS("Destroyed volume", "pool", p.name, "volume", name)
-			p.reapLogged(ctx)
+			p.forgetMountError(v.Dataset)
+			p.KickReap()
 			return nil
 		}
 		if !errors.Is(err, errHasChildren) {
@@ -298,7 +258,7 @@ func (p *Pool) DeleteVolume(ctx context.Context, name string) error {
 	if err := p.trashVolume(ctx, v); err != nil {
 		return err
 	}
-	p.reapLogged(ctx)
+	p.KickReap()
 	return nil
 }
 

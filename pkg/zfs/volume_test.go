@@ -13,10 +13,11 @@ func TestVolumeLifecycle(t *testing.T) {
 	p := newPool(t)
 	c := ctx(t)
 	v := mustCreate(t, p, zfs.VolumeSpec{Name: "vol-a", Capacity: 10*mib + 1})
-	if v.Capacity != 11*mib {
-		t.Errorf("capacity = %d, want %d (rounded up)", v.Capacity, 11*mib)
+	// Exactly the bytes asked for.
+	if v.Capacity != 10*mib+1 {
+		t.Errorf("capacity = %d, want %d", v.Capacity, 10*mib+1)
 	}
-	if got := zfsGet(t, "refquota", v.Dataset); got != "11534336" {
+	if got := zfsGet(t, "refquota", v.Dataset); got != "10485761" {
 		t.Errorf("refquota = %s", got)
 	}
 	if v.Dataset != p.Name()+"/dots/volumes/vol-a" || v.Mountpoint == "" || v.ExportID == 0 || v.CreatedAt.IsZero() {

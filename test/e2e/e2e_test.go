@@ -150,10 +150,11 @@ func TestE2E(t *testing.T) {
 			list = append(list, e.servers[name])
 		}
 		var sock string
-		e.ctrl, sock = startController(t, dotsBin, e.dir, list)
-		e.node, e.nodeSock = startNode(t, dotsBin, e.dir)
+		saConfig := saKubeconfig(t, ctx, e.cluster, e.kube, namespace, controllerSA)
+		e.ctrl, sock = startController(t, dotsBin, e.dir, saConfig, list)
+		e.node, e.nodeSock = startNode(t, dotsBin, e.dir, list)
 		s.t.Logf("controller socket %s", sock)
-		e.side = startSidecars(t, ctx, e.cluster, e.kube, namespace, controllerSA, sock)
+		e.side = startSidecars(t, ctx, e.cluster, e.kube, namespace, saConfig, sock)
 	})
 	if t.Failed() {
 		return

@@ -73,18 +73,34 @@ func startServers(t *testing.T, dotsBin, dir, poolPrefix string, n int) []*dotsS
 	return servers
 }
 
+// saKubeconfig writes a kubeconfig of the chart's controller ServiceAccount
+// (a token from the TokenRequest API): the controller and its sidecars run
+// as it, so the chart's RBAC is what lets them work.
+func saKubeconfig(t *testing.T, ctx context.Context, c *cluster, k *kube, ns, sa string) string {
+	t.Helper()
+	exp := int64(4 * 3600)
+	tok, err := k.cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa,
+		&authv1.TokenRequest{Spec: authv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token for ServiceAccount %s: %v", sa, err)
+	}
+	path := filepath.Join(c.dir, "controller-sa.kubeconfig")
+	writeKubeconfig(t, path, c.url, filepath.Join(c.dir, "pki", "ca.crt"), &clientcmdapi.AuthInfo{Token: tok.Status.Token})
+	return path
+}
+
 // startController starts `dots controller` on a unix socket, with the
 // servers given as flags (no cluster DNS here).
-func startController(t *testing.T, dotsBin, dir string, servers []*dotsServer) (*proc, string) {
+func startController(t *testing.T, dotsBin, dir, kubeconfig string, servers []*dotsServer) (*proc, string) {
 	t.Helper()
 	sock := filepath.Join(dir, "controller.sock")
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	args := []string{"controller", "--endpoint=unix://" + sock, "--http-address=" + httpAddr,
-		"--default-volume-size=1Gi", "--probe-interval=2s", "--v=4"}
+		"--default-volume-size=1Gi", "--probe-interval=2s", "--v=4", "--placements=kubernetes:" + namespace}
 	for _, s := range servers {
 		args = append(args, fmt.Sprintf("--server=name=%s,api=%s,nfs=127.0.0.1,nfs-port=%d,local-paths=true", s.name, s.api, s.nfsPort))
 	}
-	p := startProc(t, dir, "dots-controller", dotsBin, args...)
+	p := startProcEnv(t, dir, "dots-controller", []string{"KUBECONFIG=" + kubeconfig}, dotsBin, args...)
 	waitFor(t, "dots controller ready", time.Minute, p, func() error {
 		if _, err := os.Stat(sock); err != nil {
 			return err
@@ -95,14 +111,19 @@ func startController(t *testing.T, dotsBin, dir string, servers []*dotsServer) (
 }
 
 // startNode starts `dots node` in local-bind mode: this machine has no
-// kernel NFS client, so it binds the dataset mountpoints of the servers.
-func startNode(t *testing.T, dotsBin, dir string) (*proc, string) {
+// kernel NFS client, so it binds the dataset mountpoints of the servers
+// (the entries of each one's volumes directory), at staging and target
+// paths below DIR/kubelet, where kubeletDirs puts them.
+func startNode(t *testing.T, dotsBin, dir string, servers []*dotsServer) (*proc, string) {
 	t.Helper()
 	sock := filepath.Join(dir, "node.sock")
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	p := startProc(t, dir, "dots-node", dotsBin, "node", "--endpoint=unix://"+sock,
-		"--node-id=e2e-node", "--mount-mode=local-bind", "--local-bind-root="+filepath.Join(dir, "mnt"),
-		"--http-address="+httpAddr, "--v=4")
+	args := []string{"node", "--endpoint=unix://" + sock, "--node-id=e2e-node", "--mount-mode=local-bind",
+		"--kubelet-dir=" + filepath.Join(dir, "kubelet"), "--http-address=" + httpAddr, "--v=4"}
+	for _, s := range servers {
+		args = append(args, "--local-bind-root="+filepath.Join(dir, "mnt", s.name, "dots", "volumes"))
+	}
+	p := startProc(t, dir, "dots-node", dotsBin, args...)
 	waitFor(t, "dots node ready", time.Minute, p, func() error {
 		if _, err := os.Stat(sock); err != nil {
 			return err
@@ -119,19 +140,10 @@ type sidecars struct {
 }
 
 // startSidecars runs the sidecars as the chart's controller ServiceAccount
-// (a token from the TokenRequest API), so the chart's RBAC is what lets
-// them work; the snapshot-controller is a cluster component and runs as
-// the admin.
-func startSidecars(t *testing.T, ctx context.Context, c *cluster, k *kube, ns, sa, csiSock string) *sidecars {
+// (saConfig, see saKubeconfig); the snapshot-controller is a cluster
+// component and runs as the admin.
+func startSidecars(t *testing.T, ctx context.Context, c *cluster, k *kube, ns, saConfig, csiSock string) *sidecars {
 	t.Helper()
-	exp := int64(4 * 3600)
-	tok, err := k.cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa,
-		&authv1.TokenRequest{Spec: authv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("token for ServiceAccount %s: %v", sa, err)
-	}
-	saConfig := filepath.Join(c.dir, "controller-sa.kubeconfig")
-	writeKubeconfig(t, saConfig, c.url, filepath.Join(c.dir, "pki", "ca.crt"), &clientcmdapi.AuthInfo{Token: tok.Status.Token})
 
 	common := []string{"--kubeconfig=" + saConfig, "--csi-address=" + csiSock,
 		"--leader-election", "--leader-election-namespace=" + ns, "--timeout=60s", "--v=4"}

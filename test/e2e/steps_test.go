@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -46,6 +47,11 @@ func userPath(t *testing.T, s *steps, e *env) {
 		}
 		t.Logf("PV %s: handle %s, server %s, nfs %s:%s, export %s, dataset %s", pv1.Name, pv1.Spec.CSI.VolumeHandle,
 			attrs[ctxServer], attrs[ctxNFSAddress], attrs[ctxNFSPort], attrs[ctxExport], ds)
+		// The controller recorded where it sent the create, as the
+		// controller's ServiceAccount, before it sent it.
+		if holder := placement(t, e, "volume", pv1.Name); holder != attrs[ctxServer] {
+			t.Errorf("placement of %s names %q, want its server %q", pv1.Name, holder, attrs[ctxServer])
+		}
 	})
 	if t.Failed() {
 		return
@@ -180,6 +186,9 @@ func userPath(t *testing.T, s *steps, e *env) {
 			}, e.diag)
 			if ds := e.dataset(t, pv); ds != "" {
 				t.Errorf("dataset %s of deleted PV %s still exists", ds, pv.Name)
+			}
+			if holder := placement(t, e, "volume", pv.Name); holder != "" {
+				t.Errorf("placement of deleted PV %s still names %s", pv.Name, holder)
 			}
 		}
 
@@ -321,4 +330,21 @@ func kubeletDirs(t *testing.T, root, pvName string) (staging, target string) {
 		}
 	}
 	return staging, target
+}
+
+// placement returns the server the controller's placement record (a Lease
+// named KIND.NAME) names, or "" when there is none.
+func placement(t *testing.T, e *env, kind, name string) string {
+	t.Helper()
+	l, err := e.kube.cs.CoordinationV1().Leases(namespace).Get(e.ctx, kind+"."+name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return ""
+	}
+	if err != nil {
+		t.Fatalf("placement lease of %s: %v", name, err)
+	}
+	if l.Spec.HolderIdentity == nil {
+		return ""
+	}
+	return *l.Spec.HolderIdentity
 }

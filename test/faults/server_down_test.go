@@ -14,6 +14,7 @@ import (
 	"github.com/dots-csi/dots/internal/serverenv"
 	"github.com/dots-csi/dots/pkg/discovery"
 	"github.com/dots-csi/dots/pkg/driver"
+	"github.com/dots-csi/dots/pkg/placements"
 	"github.com/dots-csi/dots/pkg/registry"
 )
 
@@ -25,7 +26,7 @@ func TestServerDown(t *testing.T) {
 	reg := registry.New(discovery.Static{a.Discovery(), b.Discovery()}, registry.Options{ProbeTimeout: 2 * time.Second}, nil)
 	ctx := context.Background()
 	reg.Refresh(ctx)
-	c, err := driver.NewControllerServer(reg, 64<<20)
+	c, err := driver.NewControllerServer(reg, placements.NewMemory(), driver.ControllerOptions{DefaultCapacity: 64 << 20}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,6 +51,13 @@ func TestControllerDeployment(t *testing.T) {
 	wantFlag(t, "dots", dots, "discover-dns", "srv=_api._tcp.dots-server."+namespace+".svc.cluster.local,nfs-domain="+namespace+".svc.cluster.local")
 	wantFlag(t, "dots", dots, "http-address", ":8081")
 	wantFlag(t, "dots", dots, "default-volume-size", "1Gi")
+	wantFlag(t, "dots", dots, "placements", "kubernetes:"+namespace)
+	// Its placements are Leases in its namespace, which its Role allows.
+	role := ms.get(t, "Role", "dots-controller-leader-election")
+	if dig(role, "rules", 0, "resources", 0) != "leases" || !slices.Contains(toStrings(dig(role, "rules", 0, "verbs")), "create") ||
+		!slices.Contains(toStrings(dig(role, "rules", 0, "verbs")), "delete") {
+		t.Errorf("the controller may not create and delete Leases: %v", dig(role, "rules"))
+	}
 
 	prov := args(container(t, d, "csi-provisioner"))
 	wantFlag(t, "provisioner", prov, "extra-create-metadata", "")
@@ -98,6 +105,8 @@ func TestNodeDaemonSet(t *testing.T) {
 			}
 			wantFlag(t, "node", a, "node-id", "$(NODE_NAME)")
 			wantFlag(t, "node", a, "mount-mode", "nfs")
+			// The node refuses staging and target paths outside it.
+			wantFlag(t, "node", a, "kubelet-dir", kubelet)
 			if dig(c, "securityContext", "privileged") != true {
 				t.Error("node plugin must be privileged to mount")
 			}
@@ -130,6 +139,13 @@ func TestNodeDaemonSet(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The node plugin takes only a clean kubelet dir: a trailing slash in the
+// value must not keep it from starting.
+func TestNodeKubeletDirTrailingSlash(t *testing.T) {
+	ds := render(t, "--set", "kubeletDir=/var/lib/k0s/kubelet/").get(t, "DaemonSet", "dots-node")
+	wantFlag(t, "node", args(container(t, ds, "dots")), "kubelet-dir", "/var/lib/k0s/kubelet")
 }
 
 func TestServerStatefulSet(t *testing.T) {
@@ -433,4 +449,15 @@ func TestInvalidValuesRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "longer than 27") {
 		t.Fatalf("long release name: want a server name length error, got %v", err)
 	}
+}
+
+func toStrings(v any) []string {
+	var out []string
+	l, _ := v.([]any)
+	for _, x := range l {
+		if s, ok := x.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
 }

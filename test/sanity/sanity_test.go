@@ -63,8 +63,9 @@ func TestSanity(t *testing.T) {
 
 	sc := sanity.NewTestConfig()
 	sc.Address = info.Endpoint
-	sc.TargetPath = filepath.Join(dir, "target")
-	sc.StagingPath = filepath.Join(dir, "staging")
+	// The stack's node takes its state dir for kubelet's.
+	sc.TargetPath = filepath.Join(cfg.StateDir, "target")
+	sc.StagingPath = filepath.Join(cfg.StateDir, "staging")
 	sc.TestVolumeSize = 1 << 30
 	// Not a multiple of the volume size. csi-sanity expects exactly this
 	// capacity back, so it is a whole MiB (dots rounds sizes up to MiB;

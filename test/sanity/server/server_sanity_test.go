@@ -3,7 +3,8 @@
 // Package server runs csi-sanity against one storage server on its own: a
 // server is a complete CSI controller for its pool (the cluster controller
 // only routes between servers). The Node service comes from a node plugin
-// in local-bind mode over the server's dataset mountpoints.
+// in local-bind mode over the server's dataset mountpoints, whose kubelet
+// directory is the test's directory (the staging and target paths are in it).
 //
 // Skips: the capabilities a server does not advertise (the list in
 // test/sanity), and two node specs that want the Identity at the node
@@ -60,7 +61,8 @@ func TestServerSanity(t *testing.T) {
 	nodeSock := "unix://" + filepath.Join(dir, "node.sock")
 	run(t, "node plugin", func(ctx context.Context, ready func()) error {
 		return driver.RunNode(ctx, driver.NodeConfig{Endpoint: nodeSock, HTTPAddress: "127.0.0.1:0",
-			NodeOptions: driver.NodeOptions{NodeID: "sanity-node", MountMode: mounter.ModeLocalBind, LocalBindRoot: mnt,
+			NodeOptions: driver.NodeOptions{NodeID: "sanity-node", MountMode: mounter.ModeLocalBind,
+				LocalBindRoots: []string{mounter.VolumesDir(mnt)}, KubeletDir: dir,
 				StatsTimeout: mounter.DefaultStatTimeout, UnmountTimeout: mounter.DefaultUnmountTimeout}},
 			func(daemon.Addrs) error { ready(); return nil })
 	})

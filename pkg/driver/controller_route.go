@@ -1,0 +1,150 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"k8s.io/klog/v2"
+
+	"github.com/dots-csi/dots/pkg/api"
+	"github.com/dots-csi/dots/pkg/placements"
+	"github.com/dots-csi/dots/pkg/registry"
+)
+
+// member finds the server named in a cluster ID. A malformed ID, or one of
+// a server declared gone, is NotFound (no such volume exists); one of a
+// server the controller does not know now is Unavailable: it may come
+// back, and what it holds must not be reported missing meanwhile.
+func (c *ControllerServer) member(ctx context.Context, kind, clusterID string) (*registry.Member, string, error) {
+	srv, id, err := api.ParseID(clusterID)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s %q: %w", kind, clusterID, err)
+	}
+	if m, ok := c.servers.Get(srv); ok {
+		return m, id, nil
+	}
+	gone, err := c.placements.Forgotten(ctx, srv)
+	switch {
+	case err != nil:
+		return nil, "", fmt.Errorf("%w: %s %q: reading whether server %q was declared gone: %v", errUnavailable, kind, clusterID, srv, err)
+	case gone:
+		return nil, "", fmt.Errorf("%s %q: %w: its server %q was declared gone", kind, clusterID, errNotFound, srv)
+	}
+	return nil, "", fmt.Errorf("%w: %s %q is on storage server %q, which this controller does not know now; "+
+		"if that server is gone for good, declare it with `dots server forget %s`", errUnavailable, kind, clusterID, srv, srv)
+}
+
+// memberForDelete is member for deletes: what cannot exist, or was on a
+// server declared gone, is deleted already (nil member, nil error).
+func (c *ControllerServer) memberForDelete(ctx context.Context, kind placements.Kind, clusterID string) (*registry.Member, string, error) {
+	m, id, err := c.member(ctx, string(kind), clusterID)
+	switch {
+	case errors.Is(err, api.ErrMalformedID):
+		klog.V(2).InfoS("Deleting what no server can hold: nothing to do", string(kind), clusterID)
+		return nil, "", nil
+	case errors.Is(err, errNotFound):
+		srv, id, _ := api.ParseID(clusterID)
+		klog.InfoS("Deleting from a server declared gone: its data went with it", string(kind), clusterID, "server", srv)
+		if derr := c.placements.Delete(ctx, placements.Record{Kind: kind, ID: id, Server: srv}); derr != nil {
+			c.logPlacementLeft(kind, id, srv, derr)
+		}
+		return nil, "", nil
+	}
+	return m, id, err
+}
+
+// placed returns the server a record places an ID on: found is false when
+// there is no record. A record of a server declared gone is dropped (the
+// name is free again); one of a server not known now is Unavailable: the
+// first attempt may have created it there.
+func (c *ControllerServer) placed(ctx context.Context, kind placements.Kind, id string) (*registry.Member, bool, error) {
+	srv, ok, err := c.placements.Get(ctx, kind, id)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: reading where %s %q was placed: %v", errUnavailable, kind, id, err)
+	}
+	if !ok {
+		return nil, false, nil
+	}
+	if m, known := c.servers.Get(srv); known {
+		return m, true, nil
+	}
+	gone, err := c.placements.Forgotten(ctx, srv)
+	if err == nil && gone {
+		klog.InfoS("A placement on a server declared gone: placing again", string(kind), id, "server", srv)
+		if err := c.placements.Delete(ctx, placements.Record{Kind: kind, ID: id, Server: srv}); err != nil {
+			return nil, false, c.placementErr(err)
+		}
+		return nil, false, nil
+	}
+	return nil, false, fmt.Errorf("%w: %s %q was sent to storage server %q, which this controller does not know now; "+
+		"it is created there or nowhere (if that server is gone for good: `dots server forget %s`)", errUnavailable, kind, id, srv, srv)
+}
+
+// placementErr maps a failure of the placements store: a conflict means the
+// name is taken on another server.
+func (c *ControllerServer) placementErr(err error) error {
+	if errors.Is(err, placements.ErrConflict) {
+		c.metrics.conflicts.Inc()
+		return fmt.Errorf("%w: %v", errExists, err)
+	}
+	return fmt.Errorf("%w: recording the placement: %v", errUnavailable, err)
+}
+
+// createFailed drops the record of a create that failed for good (the
+// server created nothing, so the name may go elsewhere next time), and
+// keeps it when the outcome is unknown (the create may have happened).
+func (c *ControllerServer) createFailed(ctx context.Context, rec placements.Record, m *registry.Member, err error) {
+	if status.Code(err) == codes.ResourceExhausted {
+		// Its free space was less than the cache said: read it again
+		// before the next placement.
+		c.servers.ProbeNow(ctx, m)
+	}
+	if !definitive(err) {
+		klog.InfoS("Create failed with an unknown outcome: its retries go to the same server", string(rec.Kind), rec.ID, "server", rec.Server, "err", err)
+		return
+	}
+	if derr := c.placements.Delete(context.WithoutCancel(ctx), rec); derr != nil {
+		c.logPlacementLeft(rec.Kind, rec.ID, rec.Server, derr)
+	}
+}
+
+// definitive reports a server's answer that says the create did not and
+// will not happen as asked: the server leaves nothing behind then.
+// AlreadyExists is not: the name is taken on that server.
+func definitive(err error) bool {
+	switch status.Code(err) {
+	case codes.InvalidArgument, codes.OutOfRange, codes.ResourceExhausted, codes.NotFound, codes.FailedPrecondition:
+		return true
+	}
+	return false
+}
+
+func (c *ControllerServer) logPlacementLeft(kind placements.Kind, id, server string, err error) {
+	klog.ErrorS(err, "A placement record stays behind; it only pins an unused name to its server", string(kind), id, "server", server)
+}
+
+type controllerMetrics struct {
+	skipped   *prometheus.CounterVec
+	conflicts prometheus.Counter
+}
+
+func newControllerMetrics(reg prometheus.Registerer) *controllerMetrics {
+	m := &controllerMetrics{
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dots_controller_servers_skipped_total",
+			Help: "Storage servers left out of a call that asks every server (a listing, the capacity), because they did not answer in time, by call and server.",
+		}, []string{"call", "server"}),
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dots_controller_placement_conflicts_total",
+			Help: "Creates refused because their name is placed on another server.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.skipped, m.conflicts)
+	}
+	return m
+}

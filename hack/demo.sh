@@ -9,7 +9,7 @@ DOTS=${DOTS:-bin/dots}
 STATE=$(mktemp -d /var/tmp/dots-demo.XXXXXX)
 export DOTS_STATE_DIR=$STATE
 LOG=$STATE/local.log
-MNT=$STATE/demo-mount
+MNT=$STATE/pods/demo-mount
 LOCAL_PID=""
 declare -a SUMMARY=()
 

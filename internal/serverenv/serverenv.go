@@ -7,6 +7,8 @@ package serverenv
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"strconv"
 	"testing"
 	"time"
@@ -111,4 +113,25 @@ func (s *Server) Client() (csi.ControllerClient, csi.IdentityClient) {
 // Discovery describes the server to a controller.
 func (s *Server) Discovery() discovery.Server {
 	return discovery.Server{Name: s.Config.Name, APIAddress: s.API, NFSAddress: "127.0.0.1", NFSPort: s.Config.NFS.NFSPort}
+}
+
+// ExportedPseudos lists what the server's NFS server exports.
+func (s *Server) ExportedPseudos(t testing.TB) map[string]bool {
+	t.Helper()
+	return testenv.ExportedPseudos(t, s.Config.RunDir)
+}
+
+// Metrics returns the server's /metrics text.
+func (s *Server) Metrics(t testing.TB) string {
+	t.Helper()
+	resp, err := http.Get("http://" + s.HTTP + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -249,3 +249,21 @@ func pidAlive(pid int) bool {
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }
+
+// ExportedPseudos reads the pseudo paths a storage server's NFS server
+// exports, from the exports file the server keeps in its run directory
+// (what ganesha was told to serve).
+func ExportedPseudos(t testing.TB, runDir string) map[string]bool {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(runDir, "ganesha", "exports.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(l), "Pseudo = "); ok {
+			out[strings.Trim(strings.TrimSuffix(rest, ";"), `"`)] = true
+		}
+	}
+	return out
+}

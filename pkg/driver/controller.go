@@ -10,6 +10,7 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
+	"k8s.io/klog/v2"
 
 	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/lockset"
@@ -110,6 +111,7 @@ func (c *ControllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolu
 	// Counted at once, so a burst of creates spreads before the next probe
 	// reads the truth.
 	m.AddProvisioned(resp.GetVolume().GetCapacityBytes())
+	klog.V(2).InfoS("Volume created", "volume", cv.Name, "server", m.Name)
 	return &csi.CreateVolumeResponse{Volume: c.clusterVolume(m, resp.GetVolume())}, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -70,6 +71,12 @@ func (c *ControllerServer) placed(ctx context.Context, kind placements.Kind, id 
 		return nil, false, nil
 	}
 	if m, known := c.servers.Get(srv); known {
+		if st := m.Status(); !st.Healthy {
+			// Not elsewhere, and not into a hung server either: the
+			// retry comes back once it answers.
+			return nil, false, fmt.Errorf("%w: %s %q was sent to storage server %q, which is not answering (%s); "+
+				"it is created there or nowhere", errUnavailable, kind, id, srv, st.Error)
+		}
 		return m, true, nil
 	}
 	gone, err := c.placements.Forgotten(ctx, srv)
@@ -94,9 +101,10 @@ func (c *ControllerServer) placementErr(err error) error {
 	return fmt.Errorf("%w: recording the placement: %v", errUnavailable, err)
 }
 
-// createFailed drops the record of a create that failed for good (the
-// server created nothing, so the name may go elsewhere next time), and
-// keeps it when the outcome is unknown (the create may have happened).
+// createFailed drops the record of a create that failed for good, once
+// the server confirms it holds nothing of that name (so the name may go
+// elsewhere next time), and keeps it when the outcome is unknown: the
+// create may have happened, and its retries must go to the same server.
 func (c *ControllerServer) createFailed(ctx context.Context, rec placements.Record, m *registry.Member, err error) {
 	if status.Code(err) == codes.ResourceExhausted {
 		// Its free space was less than the cache said: read it again
@@ -107,9 +115,29 @@ func (c *ControllerServer) createFailed(ctx context.Context, rec placements.Reco
 		klog.InfoS("Create failed with an unknown outcome: its retries go to the same server", string(rec.Kind), rec.ID, "server", rec.Server, "err", err)
 		return
 	}
-	if derr := c.placements.Delete(context.WithoutCancel(ctx), rec); derr != nil {
+	ctx = context.WithoutCancel(ctx)
+	if held := c.holds(ctx, m, rec); held != codes.NotFound {
+		klog.InfoS("Create refused, but the server may hold the name: its placement stays", string(rec.Kind), rec.ID, "server", rec.Server, "err", err, "check", held)
+		return
+	}
+	klog.InfoS("Create refused for good: its placement is dropped", string(rec.Kind), rec.ID, "server", rec.Server, "err", err)
+	if derr := c.placements.Delete(ctx, rec); derr != nil {
 		c.logPlacementLeft(rec.Kind, rec.ID, rec.Server, derr)
 	}
+}
+
+// holds asks a server whether it holds a volume or snapshot: NotFound is
+// the only answer that proves it does not.
+func (c *ControllerServer) holds(ctx context.Context, m *registry.Member, rec placements.Record) codes.Code {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.ReadTimeout)
+	defer cancel()
+	var err error
+	if rec.Kind == placements.Snapshot {
+		_, err = m.Controller.GetSnapshot(ctx, &csi.GetSnapshotRequest{SnapshotId: rec.ID})
+	} else {
+		_, err = m.Controller.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: rec.ID})
+	}
+	return status.Code(err)
 }
 
 // definitive reports a server's answer that says the create did not and

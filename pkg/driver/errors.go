@@ -44,7 +44,7 @@ var (
 		{Err: mounter.ErrInvalidOption, Code: codes.InvalidArgument},
 		{Err: mounter.ErrInvalidVolume, Code: codes.InvalidArgument},
 		{Err: mounter.ErrNotFound, Code: codes.NotFound},
-		{Err: mounter.ErrOutsideRoot, Code: codes.FailedPrecondition},
+		{Err: mounter.ErrOutsideRoot, Code: codes.InvalidArgument},
 		{Err: mounter.ErrNotMountPoint, Code: codes.FailedPrecondition},
 		{Err: mounter.ErrMountConflict, Code: codes.AlreadyExists},
 		{Err: mounter.ErrBusy, Code: codes.FailedPrecondition},

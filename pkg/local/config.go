@@ -72,5 +72,10 @@ func (c *Config) path(parts ...string) string {
 	return filepath.Join(append([]string{c.StateDir}, parts...)...)
 }
 
+// PodsDir is the stack's kubelet directory: every staging and target path
+// of its node plugin lies below it (the client's `volume mount` paths too),
+// so nothing can be mounted over the stack's own pools, mounts or records.
+func (c *Config) PodsDir() string { return c.path("pods") }
+
 // Endpoint is the CSI endpoint the stack serves.
 func (c *Config) Endpoint() string { return "unix://" + c.path("csi.sock") }

@@ -71,7 +71,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	for _, d := range []string{cfg.StateDir, cfg.path("pools"), cfg.path("mnt"), cfg.path("run")} {
+	for _, d := range []string{cfg.StateDir, cfg.path("pools"), cfg.path("mnt"), cfg.path("run"), cfg.PodsDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
@@ -134,7 +134,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	for i := range cfg.Servers {
 		volumeDirs = append(volumeDirs, mounter.VolumesDir(cfg.path("mnt", serverName(i))))
 	}
-	nodeOpts := driver.NodeOptions{NodeID: host, MountMode: mounter.ModeLocalBind, LocalBindRoots: volumeDirs, KubeletDir: cfg.StateDir,
+	nodeOpts := driver.NodeOptions{NodeID: host, MountMode: mounter.ModeLocalBind, LocalBindRoots: volumeDirs, KubeletDir: cfg.PodsDir(),
 		StatsTimeout: mounter.DefaultStatTimeout, UnmountTimeout: mounter.DefaultUnmountTimeout}
 	m, err := mounter.New(nodeOpts.MounterConfig())
 	if err != nil {

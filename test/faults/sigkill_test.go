@@ -3,26 +3,22 @@
 package faults
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/dots-csi/dots/internal/poll"
+	"github.com/dots-csi/dots/internal/testenv"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/dots-csi/dots/internal/poll"
-	"github.com/dots-csi/dots/internal/testenv"
+	"github.com/container-storage-interface/spec/lib/go/csi"
 )
 
 // TestSIGKILLLeavesNoZFSChild kills a storage server (the real binary, in
@@ -32,20 +28,14 @@ import (
 // pool behind the back of the next server. The server is then started
 // again on the same pool and serves.
 func TestSIGKILLLeavesNoZFSChild(t *testing.T) {
+	begin := time.Now()
 	realZFS, err := exec.LookPath("zfs")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp := testenv.NewTestPool(t, "dotsf")
-	ports := testenv.FreeTCPPorts(t, 2)
-	api := "127.0.0.1:" + strconv.Itoa(ports[0])
-	args := []string{"server", "--name", "killed", "--endpoint", "tcp://" + api, "--http-address", "127.0.0.1:0",
-		"--run-dir", tp.Dir + "/run", "--pool", tp.Name, "--vdev", tp.Vdev, "--create-pool", "--pool-file-size", "1Gi",
-		"--mount-root", tp.Mountpoint, "--nfs-port", strconv.Itoa(ports[1]), "--nfs-bind-address", "127.0.0.1",
-		"--nfs-clients", "127.0.0.0/8", "--default-volume-size", "16Mi",
-		"--zfs-binary", wrapper(t, realZFS, `"create "*`+tp.Name+`/dots/volumes/v1-*`, becomeSleep)}
-	srv := startServerProcess(t, args)
-	conn, err := grpc.NewClient("passthrough:///"+api, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	var srv *procServer
+	srv = startProcServer(t, "dotsf", "killed", "--zfs-binary", wrapper(t, realZFS, `"create "*/dots/volumes/v1-*`, becomeSleep))
+	conn, err := grpc.NewClient("passthrough:///"+srv.api, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,17 +69,14 @@ func TestSIGKILLLeavesNoZFSChild(t *testing.T) {
 			return errors.New("no long command yet")
 		}
 		inFlight = nil
-		for _, p := range append(processes(tp.Name), processes("sleep 300")...) {
-			if p.ppid == srv.Process.Pid {
+		for _, p := range append(processes(srv.pool.Name), processes("sleep 300")...) {
+			if p.ppid == srv.pid() {
 				inFlight = append(inFlight, p)
 			}
 		}
 		return nil
 	})
-	if err := srv.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = srv.Wait()
+	srv.kill()
 	stop()
 	wg.Wait()
 
@@ -97,68 +84,72 @@ func TestSIGKILLLeavesNoZFSChild(t *testing.T) {
 	// a SIGKILL takes to land.
 	var survivors []process
 	err = poll.Wait(10*time.Second, func() error {
-		survivors = nil
-		for _, p := range append(processes(tp.Name), processes("sleep 300")...) {
-			if p.ppid != os.Getpid() { // the test's own clients are not the server's
-				survivors = append(survivors, p)
-			}
-		}
+		survivors = append(srv.strayCommands(), processes("sleep 300")...)
 		if len(survivors) > 0 {
-			return fmt.Errorf("%d zfs commands alive", len(survivors))
+			return fmt.Errorf("%d commands alive", len(survivors))
 		}
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("zfs commands outlived the killed server: %+v", survivors)
+		t.Fatalf("commands outlived the killed server: %+v", survivors)
 	}
 
 	// A new server opens the pool the dead one left imported, and serves.
-	again := startServerProcess(t, args)
+	srv.start()
 	cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if _, err := ctrl.CreateVolume(cctx, createReq("after", 16<<20), grpc.WaitForReady(true)); err != nil {
 		t.Errorf("create on the restarted server: %v", err)
 	}
-	_ = again.Process.Signal(syscall.SIGTERM)
-	_ = again.Wait()
-	fmt.Printf("faults: sigkill-in-flight ok acked=%d zfs_in_flight=%d survivors=0\n", acked.Load(), len(inFlight))
+	fmt.Printf("faults: sigkill-in-flight ok acked=%d lost=0 orphans=0 duration_s=%.1f zfs_in_flight=%d survivors=0\n",
+		acked.Load(), time.Since(begin).Seconds(), len(inFlight))
 }
 
-// startServerProcess runs `dots server` and waits for its ready log line.
-// It is killed at the end of the test if still running.
-func startServerProcess(t *testing.T, args []string) *exec.Cmd {
-	t.Helper()
-	cmd := exec.Command(testenv.DotsBinary(t), args...)
-	stderr, err := cmd.StderrPipe()
+// TestSIGTERMDuringStart stops a storage server while it is still opening
+// its pool (one of its zfs commands hangs there): it exits at once, with
+// its commands, instead of finishing a start nobody wants.
+func TestSIGTERMDuringStart(t *testing.T) {
+	realZFS, err := exec.LookPath("zfs")
 	if err != nil {
 		t.Fatal(err)
 	}
+	tp := testenv.NewTestPool(t, "dotsf")
+	ports := testenv.FreeTCPPorts(t, 3)
+	// The recovery pass reads the whole layout with one recursive get.
+	zfs := wrapper(t, realZFS, `"get -Hp -o name,property,value,source -r "*`, becomeSleep)
+	cmd := exec.Command(testenv.DotsBinary(t), "server", "--name", "starting", "--endpoint", fmt.Sprintf("tcp://127.0.0.1:%d", ports[0]),
+		"--http-address", fmt.Sprintf("127.0.0.1:%d", ports[1]), "--run-dir", tp.Dir+"/run", "--pool", tp.Name, "--vdev", tp.Vdev,
+		"--create-pool", "--pool-file-size", "1Gi", "--mount-root", tp.Mountpoint, "--nfs-port", fmt.Sprint(ports[2]),
+		"--nfs-bind-address", "127.0.0.1", "--nfs-clients", "127.0.0.0/8", "--zfs-binary", zfs)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-	})
-	ready, exited := make(chan struct{}), make(chan string, 1)
-	go func() {
-		var log strings.Builder
-		signalled := false
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			log.WriteString(sc.Text() + "\n")
-			if !signalled && strings.Contains(sc.Text(), "Storage server ready") {
-				close(ready)
-				signalled = true
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	poll.Until(t, time.Minute, "the start hanging in a zfs command", func() error {
+		for _, p := range processes("sleep 300") {
+			if p.ppid == cmd.Process.Pid {
+				return nil
 			}
 		}
-		exited <- log.String()
-	}()
-	select {
-	case <-ready:
-	case log := <-exited:
-		t.Fatalf("dots server exited before it was ready:\n%s", log)
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("dots server not ready within 2 minutes")
+		return errors.New("not yet")
+	})
+	t0 := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
 	}
-	return cmd
+	select {
+	case err := <-exited:
+		t.Logf("server exited %s after SIGTERM: %v", time.Since(t0).Round(time.Millisecond), err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the server did not exit within 30 s of SIGTERM during its start")
+	}
+	poll.Until(t, 10*time.Second, "its hung command gone", func() error {
+		if n := len(processes("sleep 300")); n > 0 {
+			return fmt.Errorf("%d left", n)
+		}
+		return nil
+	})
+	fmt.Printf("faults: sigterm-during-start ok acked=0 lost=0 orphans=0 duration_s=%.1f\n", time.Since(t0).Seconds())
 }

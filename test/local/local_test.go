@@ -221,7 +221,7 @@ func TestLocalStack(t *testing.T) {
 	s.mustFail("InvalidArgument", "volume", "create", "x", "--param", "colour=blue")
 
 	// A mount left in place: the stack must take it down on SIGTERM.
-	s.must("volume", "mount", id, filepath.Join(state, "left-mounted"))
+	s.must("volume", "mount", id, filepath.Join(state, "pods", "left-mounted"))
 	if st := s.must("volume", "stats", id, filepath.Join(state, "left-mounted"), "-o", "json"); !strings.Contains(st, `"TotalBytes": 134217728`) {
 		t.Fatalf("stats of the mount: %s", st)
 	}

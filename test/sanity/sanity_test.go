@@ -64,12 +64,11 @@ func TestSanity(t *testing.T) {
 	sc := sanity.NewTestConfig()
 	sc.Address = info.Endpoint
 	// The stack's node takes its state dir for kubelet's.
-	sc.TargetPath = filepath.Join(cfg.StateDir, "target")
-	sc.StagingPath = filepath.Join(cfg.StateDir, "staging")
-	sc.TestVolumeSize = 1 << 30
-	// Not a multiple of the volume size. csi-sanity expects exactly this
-	// capacity back, so it is a whole MiB (dots rounds sizes up to MiB;
-	// pkg/capacity's tests cover the rounding).
-	sc.TestVolumeExpandSize = 1<<30 + 123<<20
+	sc.TargetPath = filepath.Join(cfg.PodsDir(), "target")
+	sc.StagingPath = filepath.Join(cfg.PodsDir(), "staging")
+	// Unaligned sizes: csi-sanity expects exactly these capacities back,
+	// and dots gives them, to the byte.
+	sc.TestVolumeSize = 1<<30 + 1
+	sc.TestVolumeExpandSize = 1<<30 + 123<<20 + 7
 	sanity.Test(t, sc)
 }

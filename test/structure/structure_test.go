@@ -76,12 +76,13 @@ func TestLeaves(t *testing.T) {
 func TestDependencies(t *testing.T) {
 	pkgs := listPackages(t)
 	forbidden := map[string][]string{
-		"pkg/driver":   {"pkg/server", "pkg/zfs", "pkg/nfs"},
-		"pkg/registry": {"pkg/server", "pkg/zfs", "pkg/nfs"},
-		"pkg/zfs":      {"pkg/server", "pkg/driver", "pkg/nfs"},
-		"pkg/nfs":      {"pkg/server", "pkg/driver", "pkg/zfs"},
-		"pkg/server":   {"pkg/driver", "pkg/local"},
-		"pkg/mounter":  {"pkg/server", "pkg/zfs", "pkg/nfs", "pkg/driver"},
+		"pkg/driver":     {"pkg/server", "pkg/zfs", "pkg/nfs"},
+		"pkg/registry":   {"pkg/server", "pkg/zfs", "pkg/nfs"},
+		"pkg/zfs":        {"pkg/server", "pkg/driver", "pkg/nfs"},
+		"pkg/nfs":        {"pkg/server", "pkg/driver", "pkg/zfs"},
+		"pkg/server":     {"pkg/driver", "pkg/local"},
+		"pkg/mounter":    {"pkg/server", "pkg/zfs", "pkg/nfs", "pkg/driver"},
+		"pkg/placements": {"pkg/server", "pkg/zfs", "pkg/nfs", "pkg/driver", "pkg/registry"},
 	}
 	for name, deny := range forbidden {
 		p := pkgs[name]

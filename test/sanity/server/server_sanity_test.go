@@ -72,7 +72,8 @@ func TestServerSanity(t *testing.T) {
 	sc.ControllerAddress = api
 	sc.TargetPath = filepath.Join(dir, "target")
 	sc.StagingPath = filepath.Join(dir, "staging")
-	sc.TestVolumeSize = 1 << 30
-	sc.TestVolumeExpandSize = 1<<30 + 123<<20
+	// Unaligned sizes, as in test/sanity: exact to the byte.
+	sc.TestVolumeSize = 1<<30 + 1
+	sc.TestVolumeExpandSize = 1<<30 + 123<<20 + 7
 	sanity.Test(t, sc)
 }

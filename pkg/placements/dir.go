@@ -122,7 +122,9 @@ func (d *Dir) List(ctx context.Context) ([]Record, error) {
 			out = append(out, Record{Kind: k, ID: e.Name(), Server: s})
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Kind < out[j].Kind || out[i].Kind == out[j].Kind && out[i].ID < out[j].ID })
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Kind < out[j].Kind || out[i].Kind == out[j].Kind && out[i].ID < out[j].ID
+	})
 	return out, nil
 }
 

@@ -58,7 +58,9 @@ func (m *Memory) List(context.Context) ([]Record, error) {
 			out = append(out, Record{Kind: k, ID: id, Server: s})
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Kind < out[j].Kind || out[i].Kind == out[j].Kind && out[i].ID < out[j].ID })
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Kind < out[j].Kind || out[i].Kind == out[j].Kind && out[i].ID < out[j].ID
+	})
 	return out, nil
 }
 

@@ -221,8 +221,9 @@ func TestLocalStack(t *testing.T) {
 	s.mustFail("InvalidArgument", "volume", "create", "x", "--param", "colour=blue")
 
 	// A mount left in place: the stack must take it down on SIGTERM.
-	s.must("volume", "mount", id, filepath.Join(state, "pods", "left-mounted"))
-	if st := s.must("volume", "stats", id, filepath.Join(state, "left-mounted"), "-o", "json"); !strings.Contains(st, `"TotalBytes": 134217728`) {
+	leftMounted := filepath.Join(state, "pods", "left-mounted")
+	s.must("volume", "mount", id, leftMounted)
+	if st := s.must("volume", "stats", id, leftMounted, "-o", "json"); !strings.Contains(st, `"TotalBytes": 134217728`) {
 		t.Fatalf("stats of the mount: %s", st)
 	}
 	assertMetrics(t, s.metrics)

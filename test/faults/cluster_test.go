@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -212,6 +213,10 @@ func newCluster(t *testing.T, servers ...*procServer) *cluster {
 // code is the gRPC code a client of the controller would see.
 func code(err error) codes.Code { return status.Code(driver.ControllerCodes.Status(err)) }
 
+// attempts counts the calls retry sent, for the scenarios' summary lines
+// (the tests of this package run one at a time).
+var attempts atomic.Int64
+
 // retry calls op until it succeeds, as the CSI sidecars do: every error is
 // retried with a growing delay, within two minutes.
 func retry(t *testing.T, what string, op func() error) {
@@ -219,6 +224,7 @@ func retry(t *testing.T, what string, op func() error) {
 	delay := 50 * time.Millisecond
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
+		attempts.Add(1)
 		err := op()
 		if err == nil {
 			return

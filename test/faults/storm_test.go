@@ -59,7 +59,7 @@ func (w *want) volume(id string, v wantVolume) {
 // export, every acknowledged delete must be gone, nothing may exist that
 // nobody asked for, and no zfs command of a killed server may be running.
 func TestStorm(t *testing.T) {
-	start := time.Now()
+	start, sent := time.Now(), attempts.Load()
 	a := startProcServer(t, "dotsf", "storm-a")
 	b := startProcServer(t, "dotsf", "storm-b")
 	c := newCluster(t, a, b)
@@ -154,8 +154,8 @@ func TestStorm(t *testing.T) {
 	if left, err := c.store.List(ctx); err != nil || len(left) != 0 {
 		t.Errorf("placements left after deleting everything: %v %v", left, err)
 	}
-	fmt.Printf("faults: storm ok acked=%d lost=%d orphans=%d kills=%d duration_s=%.1f\n",
-		w.acked.Load(), lost, orphans, len(kills), time.Since(start).Seconds())
+	fmt.Printf("faults: storm ok acked=%d lost=%d orphans=%d kills=%d calls=%d duration_s=%.1f\n",
+		w.acked.Load(), lost, orphans, len(kills), attempts.Load()-sent, time.Since(start).Seconds())
 }
 
 func waitAcked(n *atomic.Int64, target int64, timeout time.Duration) error {

@@ -82,6 +82,16 @@ step "list storage servers" "$DOTS" servers
 step "create a 1 GiB volume" "$DOTS" volume create demo-data --size 1Gi -o json
 VOL=$("$DOTS" volume list -o json | volume_id)
 step "show where it is exported ($VOL)" "$DOTS" volume get "$VOL"
+refused() {
+  local out
+  if out=$("$DOTS" volume cat "$VOL" hello.txt 2>&1); then
+    echo "FAILED: an unpublished volume let this node read"; return 1
+  fi
+  case "$out" in *"access denied"*) echo "checked: refused ($(printf '%s' "$out" | grep -o 'access denied' | head -1))" ;;
+    *) echo "FAILED: refused for another reason: $out"; return 1 ;; esac
+}
+step "its export refuses this node until it is published" refused
+step "publish it to this node, as the attacher would" "$DOTS" volume publish "$VOL"
 
 printf 'version 1: written before the snapshot\n' >"$STATE/v1.txt"
 step "write a file through NFS" "$DOTS" volume put "$VOL" hello.txt --from "$STATE/v1.txt"
@@ -93,11 +103,14 @@ printf 'written after the snapshot\n' >"$STATE/v2.txt"
 step "write a second file after the snapshot" "$DOTS" volume put "$VOL" after.txt --from "$STATE/v2.txt"
 step "restore the snapshot into a new volume" "$DOTS" snapshot restore "$SNAP" demo-restored --size 1Gi
 RESTORED=${VOL%%/*}/demo-restored
+step "publish the restored volume to this node" "$DOTS" volume publish "$RESTORED"
 check_restore() {
+  local out
   expect "hello.txt in the restored volume" "$("$DOTS" volume cat "$RESTORED" hello.txt)" "version 1: written before the snapshot"
-  if "$DOTS" volume cat "$RESTORED" after.txt >/dev/null 2>&1; then
+  if out=$("$DOTS" volume cat "$RESTORED" after.txt 2>&1); then
     echo "FAILED: after.txt, written after the snapshot, is in the restored volume"; return 1
   fi
+  case "$out" in *NOENT*) ;; *) echo "FAILED: reading after.txt failed for another reason: $out"; return 1 ;; esac
   echo "checked: after.txt is not in the restored volume"
   expect "after.txt in the original volume" "$("$DOTS" volume cat "$VOL" after.txt)" "written after the snapshot"
 }
@@ -110,6 +123,9 @@ step "check the new capacity" check_size
 step "mount the volume as a node would" "$DOTS" volume mount "$VOL" "$MNT"
 step "read volume stats from the mount" "$DOTS" volume stats "$VOL" "$MNT"
 step "unmount it" "$DOTS" volume unmount "$VOL" "$MNT"
+unpublish_both() { "$DOTS" volume unpublish "$VOL" && "$DOTS" volume unpublish "$RESTORED"; }
+step "unpublish both volumes from this node" unpublish_both
+step "the export refuses this node again" refused
 
 step "list volumes" "$DOTS" volume list
 step "list snapshots" "$DOTS" snapshot list

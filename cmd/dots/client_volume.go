@@ -14,7 +14,7 @@ func cmdVolume(ctx context.Context, args []string) error {
 	return subcommand(ctx, "volume", args, map[string]func(context.Context, []string) error{
 		"create": volumeCreate, "list": volumeList, "get": volumeGet, "expand": volumeExpand,
 		"delete": volumeDelete, "clone": volumeClone, "mount": volumeMount, "unmount": volumeUnmount, "stats": volumeStats,
-		"put": volumePut, "cat": volumeCat,
+		"put": volumePut, "cat": volumeCat, "publish": volumePublish, "unpublish": volumeUnpublish,
 	})
 }
 
@@ -159,6 +159,35 @@ func volumeUnmount(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Printf("unmounted %s from %s\n", s.args[0], s.args[1])
+	return nil
+}
+
+func volumePublish(ctx context.Context, args []string) error {
+	s := newSession("volume publish", "ID [--read-only]: admit this node to the volume's export (mount does it too)")
+	ro := s.fs.Bool("read-only", false, "admit this node read-only")
+	if err := s.parse(args, 1); err != nil {
+		return err
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if err := s.client.Publish(ctx, s.args[0], *ro); err != nil {
+		return err
+	}
+	fmt.Printf("published %s to this node\n", s.args[0])
+	return nil
+}
+
+func volumeUnpublish(ctx context.Context, args []string) error {
+	s := newSession("volume unpublish", "ID: remove this node from the volume's export")
+	if err := s.parse(args, 1); err != nil {
+		return err
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if err := s.client.Unpublish(ctx, s.args[0]); err != nil {
+		return err
+	}
+	fmt.Printf("unpublished %s from this node\n", s.args[0])
 	return nil
 }
 

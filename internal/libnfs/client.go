@@ -56,6 +56,12 @@ type Client struct {
 	Port      int    // NFS port; 0 lets libnfs ask rpcbind
 	MountPort int    // MOUNT port for NFSv3; 0 lets libnfs ask rpcbind
 	Version   int    // 3 or 4; 0 means libnfs's default (3)
+	// UID and GID are the AUTH_SYS credentials sent; nil sends the
+	// caller's own.
+	UID, GID *uint32
+	// Netns runs the tools inside this network namespace (ip netns exec),
+	// so their traffic comes from its addresses: a node, as the server sees it.
+	Netns string
 }
 
 // ToolError is a failed tool run. It wraps the sentinel its stderr matches.
@@ -129,6 +135,12 @@ func (c Client) URL(export, p string) (string, error) {
 	if c.Version != 0 {
 		q = append(q, "version="+strconv.Itoa(c.Version))
 	}
+	if c.UID != nil {
+		q = append(q, "uid="+strconv.FormatUint(uint64(*c.UID), 10))
+	}
+	if c.GID != nil {
+		q = append(q, "gid="+strconv.FormatUint(uint64(*c.GID), 10))
+	}
 	u := url.URL{Scheme: "nfs", Host: c.Host, Path: path.Clean(full), RawQuery: strings.Join(q, "&")}
 	return u.String(), nil
 }
@@ -158,7 +170,7 @@ func (c Client) WriteFile(ctx context.Context, export, p string, data []byte) er
 	if werr != nil {
 		return werr
 	}
-	_, err = run(ctx, "nfs-cp", u, f.Name(), u)
+	_, err = c.run(ctx, "nfs-cp", u, f.Name(), u)
 	var te *ToolError
 	if errors.As(err, &te) && te.Kind == nil && strings.Contains(te.Stderr, "Failed to write") {
 		if c.Version == 4 {
@@ -188,7 +200,7 @@ func (c Client) explainWrite(ctx context.Context, export, p string, te *ToolErro
 	if err != nil {
 		return
 	}
-	_, err = run(ctx, "nfs-cp", u, empty.Name(), u)
+	_, err = c.run(ctx, "nfs-cp", u, empty.Name(), u)
 	var pe *ToolError
 	if errors.As(err, &pe) {
 		te.Stderr = strings.TrimSpace(te.Stderr) + "\n(probe: creating " + probe + " fails too: " + strings.TrimSpace(pe.Stderr) + ")"
@@ -202,7 +214,7 @@ func (c Client) ReadFile(ctx context.Context, export, p string) ([]byte, error) 
 	if err != nil {
 		return nil, err
 	}
-	return run(ctx, "nfs-cat", u, u)
+	return c.run(ctx, "nfs-cat", u, u)
 }
 
 // lsLine is one nfs-ls line: mode, links, uid, gid, size, name.
@@ -215,7 +227,7 @@ func (c Client) List(ctx context.Context, export, dir string) ([]string, error) 
 	if err != nil {
 		return nil, err
 	}
-	out, err := run(ctx, "nfs-ls", u, u)
+	out, err := c.run(ctx, "nfs-ls", u, u)
 	if err != nil {
 		return nil, err
 	}
@@ -254,15 +266,19 @@ func classify(stderr string) error {
 	return nil
 }
 
-// run executes tool with args and returns its stdout.
-func run(ctx context.Context, tool, u string, args ...string) ([]byte, error) {
+// run executes tool with args (in c.Netns, if set) and returns its stdout.
+func (c Client) run(ctx context.Context, tool, u string, args ...string) ([]byte, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
 		defer cancel()
 	}
 	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, tool, args...)
+	argv := append([]string{tool}, args...)
+	if c.Netns != "" {
+		argv = append([]string{"ip", "netns", "exec", c.Netns}, argv...)
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {

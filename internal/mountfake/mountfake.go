@@ -31,6 +31,8 @@ type Seams struct {
 	statfsOK    unix.Statfs_t
 	unmountFunc func(target string, flags int) error
 	unmountLog  []int
+	groups      map[string]uint32
+	groupErr    error
 }
 
 // DefaultStatfs is what statfs answers for a path the test did not set: a
@@ -48,7 +50,35 @@ func New() *Seams {
 		statfsVal: map[string]unix.Statfs_t{},
 		statfsErr: map[string]error{},
 		statfsOK:  DefaultStatfs,
+		groups:    map[string]uint32{},
 	}
+}
+
+// ShareGroup records that path was given to gid, or fails with the error
+// of SetShareGroupErr.
+func (s *Seams) ShareGroup(path string, gid uint32) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.groupErr != nil {
+		return s.groupErr
+	}
+	s.groups[path] = gid
+	return nil
+}
+
+// SetShareGroupErr makes ShareGroup fail with err (nil: succeed).
+func (s *Seams) SetShareGroupErr(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.groupErr = err
+}
+
+// Group is the gid path was given to, if it was.
+func (s *Seams) Group(path string) (uint32, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, ok := s.groups[path]
+	return g, ok
 }
 
 // wait hangs while p is blocked.

@@ -51,6 +51,9 @@ func Start(t testing.TB, prefix, name string, opts ...Options) *Server {
 		DefaultVolumeSize: "64Mi", Pool: tp.Name, Vdevs: []string{tp.Vdev}, CreatePool: true,
 		PoolFileSize: "1Gi", MountRoot: tp.Mountpoint, ZFSCLI: string(zfs.CLIAuto),
 		ZFSBinary: command.ZFS, ZpoolBinary: command.Zpool, ZFSTimeouts: command.DefaultTimeouts,
+		// Tests through this harness read and write without publishing;
+		// per-node exports have tests of their own.
+		ExportAccess: string(server.AccessClients),
 		NFS: nfs.GaneshaConfig{NFSPort: ports[1], BindAddr: "127.0.0.1", Protocols: []int{4},
 			MinorVersions: []int{0, 1, 2}, Clients: []string{"127.0.0.0/8"}},
 	}

@@ -33,6 +33,10 @@ type GaneshaEnv struct {
 	Dir string
 }
 
+// LoopbackClients is the client network of test NFS servers: exports of
+// tests that read and write through them admit it.
+var LoopbackClients = []string{"127.0.0.0/8"}
+
 // StartGanesha starts a real NFS-Ganesha through pkg/nfs on free loopback
 // ports, serving NFSv3 and NFSv4 (minor versions 0, 1, 2) to 127.0.0.0/8
 // without root squashing, with the given exports. It is stopped in
@@ -70,7 +74,7 @@ func StartGanesha(t testing.TB, exports []nfs.Export, mutate ...func(*nfs.Ganesh
 		BindAddr:      "127.0.0.1",
 		Protocols:     []int{3, 4},
 		MinorVersions: []int{0, 1, 2},
-		Clients:       []string{"127.0.0.0/8"},
+		Clients:       LoopbackClients,
 		Squash:        nfs.SquashNone,
 		// libnfs never reclaims, so after a restart the server waits out
 		// the whole grace period before allowing writes: keep it short.
@@ -164,7 +168,7 @@ func CleanStaleGanesha(t testing.TB) {
 	for _, p := range GaneshaProcesses() {
 		conf := ganeshaArg(p.Args, "-f")
 		owner, dir, ok := ganeshaOwner(tmp, conf)
-		if !ok || pidAlive(owner) {
+		if !ok || PidAlive(owner) {
 			continue
 		}
 		t.Logf("killing stale ganesha %d of dead test process %d (%s)", p.PID, owner, dir)
@@ -172,7 +176,7 @@ func CleanStaleGanesha(t testing.TB) {
 	}
 	dirs, _ := filepath.Glob(filepath.Join(tmp, GaneshaDirPrefix+"*"))
 	for _, d := range dirs {
-		if owner, ok := ganeshaDirOwner(filepath.Base(d)); ok && !pidAlive(owner) {
+		if owner, ok := ganeshaDirOwner(filepath.Base(d)); ok && !PidAlive(owner) {
 			_ = os.RemoveAll(d)
 		}
 	}
@@ -237,9 +241,9 @@ func ganeshaDirOwner(name string) (int, bool) {
 	return pid, err == nil && pid > 0
 }
 
-// pidAlive reports whether a process with this pid exists (zombies count
+// PidAlive reports whether a process with this pid exists (zombies count
 // as gone: they hold no ports).
-func pidAlive(pid int) bool {
+func PidAlive(pid int) bool {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return false

@@ -181,7 +181,7 @@ func CleanStalePools(ctx context.Context) error {
 	var errs []error
 	for _, pool := range importedPools(ctx, r) {
 		pid, ok := poolOwner(pool)
-		if !ok || pidAlive(pid) {
+		if !ok || PidAlive(pid) {
 			continue
 		}
 		files := poolFiles(ctx, r, pool)

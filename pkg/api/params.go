@@ -18,6 +18,13 @@ const (
 	ParamRecordSize  = "recordsize"
 	ParamAtime       = "atime"
 	ParamSync        = "sync"
+	// Export access and root ownership (see Access).
+	ParamSquash  = "squash"
+	ParamAnonUID = "anonUID"
+	ParamAnonGID = "anonGID"
+	ParamUID     = "uid"
+	ParamGID     = "gid"
+	ParamMode    = "mode"
 )
 
 // kubernetesPrefix marks the keys the external-provisioner adds with
@@ -27,11 +34,15 @@ const kubernetesPrefix = "csi.storage.k8s.io/"
 // zfsParams are passed to ZFS as they are; the server checks their values.
 var zfsParams = []string{ParamCompression, ParamRecordSize, ParamAtime, ParamSync}
 
+// knownParams, for the error that names them.
+var knownParams = append([]string{ParamServer, ParamThick, ParamSquash, ParamAnonUID, ParamAnonGID, ParamUID, ParamGID, ParamMode}, zfsParams...)
+
 // Params is a parsed parameter set.
 type Params struct {
 	Server     string            // pin the volume to this server; "" places it
 	Thick      bool              // reserve the whole capacity up front
 	Properties map[string]string // ZFS tunables, values unchecked
+	Access     Access            // squashing and root ownership
 }
 
 // ParseParams checks a parameter map. Unknown keys are refused, so a typo
@@ -39,7 +50,7 @@ type Params struct {
 // the external-provisioner adds are accepted and ignored. Errors wrap
 // ErrInvalid.
 func ParseParams(in map[string]string) (Params, error) {
-	p := Params{Properties: map[string]string{}}
+	p := Params{Properties: map[string]string{}, Access: Access{AnonUID: DefaultAnonID, AnonGID: DefaultAnonID}}
 	for _, k := range slices.Sorted(maps.Keys(in)) {
 		v := in[k]
 		switch {
@@ -55,13 +66,40 @@ func ParseParams(in map[string]string) (Params, error) {
 				return p, fmt.Errorf("%w: parameter %s=%q: want true or false", ErrInvalid, k, v)
 			}
 			p.Thick = b
+		case k == ParamSquash:
+			sq, err := parseSquash(v)
+			if err != nil {
+				return p, err
+			}
+			p.Access.Squash = sq
+		case k == ParamAnonUID, k == ParamAnonGID, k == ParamUID, k == ParamGID:
+			id, err := parseID(k, v)
+			if err != nil {
+				return p, err
+			}
+			switch k {
+			case ParamAnonUID:
+				p.Access.AnonUID = id
+			case ParamAnonGID:
+				p.Access.AnonGID = id
+			case ParamUID:
+				p.Access.UID = &id
+			default:
+				p.Access.GID = &id
+			}
+		case k == ParamMode:
+			m, err := ParseMode(v)
+			if err != nil {
+				return p, err
+			}
+			p.Access.Mode = &m
 		case slices.Contains(zfsParams, k):
 			if v == "" {
 				return p, fmt.Errorf("%w: parameter %q is empty", ErrInvalid, k)
 			}
 			p.Properties[k] = v
 		default:
-			return p, fmt.Errorf("%w: unknown parameter %q (known: %s, %s, %s)", ErrInvalid, k, ParamServer, ParamThick, strings.Join(zfsParams, ", "))
+			return p, fmt.Errorf("%w: unknown parameter %q (known: %s)", ErrInvalid, k, strings.Join(knownParams, ", "))
 		}
 	}
 	return p, nil

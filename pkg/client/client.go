@@ -215,6 +215,10 @@ func (c *Client) Mount(ctx context.Context, id, target string, readOnly bool) er
 	if err != nil {
 		return err
 	}
+	// As the external-attacher does before kubelet mounts.
+	if err := c.Publish(ctx, id, readOnly); err != nil {
+		return err
+	}
 	vc := v.GetVolume().GetVolumeContext()
 	capab := mountCapability()[0]
 	staging := stagingPath(target)

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -46,7 +47,16 @@ func (c *Client) Put(ctx context.Context, id, path string, data []byte, ports Mo
 	if err != nil {
 		return err
 	}
-	return nc.WriteFile(ctx, export, p, data)
+	return explainAccess(id, nc.WriteFile(ctx, export, p, data))
+}
+
+// explainAccess adds what to do to an export's refusal: exports admit only
+// the nodes a volume is published to.
+func explainAccess(id string, err error) error {
+	if errors.Is(err, libnfs.ErrAccess) {
+		return fmt.Errorf("access denied: the export of %s admits only the nodes it is published to (`dots volume publish %s`): %w", id, id, err)
+	}
+	return err
 }
 
 // Cat reads path inside the volume, through its NFS export.
@@ -59,5 +69,6 @@ func (c *Client) Cat(ctx context.Context, id, path string, ports MountPorts) ([]
 	if err != nil {
 		return nil, err
 	}
-	return nc.ReadFile(ctx, export, p)
+	data, err := nc.ReadFile(ctx, export, p)
+	return data, explainAccess(id, err)
 }

@@ -41,6 +41,10 @@ type ControllerOptions struct {
 	// ReadTimeout bounds each call that only reads from one server, and
 	// each server's part of a call that asks several (lists, capacity).
 	ReadTimeout time.Duration
+	// Publish advertises ControllerPublishVolume: every volume is then
+	// published to each node that mounts it, and exports admit only those
+	// nodes (with servers in per-node export mode).
+	Publish bool
 }
 
 // Default call timeouts.
@@ -69,9 +73,10 @@ func NewControllerServer(reg *registry.Registry, store placements.Store, opts Co
 		metrics: newControllerMetrics(metricsReg)}, nil
 }
 
-// ControllerGetCapabilities is what every server implements.
+// ControllerGetCapabilities is what every server implements, with
+// publishing when the controller is configured for it.
 func (c *ControllerServer) ControllerGetCapabilities(context.Context, *csi.ControllerGetCapabilitiesRequest) (*csi.ControllerGetCapabilitiesResponse, error) {
-	return &csi.ControllerGetCapabilitiesResponse{Capabilities: api.ControllerCapabilities()}, nil
+	return &csi.ControllerGetCapabilitiesResponse{Capabilities: api.ControllerCapabilities(c.opts.Publish)}, nil
 }
 
 // CreateVolume places a new volume, or finds the one a repeated call made.

@@ -27,6 +27,8 @@ type ControllerConfig struct {
 	CallTimeout       time.Duration
 	ReadTimeout       time.Duration
 	ReconcileInterval time.Duration
+	// Publish advertises ControllerPublishVolume (see ControllerOptions).
+	Publish bool
 }
 
 // AddFlags registers the controller's flags.
@@ -49,6 +51,7 @@ func (c *ControllerConfig) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Placements, "placements", "kubernetes", "where the controller records which server each volume and snapshot name was sent to, before it is sent: kubernetes[:NAMESPACE] (Leases), dir:PATH, or memory (tests only: lost on restart)")
 	fs.DurationVar(&c.CallTimeout, "call-timeout", DefaultCallTimeout, "deadline of a call that changes something on a storage server")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", DefaultReadTimeout, "deadline of a call that reads from one storage server, and of each server's part of a listing or capacity (a server that misses it is left out)")
+	fs.BoolVar(&c.Publish, "controller-publish", false, "advertise PUBLISH_UNPUBLISH_VOLUME and pass publish and unpublish to the servers, whose exports then admit only the nodes each volume is published to (servers' --export-access=per-node); set it with the CSIDriver's attachRequired: true and the external-attacher")
 	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", 5*time.Minute, "how often the placements are completed from what the servers hold (volumes created before placements were recorded)")
 }
 

@@ -39,7 +39,7 @@ func RunController(ctx context.Context, cfg ControllerConfig, ready func(*Contro
 		return err
 	}
 	cs, err := NewControllerServer(servers, store, ControllerOptions{DefaultCapacity: size,
-		CallTimeout: cfg.CallTimeout, ReadTimeout: cfg.ReadTimeout}, metrics)
+		CallTimeout: cfg.CallTimeout, ReadTimeout: cfg.ReadTimeout, Publish: cfg.Publish}, metrics)
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,9 @@ var (
 	errExists = errors.New("already exists")
 	// errNotStaged: a publish without the staging this plugin requires.
 	errNotStaged = errors.New("not staged")
+	// errPublishDisabled: ControllerPublishVolume on a controller not
+	// configured for it (--controller-publish).
+	errPublishDisabled = errors.New("ControllerPublishVolume is not enabled on this controller (--controller-publish)")
 )
 
 var (
@@ -38,6 +41,8 @@ var (
 		{Err: errNoRoom, Code: codes.ResourceExhausted},
 		{Err: errExists, Code: codes.AlreadyExists},
 		{Err: discovery.ErrInvalid, Code: codes.InvalidArgument},
+		{Err: errPublishDisabled, Code: codes.Unimplemented},
+		{Err: api.ErrUnknownNode, Code: codes.NotFound},
 	}
 	nodeRows = []csirpc.ErrorCode{
 		{Err: errNotStaged, Code: codes.FailedPrecondition},
@@ -50,6 +55,7 @@ var (
 		{Err: mounter.ErrBusy, Code: codes.FailedPrecondition},
 		{Err: mounter.ErrStale, Code: codes.Unavailable},
 		{Err: mounter.ErrTimeout, Code: codes.Unavailable},
+		{Err: mounter.ErrGroupDenied, Code: codes.FailedPrecondition},
 	}
 )
 

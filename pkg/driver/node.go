@@ -42,19 +42,26 @@ func NewNodeServer(opts NodeOptions, m mounter.Mounter) (*NodeServer, error) {
 	if m.KubeletDir() != opts.KubeletDir {
 		return nil, fmt.Errorf("mounter kubelet directory %s differs from --kubelet-dir=%s", m.KubeletDir(), opts.KubeletDir)
 	}
-	klog.InfoS("Node service", "nodeID", opts.NodeID, "mountMode", opts.MountMode, "kubeletDir", opts.KubeletDir,
+	nodeID, err := opts.csiNodeID()
+	if err != nil {
+		return nil, err
+	}
+	klog.InfoS("Node service", "nodeID", nodeID, "mountMode", opts.MountMode, "kubeletDir", opts.KubeletDir,
 		"localBindRoots", opts.LocalBindRoots, "statsTimeout", opts.StatsTimeout, "unmountTimeout", opts.UnmountTimeout)
-	return &NodeServer{nodeID: opts.NodeID, m: m, locks: lockset.New(), paths: newVolumePaths()}, nil
+	return &NodeServer{nodeID: nodeID, m: m, locks: lockset.New(), paths: newVolumePaths()}, nil
 }
 
 // nodeCapabilities: STAGE_UNSTAGE so each volume is mounted once per node;
 // GET_VOLUME_HEALTH is spec 1.13's replacement for the removed
-// VOLUME_CONDITION and reports stale or hung mounts.
+// VOLUME_CONDITION and reports stale or hung mounts; VOLUME_MOUNT_GROUP
+// has kubelet hand a pod's fsGroup to the plugin instead of chowning
+// every file of the volume itself (which a squashed export refuses).
 var nodeCapabilities = []csi.NodeServiceCapability_RPC_Type{
 	csi.NodeServiceCapability_RPC_STAGE_UNSTAGE_VOLUME,
 	csi.NodeServiceCapability_RPC_GET_VOLUME_STATS,
 	csi.NodeServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
 	csi.NodeServiceCapability_RPC_GET_VOLUME_HEALTH,
+	csi.NodeServiceCapability_RPC_VOLUME_MOUNT_GROUP,
 }
 
 // NodeGetCapabilities implements csi.NodeServer.
@@ -162,8 +169,18 @@ func (s *NodeServer) NodePublishVolume(ctx context.Context, req *csi.NodePublish
 		}
 	}
 	readOnly := req.GetReadonly() || readerOnly(vc)
+	gid, err := mountGroup(vc)
+	if err != nil {
+		return nil, err
+	}
 	if err := s.m.Publish(ctx, staging, target, readOnly); err != nil {
 		return nil, fmt.Errorf("publish volume %s at %s: %w", id, target, err)
+	}
+	if gid != nil && !readOnly {
+		if err := s.m.ShareGroup(ctx, target, *gid); err != nil {
+			// Left published: kubelet retries, and unpublishes if the pod goes.
+			return nil, fmt.Errorf("volume %s: fsGroup %d: %w", id, *gid, err)
+		}
 	}
 	s.paths.publish(id, staging, target)
 	klog.InfoS("Volume published", "volumeID", id, "targetPath", target, "readOnly", readOnly)
@@ -268,4 +285,18 @@ func (s *NodeServer) volumeFromContext(id string, vc map[string]string) (mounter
 		}
 	}
 	return vol, nil
+}
+
+// mountGroup reads the fsGroup kubelet hands over (VOLUME_MOUNT_GROUP).
+func mountGroup(vc *csi.VolumeCapability) (*uint32, error) {
+	g := vc.GetMount().GetVolumeMountGroup()
+	if g == "" {
+		return nil, nil
+	}
+	n, err := strconv.ParseUint(g, 10, 32)
+	if err != nil || n > 1<<31-1 {
+		return nil, fmt.Errorf("%w: volume_mount_group %q is not a group id", api.ErrInvalid, g)
+	}
+	gid := uint32(n)
+	return &gid, nil
 }

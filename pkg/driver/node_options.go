@@ -8,17 +8,19 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/mounter"
 )
-
-// maxNodeIDLen is the CSI bound on node_id.
-const maxNodeIDLen = 256
 
 // NodeOptions configure the node plugin.
 type NodeOptions struct {
 	// NodeID is the Kubernetes node name; no topology is reported, since
 	// every node reaches every storage server.
 	NodeID string
+	// Addresses are the node's IP addresses, where its NFS traffic comes
+	// from. They become part of the CSI node ID (NAME@ADDR,...), so the
+	// exports of volumes published to the node admit exactly them.
+	Addresses []string
 	// MountMode is mounter.ModeNFS (every real node) or
 	// mounter.ModeLocalBind (single-machine development stack only).
 	MountMode string
@@ -52,6 +54,12 @@ func (o *NodeOptions) AddFlags(fs *flag.FlagSet) {
 		o.KubeletDir = mounter.DefaultKubeletDir
 	}
 	fs.StringVar(&o.NodeID, "node-id", o.NodeID, "this node's name, reported as the CSI node ID (required)")
+	fs.Func("node-address", "this node's IP address, where its NFS traffic comes from (repeatable or comma separated; in Kubernetes status.hostIP); needed when exports admit only the nodes a volume is published to", func(v string) error {
+		for _, a := range strings.Split(v, ",") {
+			o.Addresses = append(o.Addresses, strings.TrimSpace(a))
+		}
+		return nil
+	})
 	fs.StringVar(&o.MountMode, "mount-mode", o.MountMode,
 		"how volumes are mounted: nfs (NFSv4 mounts, for every real node) or local-bind (DEVELOPMENT ONLY: bind mounts of dataset mountpoints of a storage server on this same machine, for hosts without a kernel NFS client)")
 	fs.StringVar(&o.KubeletDir, "kubelet-dir", o.KubeletDir,
@@ -67,8 +75,8 @@ func (o NodeOptions) Validate() error {
 	var errs []error
 	if o.NodeID == "" {
 		errs = append(errs, errors.New("--node-id is required"))
-	} else if len(o.NodeID) > maxNodeIDLen {
-		errs = append(errs, fmt.Errorf("--node-id is longer than %d bytes", maxNodeIDLen))
+	} else if _, err := o.csiNodeID(); err != nil {
+		errs = append(errs, fmt.Errorf("--node-id, --node-address: %w", err))
 	}
 	if err := mounter.CheckKubeletDir(o.KubeletDir); err != nil {
 		errs = append(errs, fmt.Errorf("--kubelet-dir: %w", err))
@@ -119,4 +127,20 @@ func (l *pathList) String() string { return strings.Join(*l, ",") }
 func (l *pathList) Set(v string) error {
 	*l = append(*l, v)
 	return nil
+}
+
+// csiNodeID is the node ID NodeGetInfo reports: NAME@ADDR,... with
+// addresses, the bare name without (a node no export can be published to).
+func (o NodeOptions) csiNodeID() (string, error) {
+	if len(o.Addresses) == 0 {
+		if len(o.NodeID) > api.MaxNodeIDLen {
+			return "", fmt.Errorf("node name is longer than %d bytes", api.MaxNodeIDLen)
+		}
+		return o.NodeID, nil
+	}
+	id, err := api.NewNodeID(o.NodeID, o.Addresses)
+	if err != nil {
+		return "", err
+	}
+	return id.String(), nil
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -54,7 +56,7 @@ func newFakeNodeTimeout(t *testing.T, mode, root string, statTimeout time.Durati
 	m, err := mounter.New(mounter.Config{
 		Mode: mode, LocalBindRoots: roots(root), KubeletDir: f.kubelet,
 		StatTimeout: statTimeout, UnmountTimeout: 100 * time.Millisecond,
-		Mount: f.Mounter, Stat: f.Stat, Statfs: f.Statfs,
+		Mount: f.Mounter, Stat: f.Stat, Statfs: f.Statfs, ShareGroup: f.ShareGroup,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +68,7 @@ func newFakeNodeTimeout(t *testing.T, mode, root string, statTimeout time.Durati
 
 func newNodeServerFor(t *testing.T, m mounter.Mounter, mode, root string) *NodeServer {
 	t.Helper()
-	s, err := NewNodeServer(NodeOptions{NodeID: "node-1", MountMode: mode, LocalBindRoots: roots(root), KubeletDir: m.KubeletDir(),
+	s, err := NewNodeServer(NodeOptions{NodeID: "node-1", Addresses: []string{"10.0.0.7"}, MountMode: mode, LocalBindRoots: roots(root), KubeletDir: m.KubeletDir(),
 		StatsTimeout: time.Second, UnmountTimeout: time.Second}, m)
 	if err != nil {
 		t.Fatal(err)
@@ -136,20 +138,24 @@ func TestNodeOptions(t *testing.T) {
 		return func(o *NodeOptions) { o.MountMode, o.LocalBindRoots = mounter.ModeLocalBind, roots }
 	}
 	bad := map[string]func(*NodeOptions){
-		"no node id":             func(o *NodeOptions) { o.NodeID = "" },
-		"long node id":           func(o *NodeOptions) { o.NodeID = string(make([]byte, 300)) },
-		"unknown mode":           func(o *NodeOptions) { o.MountMode = "fuse" },
-		"root without bind mode": func(o *NodeOptions) { o.LocalBindRoots = []string{"/srv"} },
-		"bind mode without root": bindMode(),
-		"relative bind root":     bindMode("/srv/dots/volumes", "srv/dots/volumes"),
-		"unclean bind root":      bindMode("/srv/dots/volumes/../state"),
-		"bind root /":            bindMode("/"),
-		"no kubelet dir":         func(o *NodeOptions) { o.KubeletDir = "" },
-		"relative kubelet dir":   func(o *NodeOptions) { o.KubeletDir = "var/lib/kubelet" },
-		"kubelet dir /":          func(o *NodeOptions) { o.KubeletDir = "/" },
-		"unclean kubelet dir":    func(o *NodeOptions) { o.KubeletDir = "/var/lib/kubelet/" },
-		"zero stats timeout":     func(o *NodeOptions) { o.StatsTimeout = 0 },
-		"zero unmount timeout":   func(o *NodeOptions) { o.UnmountTimeout = 0 },
+		"no node id":              func(o *NodeOptions) { o.NodeID = "" },
+		"long node id":            func(o *NodeOptions) { o.NodeID = string(make([]byte, 300)) },
+		"bad address":             func(o *NodeOptions) { o.Addresses = []string{"10.0.0.300"} },
+		"host name as address":    func(o *NodeOptions) { o.Addresses = []string{"node.example"} },
+		"name too long with addr": func(o *NodeOptions) { o.NodeID, o.Addresses = strings.Repeat("n", 250), []string{"10.0.0.1"} },
+		"bad name with address":   func(o *NodeOptions) { o.NodeID, o.Addresses = "a;b", []string{"10.0.0.1"} },
+		"unknown mode":            func(o *NodeOptions) { o.MountMode = "fuse" },
+		"root without bind mode":  func(o *NodeOptions) { o.LocalBindRoots = []string{"/srv"} },
+		"bind mode without root":  bindMode(),
+		"relative bind root":      bindMode("/srv/dots/volumes", "srv/dots/volumes"),
+		"unclean bind root":       bindMode("/srv/dots/volumes/../state"),
+		"bind root /":             bindMode("/"),
+		"no kubelet dir":          func(o *NodeOptions) { o.KubeletDir = "" },
+		"relative kubelet dir":    func(o *NodeOptions) { o.KubeletDir = "var/lib/kubelet" },
+		"kubelet dir /":           func(o *NodeOptions) { o.KubeletDir = "/" },
+		"unclean kubelet dir":     func(o *NodeOptions) { o.KubeletDir = "/var/lib/kubelet/" },
+		"zero stats timeout":      func(o *NodeOptions) { o.StatsTimeout = 0 },
+		"zero unmount timeout":    func(o *NodeOptions) { o.UnmountTimeout = 0 },
 	}
 	for name, mutate := range bad {
 		o := good
@@ -180,7 +186,7 @@ func TestNewNodeServerChecksMode(t *testing.T) {
 func TestNodeInfoAndCapabilities(t *testing.T) {
 	f := newFakeNode(t, mounter.ModeNFS, "")
 	info, err := f.NodeGetInfo(nodeCtx, &csi.NodeGetInfoRequest{})
-	if err != nil || info.GetNodeId() != "node-1" || info.GetAccessibleTopology() != nil || info.GetMaxVolumesPerNode() != 0 {
+	if err != nil || info.GetNodeId() != "node-1@10.0.0.7" || info.GetAccessibleTopology() != nil || info.GetMaxVolumesPerNode() != 0 {
 		t.Fatalf("NodeGetInfo = %v, %v", info, err)
 	}
 	caps, err := f.NodeGetCapabilities(nodeCtx, &csi.NodeGetCapabilitiesRequest{})
@@ -192,12 +198,13 @@ func TestNodeInfoAndCapabilities(t *testing.T) {
 	for _, want := range []csi.NodeServiceCapability_RPC_Type{
 		csi.NodeServiceCapability_RPC_STAGE_UNSTAGE_VOLUME, csi.NodeServiceCapability_RPC_GET_VOLUME_STATS,
 		csi.NodeServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER, csi.NodeServiceCapability_RPC_GET_VOLUME_HEALTH,
+		csi.NodeServiceCapability_RPC_VOLUME_MOUNT_GROUP,
 	} {
 		if !got[want] {
 			t.Errorf("capability %v missing", want)
 		}
 	}
-	if len(got) != 4 || got[csi.NodeServiceCapability_RPC_EXPAND_VOLUME] {
+	if len(got) != 5 || got[csi.NodeServiceCapability_RPC_EXPAND_VOLUME] {
 		t.Errorf("unexpected capabilities: %v", got)
 	}
 }
@@ -262,7 +269,7 @@ func TestNodeFlowNFS(t *testing.T) {
 	}
 	mps := f.MountsAt(staging)
 	if len(mps) != 1 || mps[0].Device != "10.96.0.12:/dots/pvc-1" || mps[0].Type != "nfs4" ||
-		fmt.Sprint(mps[0].Opts) != "[vers=4.1 hard timeo=600 retrans=2 noresvport nconnect=2 port=20490]" {
+		fmt.Sprint(mps[0].Opts) != "[vers=4.1 hard timeo=600 retrans=2 noresvport nosuid nodev nconnect=2 port=20490]" {
 		t.Fatalf("staging mounts: %+v", mps)
 	}
 
@@ -519,4 +526,39 @@ func nodeMust(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestNodePublishMountGroup: kubelet hands a pod's fsGroup over
+// (VOLUME_MOUNT_GROUP); the node gives the volume's root to that group,
+// except on read-only mounts, and reports a squashed export that refuses.
+func TestNodePublishMountGroup(t *testing.T) {
+	f := newFakeNode(t, mounter.ModeNFS, "")
+	dir := f.dir(t)
+	staging := filepath.Join(dir, "globalmount")
+	_, err := f.NodeStageVolume(nodeCtx, &csi.NodeStageVolumeRequest{VolumeId: nodeVolID, StagingTargetPath: staging,
+		VolumeCapability: nodeMountCap(nodeSNW), VolumeContext: nodeNFSContext})
+	nodeMust(t, err)
+	withGroup := func(g string) *csi.VolumeCapability {
+		c := nodeMountCap(nodeSNW)
+		c.GetMount().VolumeMountGroup = g
+		return c
+	}
+	publish := func(target, group string, ro bool) error {
+		_, err := f.NodePublishVolume(nodeCtx, &csi.NodePublishVolumeRequest{VolumeId: nodeVolID, StagingTargetPath: staging,
+			TargetPath: target, VolumeCapability: withGroup(group), VolumeContext: nodeNFSContext, Readonly: ro})
+		return err
+	}
+	target := filepath.Join(dir, "pod1")
+	nodeMust(t, publish(target, "2000", false))
+	if g, ok := f.Group(target); !ok || g != 2000 {
+		t.Fatalf("group of the volume root = %d, %v; want 2000", g, ok)
+	}
+	roTarget := filepath.Join(dir, "pod2")
+	nodeMust(t, publish(roTarget, "3000", true))
+	if _, ok := f.Group(roTarget); ok {
+		t.Fatal("a read-only publish changed the group")
+	}
+	wantNodeCode(t, publish(filepath.Join(dir, "pod3"), "staff", false), codes.InvalidArgument)
+	f.SetShareGroupErr(syscall.EPERM)
+	wantNodeCode(t, publish(filepath.Join(dir, "pod4"), "2000", false), codes.FailedPrecondition)
 }

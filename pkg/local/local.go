@@ -122,7 +122,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	if err != nil {
 		return err
 	}
-	cs, err := driver.NewControllerServer(members, store, driver.ControllerOptions{DefaultCapacity: 1 << 30}, metrics)
+	cs, err := driver.NewControllerServer(members, store, driver.ControllerOptions{DefaultCapacity: 1 << 30, Publish: true}, metrics)
 	if err != nil {
 		return err
 	}
@@ -134,7 +134,9 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	for i := range cfg.Servers {
 		volumeDirs = append(volumeDirs, mounter.VolumesDir(cfg.path("mnt", serverName(i))))
 	}
-	nodeOpts := driver.NodeOptions{NodeID: host, MountMode: mounter.ModeLocalBind, LocalBindRoots: volumeDirs, KubeletDir: cfg.PodsDir(),
+	// The node's NFS traffic (the client's put and cat) comes from
+	// loopback: exports admit it once a volume is published to the node.
+	nodeOpts := driver.NodeOptions{NodeID: host, Addresses: []string{nodeAddress}, MountMode: mounter.ModeLocalBind, LocalBindRoots: volumeDirs, KubeletDir: cfg.PodsDir(),
 		StatsTimeout: mounter.DefaultStatTimeout, UnmountTimeout: mounter.DefaultUnmountTimeout}
 	m, err := mounter.New(nodeOpts.MounterConfig())
 	if err != nil {
@@ -179,6 +181,10 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	})
 }
 
+// nodeAddress is the local node's address: where its NFS traffic comes
+// from, and all the servers' exports may ever admit.
+const nodeAddress = "127.0.0.1"
+
 type localServer struct {
 	info ServerInfo
 	pool *zfs.Pool
@@ -218,12 +224,14 @@ func startServer(ctx context.Context, cfg Config, i int, wg *sync.WaitGroup) (*l
 		PoolFileSize: cfg.PoolSize, MountRoot: cfg.path("mnt", name), ZFSCLI: string(zfs.CLIAuto),
 		ZFSBinary: command.ZFS, ZpoolBinary: command.Zpool, ZFSTimeouts: command.DefaultTimeouts,
 		ExportOnExit: cfg.Keep,
+		// Each export admits only the node a volume is published to.
+		ExportAccess: string(server.AccessPerNode),
 		NFS: nfs.GaneshaConfig{
 			NFSPort: nfsPort, MountPort: mountPort, BindAddr: "127.0.0.1",
 			// NFSv3 and v4.0 too, so the libnfs client of the demo and
 			// the tests can read and write (see ENVIRONMENT.md).
 			Protocols: []int{3, 4}, MinorVersions: []int{0, 1, 2},
-			Clients: []string{"127.0.0.0/8"}, Squash: nfs.SquashNone,
+			Clients: []string{nodeAddress + "/32"}, Squash: nfs.SquashRoot,
 			// Nothing to reclaim on one machine; a short grace keeps a
 			// --keep restart from answering JUKEBOX for 90 s.
 			GracePeriod: 2 * time.Second,

@@ -41,7 +41,7 @@ func TestLocalBindStagePublish(t *testing.T) {
 	}
 	must(t, h.Stage(ctx, vol, staging, []string{"noatime"}, false))
 	mps := s.MountsAt(staging)
-	if len(mps) != 1 || mps[0].Device != "pool/dots/volumes/vol1" || !reflect.DeepEqual(mps[0].Opts, []string{"bind"}) {
+	if len(mps) != 1 || mps[0].Device != "pool/dots/volumes/vol1" || !reflect.DeepEqual(mps[0].Opts, []string{"bind", "nosuid", "nodev"}) {
 		t.Fatalf("staging mount: %+v", mps)
 	}
 	log := s.Mounter.GetLog()

@@ -54,6 +54,9 @@ type Mounter interface {
 	// Check reports whether a healthy mount is at path: nil, or ErrNotFound,
 	// ErrNotMountPoint, ErrStale, ErrTimeout.
 	Check(ctx context.Context, path string) error
+	// ShareGroup gives a group write access to the root of the volume
+	// mounted at path (see Host.ShareGroup).
+	ShareGroup(ctx context.Context, path string, gid uint32) error
 	// PublishedTargets lists the mount points, other than staging itself,
 	// that show the filesystem staged at staging: its publish targets.
 	PublishedTargets(staging string) ([]string, error)
@@ -95,9 +98,10 @@ type Config struct {
 	// Stat, Statfs, Unmount default to the real syscalls. When Mount is set
 	// and Unmount is not, unmounts go through Mount.Unmount (force and lazy
 	// then retry the same call), so a fake Mount never reaches the host.
-	Stat    StatFunc
-	Statfs  StatfsFunc
-	Unmount UnmountFunc
+	Stat       StatFunc
+	Statfs     StatfsFunc
+	Unmount    UnmountFunc
+	ShareGroup ShareGroupFunc
 }
 
 // Host implements Mounter on this machine.
@@ -108,6 +112,7 @@ type Host struct {
 	stat           StatFunc
 	statfs         StatfsFunc
 	unmount        UnmountFunc
+	shareGroup     ShareGroupFunc
 	statTimeout    time.Duration
 	unmountTimeout time.Duration
 	calls          *inflight
@@ -132,6 +137,7 @@ func New(cfg Config) (*Host, error) {
 		stat:           cfg.Stat,
 		statfs:         cfg.Statfs,
 		unmount:        cfg.Unmount,
+		shareGroup:     cfg.ShareGroup,
 		statTimeout:    cfg.StatTimeout,
 		unmountTimeout: cfg.UnmountTimeout,
 		calls:          newInflight(),
@@ -180,6 +186,9 @@ func New(cfg Config) (*Host, error) {
 	}
 	if h.statfs == nil {
 		h.statfs = unix.Statfs
+	}
+	if h.shareGroup == nil {
+		h.shareGroup = shareGroup
 	}
 	if _, ok := h.mode.(localBindMode); ok {
 		klog.InfoS("Mount mode local-bind: DEVELOPMENT ONLY, volumes are bind mounts of dataset mountpoints on this machine, not NFS mounts",
@@ -311,7 +320,8 @@ func (h *Host) Publish(ctx context.Context, staging, target string, readOnly boo
 	if err := os.MkdirAll(target, 0o750); err != nil {
 		return fmt.Errorf("create target path: %w", err)
 	}
-	opts := []string{"bind"}
+	// nosuid and nodev again: a bind mount's flags are its own.
+	opts := []string{"bind", "nosuid", "nodev"}
 	if readOnly {
 		opts = append(opts, "ro")
 	}

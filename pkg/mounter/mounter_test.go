@@ -68,7 +68,7 @@ func TestStageNFS(t *testing.T) {
 		t.Fatalf("mounts at staging: %+v", mps)
 	}
 	want := mount.MountPoint{Device: "10.96.0.12:/dots/pvc-1", Path: staging, Type: "nfs4",
-		Opts: []string{"vers=4.1", "hard", "timeo=600", "retrans=2", "noresvport", "noatime", "port=20490"}}
+		Opts: []string{"vers=4.1", "hard", "timeo=600", "retrans=2", "noresvport", "nosuid", "nodev", "noatime", "port=20490"}}
 	if !reflect.DeepEqual(mps[0], want) {
 		t.Fatalf("mount\n got %+v\nwant %+v", mps[0], want)
 	}

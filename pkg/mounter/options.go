@@ -38,7 +38,10 @@ import (
 // hard mounts that retry (timeo in tenths of a second) rather than return I/O
 // errors to applications, and a non-privileged source port so reconnects
 // after a server failover do not wait for a reserved port.
-var DefaultNFSOptions = []string{"vers=4.1", "hard", "timeo=600", "retrans=2", "noresvport"}
+// nosuid and nodev: a set-user-id program or a device file written to a
+// shared volume must not become root or a device on every node that mounts
+// it.
+var DefaultNFSOptions = []string{"vers=4.1", "hard", "timeo=600", "retrans=2", "noresvport", "nosuid", "nodev"}
 
 // maxOptionLen bounds a single option; real ones are a few dozen bytes.
 const maxOptionLen = 256
@@ -58,6 +61,8 @@ var refused = map[string]string{
 	"local_lock":   "locks would be local to this node, silently breaking locking between nodes",
 	"bg":           "a background mount reports success before the volume is mounted",
 	"port":         "the NFS port is set by the driver from the volume context",
+	"suid":         "a set-user-id program on a shared volume would run as its owner, root included, on every node that mounts it",
+	"dev":          "a device file on a shared volume would open that device on every node that mounts it",
 	"addr":         "the server address is set by the driver from the volume context",
 	"udp":          "NFSv4 runs over TCP only",
 	"mountproto":   "NFSv2/3 MOUNT protocol option; dots serves NFSv4 only",
@@ -133,9 +138,7 @@ var nfsRules = map[string]rule{
 	"strictatime": {family: "atime"},
 	"diratime":    {family: "diratime"},
 	"nodiratime":  {family: "diratime"},
-	"suid":        {family: "suid"},
 	"nosuid":      {family: "suid"},
-	"dev":         {family: "dev"},
 	"nodev":       {family: "dev"},
 	"exec":        {family: "exec"},
 	"noexec":      {family: "exec"},
@@ -279,9 +282,9 @@ func bindOptions(user []string, readOnly bool) ([]string, error) {
 		}
 	}
 	if readOnly {
-		return []string{"bind", "ro"}, nil
+		return []string{"bind", "nosuid", "nodev", "ro"}, nil
 	}
-	return []string{"bind"}, nil
+	return []string{"bind", "nosuid", "nodev"}, nil
 }
 
 func nfsVersion(v string) (string, error) {

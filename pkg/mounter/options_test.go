@@ -8,7 +8,7 @@ import (
 )
 
 func TestNFSMountOptionsMerge(t *testing.T) {
-	defaults := []string{"vers=4.1", "hard", "timeo=600", "retrans=2", "noresvport"}
+	defaults := []string{"vers=4.1", "hard", "timeo=600", "retrans=2", "noresvport", "nosuid", "nodev"}
 	tests := []struct {
 		name string
 		user []string
@@ -18,15 +18,15 @@ func TestNFSMountOptionsMerge(t *testing.T) {
 		{"defaults", nil, 0, defaults},
 		{"port appended", nil, 20490, append(append([]string{}, defaults...), "port=20490")},
 		{"soft replaces hard in place", []string{"soft"}, 0,
-			[]string{"vers=4.1", "soft", "timeo=600", "retrans=2", "noresvport"}},
+			[]string{"vers=4.1", "soft", "timeo=600", "retrans=2", "noresvport", "nosuid", "nodev"}},
 		{"vers override", []string{"vers=4.2"}, 0,
-			[]string{"vers=4.2", "hard", "timeo=600", "retrans=2", "noresvport"}},
+			[]string{"vers=4.2", "hard", "timeo=600", "retrans=2", "noresvport", "nosuid", "nodev"}},
 		{"nfsvers is an alias of vers", []string{"nfsvers=4.0"}, 0,
-			[]string{"vers=4.0", "hard", "timeo=600", "retrans=2", "noresvport"}},
+			[]string{"vers=4.0", "hard", "timeo=600", "retrans=2", "noresvport", "nosuid", "nodev"}},
 		{"numbers normalised", []string{"timeo=0100", "retrans=5"}, 0,
-			[]string{"vers=4.1", "hard", "timeo=100", "retrans=5", "noresvport"}},
+			[]string{"vers=4.1", "hard", "timeo=100", "retrans=5", "noresvport", "nosuid", "nodev"}},
 		{"resvport override", []string{"resvport"}, 0,
-			[]string{"vers=4.1", "hard", "timeo=600", "retrans=2", "resvport"}},
+			[]string{"vers=4.1", "hard", "timeo=600", "retrans=2", "resvport", "nosuid", "nodev"}},
 		{"extras keep user order", []string{"noatime", "nconnect=4", "ro", "lookupcache=pos"}, 2050,
 			append(append([]string{}, defaults...), "noatime", "nconnect=4", "ro", "lookupcache=pos", "port=2050")},
 		{"repeat is harmless", []string{"hard", "hard", "noatime", "noatime"}, 0,
@@ -54,6 +54,8 @@ func TestNFSMountOptionsRejected(t *testing.T) {
 		msg  string // part of the error message the user sees
 	}{
 		{"NFSv3", []string{"vers=3"}, "NFSv4 only"},
+		{"suid", []string{"suid"}, "set-user-id"},
+		{"dev", []string{"dev"}, "device file"},
 		{"NFSv2 by alias", []string{"nfsvers=2"}, "NFSv4 only"},
 		{"NFSv5", []string{"vers=5"}, "NFSv4 only"},
 		{"kerberos", []string{"sec=krb5"}, "sec=sys"},
@@ -130,11 +132,11 @@ func TestBindOptions(t *testing.T) {
 		readOnly bool
 		want     []string
 	}{
-		{nil, false, []string{"bind"}},
-		{nil, true, []string{"bind", "ro"}},
-		{[]string{"ro"}, false, []string{"bind", "ro"}},
+		{nil, false, []string{"bind", "nosuid", "nodev"}},
+		{nil, true, []string{"bind", "nosuid", "nodev", "ro"}},
+		{[]string{"ro"}, false, []string{"bind", "nosuid", "nodev", "ro"}},
 		// NFS transport options are valid but mean nothing to a bind mount.
-		{[]string{"soft", "nconnect=2", "noatime"}, false, []string{"bind"}},
+		{[]string{"soft", "nconnect=2", "noatime"}, false, []string{"bind", "nosuid", "nodev"}},
 	}
 	for _, tc := range tests {
 		got, err := bindOptions(tc.user, tc.readOnly)

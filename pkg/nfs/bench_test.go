@@ -33,12 +33,12 @@ func benchmarkExportReady(b *testing.B, existing int) {
 	exports := make([]nfs.Export, existing)
 	for i := range exports {
 		name := fmt.Sprintf("e%d", i+1)
-		exports[i] = nfs.Export{ID: uint32(i + 1), Path: newDir(b, env, name), Pseudo: "/dots/" + name}
+		exports[i] = nfs.Export{ID: uint32(i + 1), Path: newDir(b, env, name), Pseudo: "/dots/" + name, Clients: testenv.LoopbackClients}
 	}
 	if err := env.SetExports(ctx, exports); err != nil {
 		b.Fatal(err)
 	}
-	e := nfs.Export{ID: nfs.MaxExportID, Path: newDir(b, env, "extra"), Pseudo: "/dots/extra"}
+	e := nfs.Export{ID: nfs.MaxExportID, Path: newDir(b, env, "extra"), Pseudo: "/dots/extra", Clients: testenv.LoopbackClients}
 	reloads := 0
 	b.ResetTimer()
 	for range b.N {
@@ -73,7 +73,7 @@ func BenchmarkExportConcurrent300(b *testing.B) {
 	exports := make([]nfs.Export, n)
 	for i := range exports {
 		name := fmt.Sprintf("c%d", i+1)
-		exports[i] = nfs.Export{ID: uint32(i + 1), Path: newDir(b, env, name), Pseudo: "/dots/" + name}
+		exports[i] = nfs.Export{ID: uint32(i + 1), Path: newDir(b, env, name), Pseudo: "/dots/" + name, Clients: testenv.LoopbackClients}
 	}
 	reloads := env.Stats().Reloads
 	b.ResetTimer()

@@ -37,9 +37,9 @@ type GaneshaConfig struct {
 	// MinorVersions are the NFSv4 minor versions; default [1, 2]. The
 	// libnfs client speaks only 4.0, so tests add 0.
 	MinorVersions []int
-	// Clients are the CIDRs allowed to mount. Required: with none the
-	// server refuses to start, so nothing is ever exported to the world by
-	// accident.
+	// Clients are the CIDRs that may ever mount: every export's clients
+	// must lie inside them. Required: with none the server refuses to
+	// start, so nothing is ever exported to the world by accident.
 	Clients []string
 	// Squash is the uid mapping; default root_squash. One of the Squash*
 	// constants.
@@ -240,4 +240,23 @@ func (c GaneshaConfig) probeAddr() string {
 // listenAddr is the address ganesha binds, for the port-in-use check.
 func (c GaneshaConfig) listenAddr() string {
 	return netip.AddrPortFrom(netip.MustParseAddr(c.BindAddr), uint16(c.NFSPort)).String()
+}
+
+// within checks that every client of e lies inside the server's client
+// networks: the outer bound no export may pass, whoever asks for it.
+func (c GaneshaConfig) within(e Export) error {
+	nets := make([]netip.Prefix, len(c.Clients))
+	for i, s := range c.Clients {
+		nets[i] = netip.MustParsePrefix(s)
+	}
+	for _, s := range slices.Concat(e.Clients, e.ReadOnlyClients) {
+		p, err := parseClient(s)
+		if err != nil {
+			return fmt.Errorf("export %d: %w", e.ID, err)
+		}
+		if !slices.ContainsFunc(nets, func(n netip.Prefix) bool { return n.Bits() <= p.Bits() && n.Contains(p.Addr()) }) {
+			return fmt.Errorf("%w: export %d: client %s is outside the client networks %v", ErrInvalid, e.ID, s, c.Clients)
+		}
+	}
+	return nil
 }

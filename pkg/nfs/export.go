@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"path"
 	"regexp"
+	"slices"
 )
 
 // Sentinel errors. Callers test them with errors.Is; only the gRPC layer
@@ -50,6 +52,33 @@ type Export struct {
 	Pseudo string
 	// ReadOnly exports refuse writes.
 	ReadOnly bool
+	// Clients may mount the export (read-only when ReadOnly): addresses
+	// or CIDRs in canonical form, each inside the server's client
+	// networks. None: nobody may.
+	Clients []string
+	// ReadOnlyClients may mount it read-only, whatever ReadOnly says.
+	ReadOnlyClients []string
+	// Squash maps users for this export: one of the Squash* constants, or
+	// "" for the server's.
+	Squash string
+	// AnonUID and AnonGID are who squashed users become; 0 means the
+	// server's anonymous id (squashing to root would squash nothing).
+	AnonUID, AnonGID uint32
+}
+
+// clone returns e with slices of its own, so a caller's later changes
+// never reach the desired set.
+func (e Export) clone() Export {
+	e.Clients = slices.Clone(e.Clients)
+	e.ReadOnlyClients = slices.Clone(e.ReadOnlyClients)
+	return e
+}
+
+// Equal reports whether two exports are the same in every respect.
+func (e Export) Equal(o Export) bool {
+	return e.ID == o.ID && e.Path == o.Path && e.Pseudo == o.Pseudo && e.ReadOnly == o.ReadOnly &&
+		slices.Equal(e.Clients, o.Clients) && slices.Equal(e.ReadOnlyClients, o.ReadOnlyClients) &&
+		e.Squash == o.Squash && e.AnonUID == o.AnonUID && e.AnonGID == o.AnonGID
 }
 
 // Exporter publishes directories over NFS.
@@ -77,7 +106,29 @@ func (e Export) Validate() error {
 	if err := checkPath("pseudo path", e.Pseudo); err != nil {
 		return fmt.Errorf("export %d: %w", e.ID, err)
 	}
+	for _, c := range slices.Concat(e.Clients, e.ReadOnlyClients) {
+		if _, err := parseClient(c); err != nil {
+			return fmt.Errorf("export %d: %w", e.ID, err)
+		}
+	}
+	switch e.Squash {
+	case "", SquashRoot, SquashRootID, SquashAll, SquashNone:
+	default:
+		return fmt.Errorf("%w: export %d: squash %q", ErrInvalid, e.ID, e.Squash)
+	}
 	return nil
+}
+
+// parseClient reads one client entry: an address or a CIDR, in the
+// canonical form ganesha is given (nothing else ever reaches its config).
+func parseClient(c string) (netip.Prefix, error) {
+	if a, err := netip.ParseAddr(c); err == nil && a.Zone() == "" && a.String() == c {
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	if p, err := netip.ParsePrefix(c); err == nil && p.Addr().Zone() == "" && p.Masked().String() == c {
+		return p, nil
+	}
+	return netip.Prefix{}, fmt.Errorf("%w: client %q is not an IP address or CIDR in canonical form", ErrInvalid, c)
 }
 
 // checkPath accepts absolute, clean paths below / made of safe characters.

@@ -187,3 +187,38 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestExportClients(t *testing.T) {
+	base := Export{ID: 7, Path: "/tank/dots/volumes/pvc-1", Pseudo: "/dots/pvc-1"}
+	for _, c := range []string{`10.0.0.1; Access_Type = RW`, "10.0.0.1 ", "010.0.0.1", "10.0.0.0/8 ", "10.1.2.3/8",
+		"host.example", "*", "@netgroup", "fe80::1%eth0", "", "10.0.0.1,10.0.0.2"} {
+		e := base
+		e.Clients = []string{c}
+		if err := e.Validate(); !errors.Is(err, ErrInvalid) {
+			t.Errorf("client %q: %v, want ErrInvalid", c, err)
+		}
+		e.Clients, e.ReadOnlyClients = nil, []string{c}
+		if err := e.Validate(); !errors.Is(err, ErrInvalid) {
+			t.Errorf("read-only client %q: %v, want ErrInvalid", c, err)
+		}
+	}
+	e := base
+	e.Squash = "root_squash; Access_Type = RW"
+	if err := e.Validate(); !errors.Is(err, ErrInvalid) {
+		t.Errorf("squash injection: %v", err)
+	}
+
+	cfg := validConfig()
+	cfg.Clients = []string{"10.0.0.0/16"}
+	cfg, err := cfg.normalized()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c, ok := range map[string]bool{"10.0.3.4": true, "10.0.0.0/24": true, "10.1.0.1": false, "10.0.0.0/8": false, "fd00::1": false} {
+		e := base
+		e.Clients = []string{c}
+		if err := cfg.within(e); (err == nil) != ok {
+			t.Errorf("within(%s) = %v, want ok=%v", c, err, ok)
+		}
+	}
+}

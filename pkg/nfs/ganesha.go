@@ -127,6 +127,10 @@ func (g *Ganesha) Export(ctx context.Context, e Export) error {
 	if err := e.Validate(); err != nil {
 		return err
 	}
+	if err := g.cfg.within(e); err != nil {
+		return err
+	}
+	e = e.clone()
 	// Ganesha would refuse a missing directory too, but only after a
 	// reload and with a vaguer message.
 	if fi, err := os.Stat(e.Path); err != nil {
@@ -143,14 +147,14 @@ func (g *Ganesha) Export(ctx context.Context, e Export) error {
 		g.mu.Unlock()
 		return err
 	}
-	if old, ok := g.desired[e.ID]; !ok || old != e {
+	if old, ok := g.desired[e.ID]; !ok || !old.Equal(e) {
 		if ok {
 			delete(g.pseudo, old.Pseudo)
 		}
 		g.desired[e.ID] = e
 		g.pseudo[e.Pseudo] = e.ID
 		g.changedLocked()
-	} else if g.state == stateRunning && g.served[e.ID] == e {
+	} else if served, ok := g.served[e.ID]; ok && g.state == stateRunning && served.Equal(e) {
 		g.mu.Unlock()
 		return nil
 	}
@@ -194,8 +198,14 @@ func (g *Ganesha) SetExports(ctx context.Context, exports []Export) error {
 	if err != nil {
 		return err
 	}
+	for id, e := range byID {
+		if err := g.cfg.within(e); err != nil {
+			return err
+		}
+		byID[id] = e.clone()
+	}
 	g.mu.Lock()
-	if maps.Equal(byID, g.desired) && g.state == stateRunning && g.servedGen == g.gen {
+	if maps.EqualFunc(byID, g.desired, Export.Equal) && g.state == stateRunning && g.servedGen == g.gen {
 		g.mu.Unlock()
 		return nil
 	}
@@ -218,7 +228,7 @@ func (g *Ganesha) SetExports(ctx context.Context, exports []Export) error {
 	defer g.mu.Unlock()
 	var errs []error
 	for _, e := range exports {
-		if f, ok := g.failures[e.ID]; ok && f.gen >= gen && f.export == e {
+		if f, ok := g.failures[e.ID]; ok && f.gen >= gen && f.export.Equal(e) {
 			errs = append(errs, f.err)
 		}
 	}
@@ -258,7 +268,7 @@ func (g *Ganesha) await(ctx context.Context, gen uint64, e *Export) error {
 		case g.servedGen >= gen && g.state == stateRunning:
 			var err error
 			if e != nil {
-				if f, ok := g.failures[e.ID]; ok && f.gen >= gen && f.export == *e {
+				if f, ok := g.failures[e.ID]; ok && f.gen >= gen && f.export.Equal(*e) {
 					err = f.err
 				}
 			}

@@ -65,7 +65,7 @@ func TestGaneshaDataPath(t *testing.T) {
 	})
 	ctx := ctxFor(t, time.Minute)
 	dir := newDir(t, env, "vol1")
-	e := nfs.Export{ID: 11, Path: dir, Pseudo: "/dots/vol1"}
+	e := nfs.Export{ID: 11, Path: dir, Pseudo: "/dots/vol1", Clients: testenv.LoopbackClients}
 	if err := env.Export(ctx, e); err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestGaneshaUnexport(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "x"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e := nfs.Export{ID: 3, Path: dir, Pseudo: "/dots/gone"}
+	e := nfs.Export{ID: 3, Path: dir, Pseudo: "/dots/gone", Clients: testenv.LoopbackClients}
 	if err := env.Export(ctx, e); err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestGaneshaReadOnly(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "keep"), []byte("kept"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e := nfs.Export{ID: 4, Path: dir, Pseudo: "/dots/ro", ReadOnly: true}
+	e := nfs.Export{ID: 4, Path: dir, Pseudo: "/dots/ro", ReadOnly: true, Clients: testenv.LoopbackClients}
 	if err := env.Export(ctx, e); err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestGaneshaConcurrentExports(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "id"), []byte(name), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		exports = append(exports, nfs.Export{ID: uint32(100 + i), Path: dir, Pseudo: "/dots/" + name})
+		exports = append(exports, nfs.Export{ID: uint32(100 + i), Path: dir, Pseudo: "/dots/" + name, Clients: testenv.LoopbackClients})
 	}
 	before := env.Stats().Reloads
 	var wg sync.WaitGroup
@@ -228,7 +228,7 @@ func TestGaneshaExportReadyOnReturn(t *testing.T) {
 	// failure means Export returned before ganesha finished its reload.
 	for i := 1; i <= 15; i++ {
 		dir := newDir(t, env, fmt.Sprintf("r%d", i))
-		e := nfs.Export{ID: uint32(i), Path: dir, Pseudo: fmt.Sprintf("/dots/r%d", i)}
+		e := nfs.Export{ID: uint32(i), Path: dir, Pseudo: fmt.Sprintf("/dots/r%d", i), Clients: testenv.LoopbackClients}
 		if err := env.Export(ctx, e); err != nil {
 			t.Fatal(err)
 		}
@@ -241,13 +241,13 @@ func TestGaneshaExportReadyOnReturn(t *testing.T) {
 func TestGaneshaRejectedExport(t *testing.T) {
 	env := testenv.StartGanesha(t, nil)
 	ctx := ctxFor(t, time.Minute)
-	good := nfs.Export{ID: 1, Path: newDir(t, env, "good"), Pseudo: "/dots/good"}
-	bad := nfs.Export{ID: 2, Path: filepath.Join(env.Dir, "data", "missing"), Pseudo: "/dots/missing"}
+	good := nfs.Export{ID: 1, Path: newDir(t, env, "good"), Pseudo: "/dots/good", Clients: testenv.LoopbackClients}
+	bad := nfs.Export{ID: 2, Path: filepath.Join(env.Dir, "data", "missing"), Pseudo: "/dots/missing", Clients: testenv.LoopbackClients}
 	err := env.SetExports(ctx, []nfs.Export{good, bad})
 	if !errors.Is(err, nfs.ErrExportFailed) || !strings.Contains(err.Error(), "missing") {
 		t.Fatalf("SetExports with a missing directory = %v, want ErrExportFailed naming it", err)
 	}
-	if got := env.Exports(); len(got) != 1 || got[0] != good {
+	if got := env.Exports(); len(got) != 1 || !got[0].Equal(good) {
 		t.Errorf("Exports() = %v, want only the good one", got)
 	}
 	if _, err := env.Client.List(ctx, good.Pseudo, ""); err != nil {
@@ -268,7 +268,7 @@ func TestGaneshaPathChange(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	e := nfs.Export{ID: 9, Path: a, Pseudo: "/dots/vol"}
+	e := nfs.Export{ID: 9, Path: a, Pseudo: "/dots/vol", Clients: testenv.LoopbackClients}
 	if err := env.Export(ctx, e); err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +286,7 @@ func TestGaneshaPathChange(t *testing.T) {
 func TestGaneshaRestartAfterKill(t *testing.T) {
 	env := testenv.StartGanesha(t, nil)
 	ctx := ctxFor(t, 2*time.Minute)
-	e := nfs.Export{ID: 21, Path: newDir(t, env, "survivor"), Pseudo: "/dots/survivor"}
+	e := nfs.Export{ID: 21, Path: newDir(t, env, "survivor"), Pseudo: "/dots/survivor", Clients: testenv.LoopbackClients}
 	if err := env.Export(ctx, e); err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +325,7 @@ func TestGaneshaRestartAfterKill(t *testing.T) {
 		t.Fatalf("write after restart: %v", err)
 	}
 	// And new exports still work.
-	e2 := nfs.Export{ID: 22, Path: newDir(t, env, "newcomer"), Pseudo: "/dots/newcomer"}
+	e2 := nfs.Export{ID: 22, Path: newDir(t, env, "newcomer"), Pseudo: "/dots/newcomer", Clients: testenv.LoopbackClients}
 	if err := env.Export(ctx, e2); err != nil {
 		t.Fatal(err)
 	}

@@ -155,7 +155,7 @@ func (g *Ganesha) settle(snap map[uint32]Export, gen uint64, blocks map[int]uint
 		e := snap[id]
 		delete(served, id)
 		g.failures[id] = failure{gen: gen, export: e, err: fmt.Errorf("%w: export %d (%s as %s): %s", ErrExportFailed, id, e.Path, e.Pseudo, reason)}
-		if cur, ok := g.desired[id]; ok && cur == e {
+		if cur, ok := g.desired[id]; ok && cur.Equal(e) {
 			delete(g.desired, id)
 			delete(g.pseudo, e.Pseudo)
 		}

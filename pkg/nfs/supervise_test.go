@@ -160,7 +160,7 @@ func TestExportValidationAndConflicts(t *testing.T) {
 	if err := g.Export(ctx, moved); err != nil {
 		t.Errorf("moving pseudo: %v", err)
 	}
-	if got := g.Exports(); len(got) != 1 || got[0] != moved {
+	if got := g.Exports(); len(got) != 1 || !got[0].Equal(moved) {
 		t.Errorf("Exports() = %+v", got)
 	}
 }

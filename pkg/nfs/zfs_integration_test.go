@@ -131,7 +131,7 @@ func TestGaneshaZFSQuota(t *testing.T) {
 	}
 
 	env := testenv.StartGanesha(t, nil)
-	e := nfs.Export{ID: 5, Path: path, Pseudo: "/dots/vol"}
+	e := nfs.Export{ID: 5, Path: path, Pseudo: "/dots/vol", Clients: testenv.LoopbackClients}
 	if err := env.Export(ctx, e); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -39,6 +40,9 @@ type Config struct {
 	// and repaired, and the trash reaped.
 	ReconcileInterval time.Duration
 
+	// ExportAccess: who each export admits (per-node or clients).
+	ExportAccess string
+
 	NFS nfs.GaneshaConfig
 }
 
@@ -69,11 +73,13 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NFS.BindAddr, "nfs-bind-address", "0.0.0.0", "address the NFS server listens on")
 	fs.Func("nfs-protocols", "NFS protocol versions, comma separated (default 4; 3 needs rpcbind)", intList(&c.NFS.Protocols))
 	fs.Func("nfs-minor-versions", "NFSv4 minor versions, comma separated (default 1,2)", intList(&c.NFS.MinorVersions))
-	fs.Func("nfs-clients", "CIDRs allowed to mount, comma separated (required)", func(v string) error {
+	fs.StringVar(&c.ExportAccess, "export-access", string(AccessPerNode),
+		"who a volume's export admits: per-node (only the nodes it is published to by ControllerPublishVolume; needs the controller's --controller-publish) or clients (every address in --nfs-clients: weaker, any node can mount any volume)")
+	fs.Func("nfs-clients", "CIDRs of the nodes, comma separated (required): no export ever admits an address outside them", func(v string) error {
 		c.NFS.Clients = append(c.NFS.Clients, strings.Split(v, ",")...)
 		return nil
 	})
-	fs.StringVar(&c.NFS.Squash, "nfs-squash", nfs.SquashRoot, "root squashing: root_squash, root_id_squash, all_squash or no_root_squash")
+	fs.StringVar(&c.NFS.Squash, "nfs-squash", nfs.SquashRoot, "squashing of volumes created without the squash parameter: root_squash, root_id_squash, all_squash or no_root_squash")
 	fs.StringVar(&c.NFS.Binary, "ganesha", "ganesha.nfsd", "NFS-Ganesha binary")
 	fs.DurationVar(&c.NFS.GracePeriod, "nfs-grace-period", 90*time.Second, "NFSv4 grace period after a start, for clients to reclaim their state")
 }
@@ -121,6 +127,13 @@ func (c *Config) Validate() error {
 	if err := c.ZFSTimeouts.Validate(); err != nil {
 		return err
 	}
+	switch ExportAccess(c.ExportAccess) {
+	case "":
+		c.ExportAccess = string(AccessPerNode)
+	case AccessPerNode, AccessClients:
+	default:
+		return fmt.Errorf("--export-access %q: want %s or %s", c.ExportAccess, AccessPerNode, AccessClients)
+	}
 	if err := c.poolConfig(nil).Validate(); err != nil {
 		return err
 	}
@@ -152,4 +165,24 @@ func (c *Config) nfsConfig() nfs.GaneshaConfig {
 	g := c.NFS
 	g.RunDir = filepath.Join(c.RunDir, "ganesha")
 	return g
+}
+
+// options are the server's options from its configuration (validated).
+func (c *Config) options() Options {
+	size, _ := c.defaultSize()
+	o := Options{Name: c.Name, DefaultCapacity: size, Access: ExportAccess(c.ExportAccess)}
+	for _, s := range c.NFS.Clients {
+		if p, err := netip.ParsePrefix(strings.TrimSpace(s)); err == nil {
+			o.Clients = append(o.Clients, p.Masked())
+		}
+	}
+	switch c.NFS.Squash {
+	case nfs.SquashNone:
+		o.DefaultSquash = api.SquashNone
+	case nfs.SquashRoot, "":
+		o.DefaultSquash = api.SquashRoot
+	case nfs.SquashAll:
+		o.DefaultSquash = api.SquashAll
+	}
+	return o
 }

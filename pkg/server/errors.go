@@ -1,6 +1,8 @@
 package server
 
 import (
+	"errors"
+
 	"google.golang.org/grpc/codes"
 
 	"github.com/dots-csi/dots/pkg/api"
@@ -8,6 +10,16 @@ import (
 	"github.com/dots-csi/dots/pkg/lockset"
 	"github.com/dots-csi/dots/pkg/nfs"
 	"github.com/dots-csi/dots/pkg/zfs"
+)
+
+// Sentinel errors of the server's own checks.
+var (
+	// ErrOutsideClients: a node whose addresses the server's NFS client
+	// networks do not hold; its export could never admit it.
+	ErrOutsideClients = errors.New("node outside the NFS client networks")
+	// ErrPublishedElsewhere: a single-node volume published to another
+	// node.
+	ErrPublishedElsewhere = errors.New("volume published to another node")
 )
 
 // ErrorCodes is a storage server's error table: which error of the pool,
@@ -23,5 +35,9 @@ var ErrorCodes = csirpc.NewCodes(api.ErrorCodes, []csirpc.ErrorCode{
 	{Err: zfs.ErrBusy, Code: codes.Unavailable},
 	{Err: zfs.ErrNotMounted, Code: codes.Unavailable},
 	{Err: nfs.ErrInvalid, Code: codes.InvalidArgument},
+	{Err: ErrOutsideClients, Code: codes.FailedPrecondition},
+	{Err: ErrPublishedElsewhere, Code: codes.FailedPrecondition},
+	{Err: api.ErrUnknownNode, Code: codes.NotFound},
+	{Err: zfs.ErrTooManyNodes, Code: codes.ResourceExhausted},
 	{Err: nfs.ErrUnavailable, Code: codes.Unavailable},
 })

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/health"
 	"github.com/dots-csi/dots/pkg/nfs"
 	"github.com/dots-csi/dots/pkg/zfs"
@@ -63,6 +64,7 @@ func newFakePool(ev *events) *fakePool {
 func copyVolume(v *zfs.Volume) *zfs.Volume {
 	c := *v
 	c.Properties = maps.Clone(v.Properties)
+	c.Published = slices.Clone(v.Published)
 	return &c
 }
 
@@ -148,7 +150,10 @@ func (p *fakePool) CreateVolume(ctx context.Context, spec zfs.VolumeSpec) (*zfs.
 	v := &zfs.Volume{
 		Name: spec.Name, Dataset: "fake/dots/volumes/" + spec.Name, Mountpoint: "/fake/mnt/" + spec.Name,
 		Capacity: capacity, Thick: spec.Thick, Source: spec.Source, Properties: props, ExportID: p.nextID,
-		CreatedAt: time.Now(), Mounted: true,
+		CreatedAt: time.Now(), Mounted: true, AnonUID: api.DefaultAnonID, AnonGID: api.DefaultAnonID,
+	}
+	if a := spec.Access; a != nil {
+		v.Squash, v.AnonUID, v.AnonGID = a.Squash, a.AnonUID, a.AnonGID
 	}
 	p.vols[spec.Name] = v
 	p.ev.add("create %s", spec.Name)
@@ -162,6 +167,18 @@ func (p *fakePool) GetVolume(ctx context.Context, name string) (*zfs.Volume, err
 	if !ok {
 		return nil, fmt.Errorf("volume %q: %w", name, zfs.ErrNotFound)
 	}
+	return copyVolume(v), nil
+}
+
+func (p *fakePool) SetPublished(ctx context.Context, name string, pubs []zfs.Publication) (*zfs.Volume, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	v, ok := p.vols[name]
+	if !ok {
+		return nil, fmt.Errorf("volume %q: %w", name, zfs.ErrNotFound)
+	}
+	v.Published = slices.Clone(pubs)
+	p.ev.add("publish %s %d", name, len(pubs))
 	return copyVolume(v), nil
 }
 

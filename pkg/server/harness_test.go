@@ -71,6 +71,9 @@ func startTestServer(t *testing.T) *testServer {
 		ZpoolBinary:       command.Zpool,
 		ZFSTimeouts:       command.DefaultTimeouts,
 		ExportOnExit:      true,
+		// Tests through this harness read and write without publishing;
+		// per-node exports have tests of their own.
+		ExportAccess: string(AccessClients),
 		NFS: nfs.GaneshaConfig{
 			NFSPort: ports[0], MountPort: ports[1], BindAddr: "127.0.0.1",
 			Protocols: []int{3, 4}, MinorVersions: []int{0, 1, 2},

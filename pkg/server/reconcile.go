@@ -100,7 +100,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) map[string]int {
 		switch {
 		case !v.Mounted:
 			found[orphanUnmounted]++
-		case exported[v.ExportID] != want:
+		case !exported[v.ExportID].Equal(want):
 			found[orphanUnexported]++
 		default:
 			continue

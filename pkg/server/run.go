@@ -74,9 +74,8 @@ func Run(ctx context.Context, cfg Config, ready func(Running)) error {
 		}
 	}()
 
-	size, _ := cfg.defaultSize()
 	checks := []health.Check{pool.Healthy, ganesha.Healthy, zfsCmds.Healthy}
-	srv, err := New(Options{Name: cfg.Name, DefaultCapacity: size}, pool, ganesha, checks...)
+	srv, err := New(cfg.options(), pool, ganesha, checks...)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"path"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -35,6 +36,8 @@ type Pool interface {
 	DeleteSnapshot(ctx context.Context, name string) error
 	// MountVolume mounts a live volume that is not mounted.
 	MountVolume(ctx context.Context, name string) (*zfs.Volume, error)
+	// SetPublished records the nodes a volume is published to.
+	SetPublished(ctx context.Context, name string, pubs []zfs.Publication) (*zfs.Volume, error)
 	// MountError says why a live volume is not mounted.
 	MountError(name string) error
 	// Audit reports what disagrees with the pool's layout.
@@ -49,6 +52,16 @@ type Options struct {
 	DefaultCapacity int64
 	// PseudoRoot is the NFSv4 pseudo directory the exports live under.
 	PseudoRoot string
+	// Access says who exports admit: AccessPerNode (the default) or
+	// AccessClients.
+	Access ExportAccess
+	// Clients are the NFS client networks: the outer bound of every
+	// export, and what exports admit with AccessClients.
+	Clients []netip.Prefix
+	// DefaultSquash is the squashing of volumes created without the
+	// squash parameter, recorded with each (SquashDefault: follow the NFS
+	// server's setting at export time).
+	DefaultSquash api.Squash
 }
 
 // Server serves CSI Identity and Controller for one pool.
@@ -75,12 +88,22 @@ func New(opts Options, pool Pool, exporter nfs.Exporter, checks ...health.Check)
 	if opts.PseudoRoot == "" {
 		opts.PseudoRoot = "/dots"
 	}
+	switch opts.Access {
+	case "":
+		opts.Access = AccessPerNode
+	case AccessPerNode, AccessClients:
+	default:
+		return nil, fmt.Errorf("export access %q: want %s or %s", opts.Access, AccessPerNode, AccessClients)
+	}
 	return &Server{opts: opts, pool: pool, exporter: exporter, health: checks, locks: lockset.New()}, nil
 }
 
 // ExportFor is the NFS export of a volume.
 func (s *Server) ExportFor(v *zfs.Volume) nfs.Export {
-	return nfs.Export{ID: v.ExportID, Path: v.Mountpoint, Pseudo: s.PseudoPath(v.Name)}
+	e := nfs.Export{ID: v.ExportID, Path: v.Mountpoint, Pseudo: s.PseudoPath(v.Name)}
+	e.Clients, e.ReadOnlyClients = s.clientsOf(v)
+	e.Squash, e.AnonUID, e.AnonGID = squashOf(v)
+	return e
 }
 
 // PseudoPath is where a volume appears in the NFSv4 namespace.
@@ -150,5 +173,7 @@ func (s *Server) Probe(context.Context, *csi.ProbeRequest) (*csi.ProbeResponse, 
 
 // ControllerGetCapabilities lists what the server implements.
 func (s *Server) ControllerGetCapabilities(context.Context, *csi.ControllerGetCapabilitiesRequest) (*csi.ControllerGetCapabilitiesResponse, error) {
-	return &csi.ControllerGetCapabilitiesResponse{Capabilities: api.ControllerCapabilities()}, nil
+	// Every server can publish, whatever its export access: the
+	// controller decides whether publishing is used.
+	return &csi.ControllerGetCapabilitiesResponse{Capabilities: api.ControllerCapabilities(true)}, nil
 }

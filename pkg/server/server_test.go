@@ -42,7 +42,7 @@ func TestCreateVolumeExports(t *testing.T) {
 	}
 	vol := pool.vols["vol-1"]
 	want := nfs.Export{ID: vol.ExportID, Path: vol.Mountpoint, Pseudo: "/dots/vol-1"}
-	if got := exp.Exports(); len(got) != 1 || got[0] != want {
+	if got := exp.Exports(); len(got) != 1 || !got[0].Equal(want) {
 		t.Fatalf("exports %v, want [%v]", got, want)
 	}
 	ctx := resp.GetVolume().GetVolumeContext()
@@ -128,7 +128,7 @@ func TestDeleteVolumeReexportsWhenDeleteFails(t *testing.T) {
 	if got := ev.all(); !slices.Equal(got, want) {
 		t.Errorf("events %q, want %q", got, want)
 	}
-	if got := exp.Exports(); !slices.Equal(got, before) {
+	if got := exp.Exports(); !slices.EqualFunc(got, before, nfs.Export.Equal) {
 		t.Errorf("exports after the failed delete %v, want %v", got, before)
 	}
 }
@@ -428,7 +428,7 @@ func TestRestoreExports(t *testing.T) {
 		v := pool.vols[name]
 		want = append(want, nfs.Export{ID: v.ExportID, Path: v.Mountpoint, Pseudo: "/dots/" + name})
 	}
-	if got := exp.Exports(); !slices.Equal(got, want) {
+	if got := exp.Exports(); !slices.EqualFunc(got, want, nfs.Export.Equal) {
 		t.Errorf("exports %v, want %v", got, want)
 	}
 }

@@ -29,6 +29,17 @@ func (s *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	}
 	spec := zfs.VolumeSpec{Name: cv.ID, Capacity: cv.Capacity, Thick: cv.Params.Thick, Properties: props,
 		Source: zfs.Source{Kind: cv.Source.Kind, Name: cv.Source.ID}}
+	access := cv.Params.Access
+	if access.Squash == api.SquashDefault {
+		access.Squash = s.opts.DefaultSquash
+	}
+	spec.Access = &access
+	if spec.Source.Kind == zfs.SourceNone {
+		// A clone's root is its source's: ownership applies to new,
+		// empty volumes only.
+		owner := access.RootOwner(access.Squash)
+		spec.Root = &owner
+	}
 	keys := []string{volumeKey(cv.ID)}
 	if spec.Source.Kind != zfs.SourceNone {
 		keys = append(keys, sourceKey(spec.Source))
@@ -74,6 +85,10 @@ func mismatch(vol *zfs.Volume, spec zfs.VolumeSpec, r *csi.CapacityRange) string
 	}
 	if vol.Thick != spec.Thick {
 		return fmt.Sprintf("thick=%t", vol.Thick)
+	}
+	if a := spec.Access; a != nil && a.Squash != api.SquashDefault &&
+		(vol.Squash != a.Squash || (a.Squash != api.SquashNone && (vol.AnonUID != a.AnonUID || vol.AnonGID != a.AnonGID))) {
+		return fmt.Sprintf("squash=%s anon=%d:%d", vol.Squash, vol.AnonUID, vol.AnonGID)
 	}
 	for k, v := range spec.Properties {
 		if vol.Properties[k] != v {
@@ -207,7 +222,7 @@ func (s *Server) ControllerGetVolume(ctx context.Context, req *csi.ControllerGet
 		return nil, err
 	}
 	return &csi.ControllerGetVolumeResponse{Volume: s.csiVolume(vol),
-		Status: &csi.ControllerGetVolumeResponse_VolumeStatus{}}, nil
+		Status: &csi.ControllerGetVolumeResponse_VolumeStatus{PublishedNodeIds: publishedNodes(vol)}}, nil
 }
 
 // ValidateVolumeCapabilities confirms mount capabilities of an existing volume.
@@ -241,7 +256,7 @@ func (s *Server) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (
 	resp := &csi.ListVolumesResponse{NextToken: next}
 	for _, v := range vols[first:end] {
 		resp.Entries = append(resp.Entries, &csi.ListVolumesResponse_Entry{Volume: s.csiVolume(v),
-			Status: &csi.ListVolumesResponse_VolumeStatus{}})
+			Status: &csi.ListVolumesResponse_VolumeStatus{PublishedNodeIds: publishedNodes(v)}})
 	}
 	return resp, nil
 }

@@ -339,7 +339,8 @@ func (p *Pool) detectTunables(ctx context.Context) error {
 	}
 	p.volProps = append([]string{propType, propMountpoint, propMounted, propRefquota, propRefreservation,
 		propReferenced, propAvailable, propCreation, propOrigin,
-		propName, propCapacity, propSource, propThick, propExportID, propCreated, propTrashed}, p.tunables...)
+		propName, propCapacity, propSource, propThick, propExportID, propCreated, propTrashed,
+		propSquash, propAnon, propPublished}, p.tunables...)
 	klog.V(2).InfoS("ZFS tunables", "pool", p.name, "supported", p.tunables)
 	return nil
 }

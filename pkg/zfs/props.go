@@ -247,5 +247,8 @@ func volumeFromProps(dataset string, p dsProps, tunables []string) (*Volume, err
 			v.Properties[k] = s
 		}
 	}
+	if err := readAccess(v, p); err != nil {
+		return nil, fmt.Errorf("dataset %s: %w", dataset, err)
+	}
 	return v, nil
 }

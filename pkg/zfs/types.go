@@ -29,6 +29,12 @@ type VolumeSpec struct {
 	Thick      bool              // also set refreservation = refquota
 	Properties map[string]string // tunables, checked against the allow-list
 	Source     Source            // optional clone source
+	// Access is how the volume is exported (nil or SquashDefault: the
+	// server's default squashing, decided at export time).
+	Access *api.Access
+	// Root is the owner and mode of a new volume's root directory; nil
+	// leaves it as ZFS made it (clones keep their source's).
+	Root *api.Owner
 }
 
 // Volume is a dataset as the pool reports it. Every field is read back from
@@ -53,6 +59,13 @@ type Volume struct {
 	Properties map[string]string // the allow-listed tunables set locally
 	ExportID   uint32            // stable NFS export id, allocated at creation
 	CreatedAt  time.Time
+	// Squash, AnonUID and AnonGID say how the export maps users
+	// (SquashDefault: the server's default).
+	Squash           api.Squash
+	AnonUID, AnonGID uint32
+	// Published lists the nodes the volume is published to: in per-node
+	// export mode, the only clients its export admits.
+	Published []Publication
 }
 
 // Snapshot is a ZFS snapshot of a volume.

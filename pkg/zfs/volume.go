@@ -48,6 +48,9 @@ func (p *Pool) CreateVolume(ctx context.Context, spec VolumeSpec) (*Volume, erro
 		if err := p.ensureMounted(ctx, v); err != nil {
 			return nil, err
 		}
+		if err := applyRootOwner(v, spec.Root); err != nil {
+			return nil, err
+		}
 		return v, fmt.Errorf("volume %q: %w", spec.Name, ErrExists)
 	} else if !errors.Is(err, ErrNotFound) {
 		return nil, err
@@ -108,6 +111,9 @@ func (p *Pool) CreateVolume(ctx context.Context, spec VolumeSpec) (*Volume, erro
 	for k, v := range props {
 		zprops[k] = v
 	}
+	for k, v := range accessProps(spec.Access) {
+		zprops[k] = v
+	}
 
 	ds := p.volumeDataset(spec.Name)
 	switch spec.Source.Kind {
@@ -140,6 +146,9 @@ func (p *Pool) CreateVolume(ctx context.Context, spec VolumeSpec) (*Volume, erro
 	v, err := p.GetVolume(ctx, spec.Name)
 	if err == nil {
 		err = p.ensureMounted(ctx, v)
+	}
+	if err == nil {
+		err = applyRootOwner(v, spec.Root)
 	}
 	if err != nil {
 		// Nothing was ever exported from it: destroy it, so the create

@@ -55,7 +55,7 @@ func startProcServer(t *testing.T, prefix, name string, extra ...string) *procSe
 	s.args = append([]string{"server", "--name", name, "--endpoint", "tcp://" + s.api, "--http-address", s.http,
 		"--run-dir", tp.Dir + "/run", "--pool", tp.Name, "--vdev", tp.Vdev, "--create-pool", "--pool-file-size", "1Gi",
 		"--mount-root", tp.Mountpoint, "--nfs-port", strconv.Itoa(s.nfs), "--nfs-bind-address", "127.0.0.1",
-		"--nfs-clients", "127.0.0.0/8", "--default-volume-size", "16Mi", "--reconcile-interval", "2s"}, extra...)
+		"--nfs-clients", "127.0.0.0/8", "--export-access", "clients", "--default-volume-size", "16Mi", "--reconcile-interval", "2s"}, extra...)
 	t.Cleanup(func() {
 		s.signal(syscall.SIGTERM)
 		s.wait()

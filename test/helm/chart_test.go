@@ -13,9 +13,12 @@ import (
 
 func TestLint(t *testing.T) {
 	for name, flags := range map[string][]string{
-		"defaults":   nil,
-		"filesystem": {"--set", "server.storage.volumeMode=Filesystem,server.storage.poolFileSize=950Gi"},
-		"static":     {"--set", "discovery.mode=static", "--set-json", `discovery.servers=[{"name":"ext-0","apiAddress":"10.1.2.3:7070","nfsAddress":"10.1.2.3"}]`},
+		"defaults":                      nil,
+		"filesystem":                    {"--set", "server.storage.volumeMode=Filesystem,server.storage.poolFileSize=950Gi"},
+		"static":                        {"--set", "discovery.mode=static", "--set-json", `discovery.servers=[{"name":"ext-0","apiAddress":"10.1.2.3:7070","nfsAddress":"10.1.2.3"}]`},
+		"clients exports, cert-manager": {"--set", "exports.perNode=false,tls.certManager.enabled=true"},
+		"cert-manager issuer":           {"--set", "tls.certManager.enabled=true,tls.certManager.issuerRef.name=corp,tls.certManager.issuerRef.kind=ClusterIssuer"},
+		"existing secrets":              {"--set", "tls.existingSecrets.server=s,tls.existingSecrets.controller=c"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			args := append([]string{"lint", "--strict", chartDir, "--namespace", namespace, "--kube-version", kubeVersion}, requiredValues...)
@@ -28,12 +31,19 @@ func TestLint(t *testing.T) {
 }
 
 func TestCSIDriver(t *testing.T) {
-	d := render(t).get(t, "CSIDriver", "dots.csi.dev")
-	for path, want := range map[string]any{
-		"attachRequired": false, "podInfoOnMount": false, "fsGroupPolicy": "File",
-	} {
-		if got := dig(d, "spec", path); got != want {
-			t.Errorf("CSIDriver spec.%s = %v, want %v", path, got, want)
+	// Attach (ControllerPublish) goes with per-node exports, the default.
+	for perNode, attach := range map[string]bool{"": true, "true": true, "false": false} {
+		var flags []string
+		if perNode != "" {
+			flags = []string{"--set", "exports.perNode=" + perNode}
+		}
+		d := render(t, flags...).get(t, "CSIDriver", "dots.csi.dev")
+		for path, want := range map[string]any{
+			"attachRequired": attach, "podInfoOnMount": false, "fsGroupPolicy": "File",
+		} {
+			if got := dig(d, "spec", path); got != want {
+				t.Errorf("exports.perNode=%q: CSIDriver spec.%s = %v, want %v", perNode, path, got, want)
+			}
 		}
 	}
 }
@@ -260,7 +270,12 @@ func TestStaticDiscovery(t *testing.T) {
 	ms := render(t, "--set", "discovery.mode=static", "--set-json", "discovery.servers="+servers)
 	d := ms.get(t, "Deployment", "dots-controller")
 	a := args(container(t, d, "dots"))
-	wantFlag(t, "controller", a, "servers-file", "/etc/dots/servers.json")
+	// Its own directory: /etc/dots/tls is mounted beside it, and a mount
+	// point inside a read-only ConfigMap volume cannot be created.
+	wantFlag(t, "controller", a, "servers-file", "/etc/dots/servers/servers.json")
+	if m := volumeMount(t, container(t, d, "dots"), "servers"); m["mountPath"] != "/etc/dots/servers" {
+		t.Errorf("servers ConfigMap mounted at %v", m["mountPath"])
+	}
 	if _, ok := flagValue(a, "discover-dns"); ok {
 		t.Error("static mode must not also discover by DNS")
 	}
@@ -335,7 +350,16 @@ func TestNetworkPolicy(t *testing.T) {
 }
 
 func TestRBACLeastPrivilege(t *testing.T) {
-	ms := render(t)
+	for name, flags := range map[string][]string{
+		"per-node exports (attacher)": nil,
+		"clients exports":             {"--set", "exports.perNode=false"},
+	} {
+		t.Run(name, func(t *testing.T) { rbacLeastPrivilege(t, render(t, flags...)) })
+	}
+}
+
+func rbacLeastPrivilege(t *testing.T, ms manifests) {
+	t.Helper()
 	for _, kind := range []string{"ClusterRole", "Role"} {
 		for _, r := range ms.all(kind) {
 			rules, _ := r["rules"].([]any)

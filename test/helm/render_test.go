@@ -206,3 +206,40 @@ func writeValues(t *testing.T, content string) string {
 	}
 	return p
 }
+
+// volumeMount returns the container's mount of the named volume.
+func volumeMount(t *testing.T, c map[string]any, name string) map[string]any {
+	t.Helper()
+	ms, _ := c["volumeMounts"].([]any)
+	for _, m := range ms {
+		if mm, ok := m.(map[string]any); ok && mm["name"] == name {
+			return mm
+		}
+	}
+	t.Fatalf("container %v does not mount volume %q: %v", c["name"], name, ms)
+	return nil
+}
+
+// podVolume returns the named volume of a workload's pod template.
+func podVolume(t *testing.T, workload obj, name string) map[string]any {
+	t.Helper()
+	vs, _ := dig(workload, "spec", "template", "spec", "volumes").([]any)
+	for _, v := range vs {
+		if m, ok := v.(map[string]any); ok && m["name"] == name {
+			return m
+		}
+	}
+	t.Fatalf("%s %s has no volume %q", workload.kind(), workload.name(), name)
+	return nil
+}
+
+// hasContainer says whether a workload's pod template has the named container.
+func hasContainer(workload obj, name string) bool {
+	cs, _ := dig(workload, "spec", "template", "spec", "containers").([]any)
+	for _, c := range cs {
+		if dig(c, "name") == name {
+			return true
+		}
+	}
+	return false
+}

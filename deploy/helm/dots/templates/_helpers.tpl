@@ -65,6 +65,71 @@ srv=_api._tcp.{{ include "dots.serverName" . }}.{{ $ns }},nfs-domain={{ $ns }}
 {{- if and (eq .Values.discovery.mode "static") (not .Values.discovery.servers) -}}
 {{- fail "discovery.mode static needs discovery.servers" -}}
 {{- end -}}
+{{- $t := .Values.tls -}}
+{{- $existing := $t.existingSecrets -}}
+{{- if and $t.certManager.enabled (or $existing.server $existing.controller) -}}
+{{- fail "tls: choose one of tls.certManager.enabled and tls.existingSecrets, not both" -}}
+{{- end -}}
+{{- if and (or $existing.server $existing.controller) (not (and $existing.server $existing.controller)) -}}
+{{- fail "tls.existingSecrets needs both server and controller (or neither, to let the chart or cert-manager make them)" -}}
+{{- end -}}
+{{- if and $t.certManager.issuerRef.name (not $t.certManager.enabled) -}}
+{{- fail "tls.certManager.issuerRef is used only with tls.certManager.enabled=true" -}}
+{{- end -}}
+{{- if and (hasKey .Values.csiDriver "attachRequired") (ne .Values.csiDriver.attachRequired .Values.exports.perNode) -}}
+{{- fail (printf "csiDriver.attachRequired is deprecated: it follows exports.perNode (now %v). Remove csiDriver.attachRequired; to export every volume to all of server.nfs.clients without an attach step, set exports.perNode=false" .Values.exports.perNode) -}}
+{{- end -}}
+{{- end }}
+
+{{/* How the mTLS certificates of the servers and the controller are made:
+     generated (the chart, default), certManager, or existingSecrets. */}}
+{{- define "dots.tlsMode" -}}
+{{- if .Values.tls.certManager.enabled -}}certManager
+{{- else if or .Values.tls.existingSecrets.server .Values.tls.existingSecrets.controller -}}existingSecrets
+{{- else -}}generated
+{{- end -}}
+{{- end }}
+
+{{/* The identities (DNS names in the certificates) each side checks. Fixed:
+     they are the names the binaries default to. */}}
+{{- define "dots.serverIdentity" -}}dots-server{{- end }}
+{{- define "dots.controllerIdentity" -}}dots-controller{{- end }}
+
+{{/* dots.tlsSecretName: (dict "ctx" $ "component" "server"|"controller"|"ca").
+     The CA's Secret exists only in the generated and certManager modes and
+     is never mounted. */}}
+{{- define "dots.tlsSecretName" -}}
+{{- if and (eq (include "dots.tlsMode" .ctx) "existingSecrets") (ne .component "ca") -}}
+{{- index .ctx.Values.tls.existingSecrets .component -}}
+{{- else -}}
+{{- include "dots.fullname" .ctx }}-tls-{{ .component }}
+{{- end -}}
+{{- end }}
+
+{{/* Where the server and the controller find their certificate, key and CA. */}}
+{{- define "dots.tlsDir" -}}/etc/dots/tls{{- end }}
+
+{{- define "dots.tlsArgs" -}}
+- --tls-cert-file={{ include "dots.tlsDir" . }}/tls.crt
+- --tls-key-file={{ include "dots.tlsDir" . }}/tls.key
+- --tls-ca-file={{ include "dots.tlsDir" . }}/ca.crt
+{{- end }}
+
+{{/* dots.tlsVolume: (dict "ctx" $ "component" "server"|"controller"). The
+     Secret volume is updated in place when the Secret changes, and the
+     processes re-read the files: a rotation needs no restart (hence no
+     checksum annotation on the pods). A missing key keeps the pod from
+     starting instead of starting it without TLS. */}}
+{{- define "dots.tlsVolume" -}}
+name: tls
+secret:
+  secretName: {{ include "dots.tlsSecretName" . }}
+  # Owner and group only (the controller reads them through its fsGroup).
+  defaultMode: 0440
+  items:
+    - {key: tls.crt, path: tls.crt}
+    - {key: tls.key, path: tls.key}
+    - {key: ca.crt, path: ca.crt}
 {{- end }}
 
 {{/* Container securityContext of everything that needs no privilege. */}}

@@ -38,14 +38,11 @@ server --tls-cert-file
 server --tls-key-file
 server --tls-ca-file
 server --tls-client-identities
-server --export-access
 controller --tls-cert-file
 controller --tls-key-file
 controller --tls-ca-file
 controller --tls-server-identity
 controller --admin-socket
-controller --controller-publish
-node --node-address
 `
 
 func pending() map[string]bool {

@@ -193,6 +193,9 @@ func TestLocalStack(t *testing.T) {
 	id := volumeID(t, s.must("volume", "create", "data", "--size", "64Mi", "-o", "json"))
 	src := filepath.Join(t.TempDir(), "in.txt")
 	os.WriteFile(src, []byte("hello dots\n"), 0o644)
+	// The stack's exports admit only its node, once a volume is published to it.
+	s.mustFail("access denied", "volume", "put", id, "hello.txt", "--from", src)
+	s.must("volume", "publish", id)
 	s.must("volume", "put", id, "hello.txt", "--from", src)
 	if got := s.must("volume", "cat", id, "hello.txt"); got != "hello dots\n" {
 		t.Fatalf("read back %q", got)
@@ -200,10 +203,12 @@ func TestLocalStack(t *testing.T) {
 	server := strings.Split(id, "/")[0]
 	s.must("snapshot", "create", id, "snap1")
 	restored := volumeID(t, s.must("snapshot", "restore", server+"/snap1", "restored", "-o", "json"))
+	s.must("volume", "publish", restored)
 	if got := s.must("volume", "cat", restored, "hello.txt"); got != "hello dots\n" {
 		t.Fatalf("restored volume holds %q", got)
 	}
 	clone := volumeID(t, s.must("volume", "clone", id, "copy", "-o", "json"))
+	s.must("volume", "publish", clone)
 	if got := s.must("volume", "cat", clone, "hello.txt"); got != "hello dots\n" {
 		t.Fatalf("clone holds %q", got)
 	}
@@ -259,6 +264,7 @@ func TestLocalStackKeep(t *testing.T) {
 	id := volumeID(t, s.must("volume", "create", "kept", "--size", "32Mi", "-o", "json"))
 	src := filepath.Join(t.TempDir(), "in.txt")
 	os.WriteFile(src, []byte("still here\n"), 0o644)
+	s.must("volume", "publish", id)
 	s.must("volume", "put", id, "data.txt", "--from", src)
 	s.must("snapshot", "create", id, "kept-snap")
 	s.stop()

@@ -61,7 +61,7 @@ func TestServerSanity(t *testing.T) {
 	nodeSock := "unix://" + filepath.Join(dir, "node.sock")
 	run(t, "node plugin", func(ctx context.Context, ready func()) error {
 		return driver.RunNode(ctx, driver.NodeConfig{Endpoint: nodeSock, HTTPAddress: "127.0.0.1:0",
-			NodeOptions: driver.NodeOptions{NodeID: "sanity-node", MountMode: mounter.ModeLocalBind,
+			NodeOptions: driver.NodeOptions{NodeID: "sanity-node", Addresses: []string{"127.0.0.1"}, MountMode: mounter.ModeLocalBind,
 				LocalBindRoots: []string{mounter.VolumesDir(mnt)}, KubeletDir: dir,
 				StatsTimeout: mounter.DefaultStatTimeout, UnmountTimeout: mounter.DefaultUnmountTimeout}},
 			func(daemon.Addrs) error { ready(); return nil })

@@ -24,6 +24,10 @@ var ErrUnknownNode = errors.New("unknown node")
 // but nothing that could mean something in an exports file or a property.
 var nodeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
+// nodeIDChars are all a node ID may hold: a name's, IPv4's and IPv6's
+// characters and the separators.
+var nodeIDChars = regexp.MustCompile(`^[A-Za-z0-9._:@,-]+$`)
+
 // NodeID is a node as the node plugin reports it in NodeGetInfo and the
 // controller receives it in ControllerPublishVolume: its name, for people,
 // and the addresses its NFS traffic comes from, which the exports of the
@@ -81,10 +85,8 @@ func ParseNodeID(s string) (NodeID, error) {
 	if len(s) > MaxNodeIDLen {
 		return n, fmt.Errorf("%w: node_id is longer than %d bytes", ErrInvalid, MaxNodeIDLen)
 	}
-	for _, r := range s {
-		if r <= ' ' || r > '~' {
-			return n, fmt.Errorf("%w: node_id %q holds a character outside printable ASCII", ErrInvalid, s)
-		}
+	if !nodeIDChars.MatchString(s) {
+		return n, fmt.Errorf("%w: node_id %q: a node ID holds only letters, digits and ._:@,-", ErrInvalid, s)
 	}
 	name, list, ok := strings.Cut(s, "@")
 	if !ok || list == "" {

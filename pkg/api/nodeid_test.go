@@ -50,9 +50,10 @@ func TestParseNodeIDHostile(t *testing.T) {
 		{"n@10.0.0.1,10.0.0.2,10.0.0.3,10.0.0.4,10.0.0.5", ErrInvalid},
 		{"some-fake-node-id", ErrUnknownNode},
 		{"n@", ErrUnknownNode},
-		{"n@10.0.0.0/8", ErrUnknownNode}, // a CIDR would admit a network
-		{"n@*", ErrUnknownNode},
-		{"n@fe80::1%eth0", ErrUnknownNode},
+		{"n@10.0.0.0/8", ErrInvalid}, // a CIDR would admit a network
+		{"n@*", ErrInvalid},
+		{"n@fe80::1%eth0", ErrInvalid},
+		{"n@localhost", ErrUnknownNode},
 		{"n@224.0.0.1", ErrUnknownNode},
 		{"n@::", ErrUnknownNode},
 	} {
@@ -71,4 +72,31 @@ func TestParseNodeIDNormalises(t *testing.T) {
 	if len(id.Addresses) != 1 || id.Addresses[0].String() != "10.0.0.1" {
 		t.Fatalf("addresses = %v, want [10.0.0.1]", id.Addresses)
 	}
+}
+
+// FuzzParseNodeID: whatever is accepted formats back to a node ID that
+// parses to the same addresses, and carries nothing an exports file or a
+// ZFS property could misread.
+func FuzzParseNodeID(f *testing.F) {
+	for _, s := range []string{"n@10.0.0.1", "n@10.0.0.1,fd00::1", "@::ffff:1.2.3.4", "x", "n@1.2.3.4;x", "n@"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		id, err := ParseNodeID(s)
+		if err != nil {
+			return
+		}
+		if len(id.Addresses) == 0 || !nodeIDChars.MatchString(id.String()) {
+			t.Fatalf("%q parsed to %+v", s, id)
+		}
+		back, err := ParseNodeID(id.String())
+		if err != nil || len(back.Addresses) != len(id.Addresses) {
+			t.Fatalf("%q -> %q -> %+v, %v", s, id.String(), back, err)
+		}
+		for i, a := range id.Addresses {
+			if back.Addresses[i] != a || !a.IsValid() || a.Zone() != "" {
+				t.Fatalf("%q: address %d %v -> %v", s, i, a, back.Addresses[i])
+			}
+		}
+	})
 }

@@ -109,7 +109,7 @@ func TestPublishRefusals(t *testing.T) {
 		{"no capability", &csi.ControllerPublishVolumeRequest{VolumeId: "vol-1", NodeId: "a@10.0.0.2"}, codes.InvalidArgument},
 		{"unknown volume", publishReq("nope", "a@10.0.0.2", rwx, false), codes.NotFound},
 		{"node without address", publishReq("vol-1", "some-fake-node-id", rwx, false), codes.NotFound},
-		{"a CIDR as node", publishReq("vol-1", "a@10.0.0.0/16", rwx, false), codes.NotFound},
+		{"a CIDR as node", publishReq("vol-1", "a@10.0.0.0/16", rwx, false), codes.InvalidArgument},
 		{"injection", publishReq("vol-1", "a@10.0.0.2; Access_Type = RW", rwx, false), codes.InvalidArgument},
 		{"node outside the client networks", publishReq("vol-1", "a@192.168.1.1", rwx, false), codes.FailedPrecondition},
 		{"a second address outside", publishReq("vol-1", "a@10.0.0.2,192.168.1.1", rwx, false), codes.FailedPrecondition},

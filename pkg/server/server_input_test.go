@@ -271,6 +271,54 @@ func TestBadInput(t *testing.T) {
 		wantCode(t, what, err, want)
 	}
 
+	// Node IDs that are not nodes, and parameters of squashing and
+	// ownership out of range: refused, and neither the pool's publication
+	// records nor the NFS server's exports change.
+	exportsFile := filepath.Join(s.cfg.RunDir, "ganesha", "exports.conf")
+	exportsBefore, err := os.ReadFile(exportsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rwx := &csi.VolumeCapability{AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
+		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER}}
+	for _, n := range []struct {
+		node string
+		code codes.Code
+	}{
+		{"", codes.InvalidArgument},
+		{"n@127.0.0.1; Access_Type = RW", codes.InvalidArgument},
+		{"n@127.0.0.1\n}", codes.InvalidArgument},
+		{"n@127.0.0.1\"", codes.InvalidArgument},
+		{strings.Repeat("n", 300) + "@127.0.0.1", codes.InvalidArgument},
+		{"$(id)@127.0.0.1", codes.InvalidArgument},
+		{"n@127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5", codes.InvalidArgument},
+		{"some-fake-node-id", codes.NotFound},
+		{"n@*", codes.InvalidArgument},
+		{"n@0.0.0.0", codes.NotFound},
+		{"n@127.0.0.0/8", codes.InvalidArgument},
+		{"n@localhost", codes.NotFound},
+		{"n@10.1.2.3", codes.FailedPrecondition}, // outside the client networks
+	} {
+		_, err := s.ctrl.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: id, NodeId: n.node, VolumeCapability: rwx})
+		wantCode(t, fmt.Sprintf("publish to node %q", n.node), err, n.code)
+		if n.node != "" && n.code == codes.InvalidArgument {
+			_, err = s.ctrl.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: id, NodeId: n.node})
+			wantCode(t, fmt.Sprintf("unpublish node %q", n.node), err, codes.InvalidArgument)
+		}
+	}
+	_, err = s.ctrl.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: "../x", NodeId: "n@127.0.0.1", VolumeCapability: rwx})
+	wantCode(t, "publish a volume that cannot exist", err, codes.NotFound)
+	for k, v := range map[string]string{"squash": "no_root_squash", "anonUID": "-1", "gid": "99999999999", "mode": "0777", "uid": "0x10"} {
+		_, err := s.ctrl.CreateVolume(ctx, createReq("access-"+strings.ToLower(k), 16*mib, map[string]string{k: v}, nil))
+		wantCode(t, fmt.Sprintf("parameter %s=%s", k, v), err, codes.InvalidArgument)
+	}
+	if got, err := s.ctrl.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: id}); err != nil || len(got.GetStatus().GetPublishedNodeIds()) != 0 {
+		t.Errorf("published nodes after refused publishes: %v, %v", got.GetStatus().GetPublishedNodeIds(), err)
+	}
+	if after, err := os.ReadFile(exportsFile); err != nil || string(after) != string(exportsBefore) {
+		t.Errorf("the exports changed after refused publishes:\n%s\nwas:\n%s", after, exportsBefore)
+	}
+
 	want := keys(created)
 	if got := keys(s.listVolumes(ctx)); !slices.Equal(got, want) {
 		t.Errorf("ListVolumes after the bad requests: %v, want %v", got, want)

@@ -26,7 +26,7 @@ func TestAgainstGanesha(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	e := nfs.Export{ID: 1, Path: dir, Pseudo: "/dots/vol"}
+	e := nfs.Export{ID: 1, Path: dir, Pseudo: "/dots/vol", Clients: testenv.LoopbackClients}
 	if err := env.Export(ctx, e); err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ import (
 
 func TestStartGanesha(t *testing.T) {
 	dir := t.TempDir()
-	env := testenv.StartGanesha(t, []nfs.Export{{ID: 1, Path: dir, Pseudo: "/dots/t"}})
+	env := testenv.StartGanesha(t, []nfs.Export{{ID: 1, Path: dir, Pseudo: "/dots/t", Clients: testenv.LoopbackClients}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := env.Client.WriteFile(ctx, "/dots/t", "hello", []byte("hi")); err != nil {

@@ -65,7 +65,7 @@ func newNodeFixture(t *testing.T) nodeFixture {
 	if f.mountpoint != filepath.Join(f.root, "pvc-1") {
 		t.Fatalf("dataset mounted at %s, not under the pool's %s", f.mountpoint, f.root)
 	}
-	f.nfs = testenv.StartGanesha(t, []nfs.Export{{ID: 1, Path: f.mountpoint, Pseudo: f.export}})
+	f.nfs = testenv.StartGanesha(t, []nfs.Export{{ID: 1, Path: f.mountpoint, Pseudo: f.export, Clients: testenv.LoopbackClients}})
 	return f
 }
 

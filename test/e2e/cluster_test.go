@@ -37,8 +37,11 @@ type cluster struct {
 
 // storageControllers are the kube-controller-manager controllers the
 // storage path needs: binding, expansion and protection of PVs and PVCs,
-// garbage collection and namespaces, service account tokens, and the
-// StatefulSet controller, which creates the claims of step 5.
+// garbage collection and namespaces, service account tokens, the
+// StatefulSet controller, which creates the claims of step 5, and the
+// attach-detach controller, which makes a VolumeAttachment for each dots
+// volume a pod on a node uses (the CSIDriver requires attach) and deletes it
+// when no pod there uses it any more.
 var storageControllers = []string{
 	"persistentvolume-binder-controller",
 	"persistentvolume-expander-controller",
@@ -50,6 +53,7 @@ var storageControllers = []string{
 	"serviceaccount-token-controller",
 	"root-ca-certificate-publisher-controller",
 	"statefulset-controller",
+	"persistentvolume-attach-detach-controller",
 }
 
 // startCluster starts etcd, kube-apiserver and kube-controller-manager.

@@ -3,7 +3,11 @@
 // CSI sidecars, built from the Go module proxy by hack/k8s/build-tools.sh,
 // with dots' storage servers, controller and node plugin running on this
 // machine (real zfs-fuse pools, real ganesha, the libnfs client). There is no
-// kubelet: the node plugin is called as the kubelet would call it.
+// kubelet: the test registers the Node and its CSINode as the kubelet would,
+// and calls the node plugin as the kubelet would call it. Pods bound to that
+// node never run, but the attach-detach controller and the external-attacher
+// publish their volumes all the same, which is what opens the per-node
+// exports to the node's address.
 //
 // It is its own module so that client-go stays out of the driver's
 // dependency graph, and so `go test ./...` at the root does not run it; run

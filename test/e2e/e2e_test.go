@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
 )
 
 // Keys of the volume context (pkg/driver/volumecontext.go): part of every PV.
@@ -38,6 +40,8 @@ type env struct {
 	kube     *kube
 	servers  map[string]*dotsServer
 	ctrl     *proc
+	ctrlSock string
+	ctrlConn *grpc.ClientConn // see controller
 	node     *proc
 	nodeSock string
 	side     *sidecars
@@ -46,7 +50,7 @@ type env struct {
 // diag collects the log lines that explain a failed step.
 func (e *env) diag() string {
 	var b strings.Builder
-	for _, p := range []*proc{e.ctrl, sideOrNil(e.side, "provisioner"), sideOrNil(e.side, "snapshotter"),
+	for _, p := range []*proc{e.ctrl, sideOrNil(e.side, "provisioner"), sideOrNil(e.side, "attacher"), sideOrNil(e.side, "snapshotter"),
 		sideOrNil(e.side, "resizer"), sideOrNil(e.side, "snapshot-controller"), e.cluster.kcm} {
 		if p == nil {
 			continue
@@ -63,6 +67,8 @@ func sideOrNil(s *sidecars, which string) *proc {
 	switch which {
 	case "provisioner":
 		return s.provisioner
+	case "attacher":
+		return s.attacher
 	case "snapshotter":
 		return s.snapshotter
 	case "resizer":
@@ -149,12 +155,22 @@ func TestE2E(t *testing.T) {
 		for _, name := range []string{"e2e-s0", "e2e-s1"} {
 			list = append(list, e.servers[name])
 		}
-		var sock string
 		saConfig := saKubeconfig(t, ctx, e.cluster, e.kube, namespace, controllerSA)
-		e.ctrl, sock = startController(t, dotsBin, e.dir, saConfig, list)
+		e.ctrl, e.ctrlSock = startController(t, dotsBin, e.dir, saConfig, list)
+		t.Cleanup(func() {
+			if e.ctrlConn != nil {
+				e.ctrlConn.Close()
+			}
+		})
 		e.node, e.nodeSock = startNode(t, dotsBin, e.dir, list)
-		s.t.Logf("controller socket %s", sock)
-		e.side = startSidecars(t, ctx, e.cluster, e.kube, namespace, saConfig, sock)
+		s.t.Logf("controller socket %s", e.ctrlSock)
+		e.side = startSidecars(t, ctx, e.cluster, e.kube, namespace, saConfig, e.ctrlSock)
+	})
+	if t.Failed() {
+		return
+	}
+	s.run("as the kubelet: Node "+nodeName+" (attach-detach by the controller, InternalIP "+nodeAddress+") and its CSINode (node ID from NodeGetInfo)", func() {
+		registerNode(t, e)
 	})
 	if t.Failed() {
 		return

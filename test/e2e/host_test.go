@@ -93,13 +93,19 @@ func nfsURL(export, file string, s *dotsServer) string {
 // nfsWrite writes data to a file in the export with the libnfs client.
 func nfsWrite(t *testing.T, url string, data []byte) {
 	t.Helper()
+	if err := nfsTryWrite(t, url, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func nfsTryWrite(t *testing.T, url string, data []byte) error {
+	t.Helper()
 	local := filepath.Join(t.TempDir(), "data")
 	if err := os.WriteFile(local, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := run(context.Background(), "nfs-cp", local, url); err != nil {
-		t.Fatalf("nfs-cp: %v\n%s", err, out)
-	}
+	_, err := run(context.Background(), "nfs-cp", local, url) // err holds the output
+	return err
 }
 
 // nfsRead reads a file from an export with the libnfs client.

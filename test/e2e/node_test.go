@@ -33,7 +33,7 @@ func nodePublishAndRead(t *testing.T, e *env, pv *corev1.PersistentVolume, want 
 		return c.GetRpc().GetType() == csi.NodeServiceCapability_RPC_STAGE_UNSTAGE_VOLUME
 	})
 	info, err := node.NodeGetInfo(ctx, &csi.NodeGetInfoRequest{})
-	if err != nil || info.GetNodeId() != "e2e-node" {
+	if err != nil || info.GetNodeId() != nodeID {
 		t.Fatalf("NodeGetInfo = %v, %v", info, err)
 	}
 

@@ -23,12 +23,14 @@ type dotsServer struct {
 	http      string
 	nfsPort   int
 	mountPort int
+	runDir    string // its --run-dir: ganesha/exports.conf is what its NFS server was told to serve
 	proc      *proc
 }
 
 // startServers starts n storage servers on zfs-fuse pools backed by sparse
 // files, with ganesha serving NFSv3 and v4.0 on loopback so the libnfs
-// client can reach them.
+// client can reach them. Each export admits only the nodes its volume is
+// published to, as the chart's exports.perNode does.
 func startServers(t *testing.T, dotsBin, dir, poolPrefix string, n int) []*dotsServer {
 	t.Helper()
 	var servers []*dotsServer
@@ -38,6 +40,7 @@ func startServers(t *testing.T, dotsBin, dir, poolPrefix string, n int) []*dotsS
 			api: fmt.Sprintf("127.0.0.1:%d", freePort(t)), http: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 			nfsPort: freePort(t), mountPort: freePort(t),
 		}
+		s.runDir = filepath.Join(dir, "run", s.name)
 		for _, d := range []string{"pools", "mnt/" + s.name, "run/" + s.name} {
 			if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 				t.Fatal(err)
@@ -58,8 +61,10 @@ func startServers(t *testing.T, dotsBin, dir, poolPrefix string, n int) []*dotsS
 			fmt.Sprintf("--nfs-mount-port=%d", s.mountPort),
 			"--nfs-bind-address=127.0.0.1",
 			"--nfs-protocols=3,4", "--nfs-minor-versions=0,1,2",
-			"--nfs-clients=127.0.0.0/8", "--nfs-squash=no_root_squash",
-			"--run-dir="+filepath.Join(dir, "run", s.name),
+			// The outer bound: an export admits only the nodes its volume
+			// is published to (ControllerPublishVolume), each inside it.
+			"--nfs-clients=127.0.0.0/8", "--export-access=per-node", "--nfs-squash=no_root_squash",
+			"--run-dir="+s.runDir,
 			// Nothing to reclaim on a fresh server.
 			"--nfs-grace-period=2s",
 			"--http-address="+s.http, "--v=4")
@@ -90,13 +95,16 @@ func saKubeconfig(t *testing.T, ctx context.Context, c *cluster, k *kube, ns, sa
 }
 
 // startController starts `dots controller` on a unix socket, with the
-// servers given as flags (no cluster DNS here).
+// servers given as flags (no cluster DNS here). It advertises
+// ControllerPublishVolume, which the external-attacher calls for each
+// VolumeAttachment (the chart's exports.perNode).
 func startController(t *testing.T, dotsBin, dir, kubeconfig string, servers []*dotsServer) (*proc, string) {
 	t.Helper()
 	sock := filepath.Join(dir, "controller.sock")
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	args := []string{"controller", "--endpoint=unix://" + sock, "--http-address=" + httpAddr,
-		"--default-volume-size=1Gi", "--probe-interval=2s", "--v=4", "--placements=kubernetes:" + namespace}
+		"--default-volume-size=1Gi", "--probe-interval=2s", "--v=4", "--placements=kubernetes:" + namespace,
+		"--controller-publish"}
 	for _, s := range servers {
 		args = append(args, fmt.Sprintf("--server=name=%s,api=%s,nfs=127.0.0.1,nfs-port=%d,local-paths=true", s.name, s.api, s.nfsPort))
 	}
@@ -113,12 +121,14 @@ func startController(t *testing.T, dotsBin, dir, kubeconfig string, servers []*d
 // startNode starts `dots node` in local-bind mode: this machine has no
 // kernel NFS client, so it binds the dataset mountpoints of the servers
 // (the entries of each one's volumes directory), at staging and target
-// paths below DIR/kubelet, where kubeletDirs puts them.
+// paths below DIR/kubelet, where kubeletDirs puts them. Its CSI node ID
+// names the node's address (nodeID), which the exports of the volumes
+// published to it admit.
 func startNode(t *testing.T, dotsBin, dir string, servers []*dotsServer) (*proc, string) {
 	t.Helper()
 	sock := filepath.Join(dir, "node.sock")
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	args := []string{"node", "--endpoint=unix://" + sock, "--node-id=e2e-node", "--mount-mode=local-bind",
+	args := []string{"node", "--endpoint=unix://" + sock, "--node-id=" + nodeName, "--node-address=" + nodeAddress, "--mount-mode=local-bind",
 		"--kubelet-dir=" + filepath.Join(dir, "kubelet"), "--http-address=" + httpAddr, "--v=4"}
 	for _, s := range servers {
 		args = append(args, "--local-bind-root="+filepath.Join(dir, "mnt", s.name, "dots", "volumes"))
@@ -136,7 +146,12 @@ func startNode(t *testing.T, dotsBin, dir string, servers []*dotsServer) (*proc,
 // sidecars are the CSI sidecars of the chart's controller pod, plus the
 // cluster's snapshot-controller.
 type sidecars struct {
-	provisioner, snapshotter, resizer, snapshotController *proc
+	provisioner, attacher, snapshotter, resizer, snapshotController *proc
+}
+
+// all are the sidecars that run as the controller's ServiceAccount.
+func (s *sidecars) all() []*proc {
+	return []*proc{s.provisioner, s.attacher, s.snapshotter, s.resizer}
 }
 
 // startSidecars runs the sidecars as the chart's controller ServiceAccount
@@ -154,13 +169,17 @@ func startSidecars(t *testing.T, ctx context.Context, c *cluster, k *kube, ns, s
 		"--feature-gates=CSIVolumeGroupSnapshot=false")
 	s.provisioner = startProc(t, c.dir, "csi-provisioner", filepath.Join(c.bin, "csi-provisioner"),
 		append(common, "--extra-create-metadata", "--retry-interval-max=5s")...)
+	// The chart's exports.perNode: VolumeAttachments become
+	// ControllerPublishVolume calls.
+	s.attacher = startProc(t, c.dir, "csi-attacher", filepath.Join(c.bin, "csi-attacher"),
+		append(common, "--retry-interval-max=5s")...)
 	s.snapshotter = startProc(t, c.dir, "csi-snapshotter", filepath.Join(c.bin, "csi-snapshotter"),
 		append(common, "--retry-interval-max=5s", "--feature-gates=CSIVolumeGroupSnapshot=false")...)
 	s.resizer = startProc(t, c.dir, "csi-resizer", filepath.Join(c.bin, "csi-resizer"),
 		append(common, "--retry-interval-max=5s")...)
 	// Each sidecar holds its lease once it has connected to the driver and
 	// started its controller.
-	for _, p := range []*proc{s.provisioner, s.snapshotter, s.resizer} {
+	for _, p := range s.all() {
 		waitFor(t, p.name+" leader", 90*time.Second, p, func() error {
 			leases, err := k.cs.CoordinationV1().Leases(ns).List(ctx, metav1.ListOptions{})
 			if err != nil {
@@ -178,12 +197,14 @@ func startSidecars(t *testing.T, ctx context.Context, c *cluster, k *kube, ns, s
 }
 
 // leaseOf matches a sidecar to its lease name: the driver name with the
-// sidecar's suffix ("dots-csi-dev", "external-snapshotter-leader-dots-csi-dev",
-// "external-resizer-dots-csi-dev").
+// sidecar's suffix ("dots-csi-dev", "external-attacher-leader-dots-csi-dev",
+// "external-snapshotter-leader-dots-csi-dev", "external-resizer-dots-csi-dev").
 func leaseOf(sidecar, lease string) bool {
 	switch sidecar {
 	case "csi-provisioner":
 		return lease == "dots-csi-dev"
+	case "csi-attacher":
+		return strings.Contains(lease, "attacher")
 	case "csi-snapshotter":
 		return strings.Contains(lease, "snapshotter")
 	case "csi-resizer":

@@ -21,7 +21,9 @@ import (
 
 const gi = int64(1) << 30
 
-// userPath walks the seven steps of a user, each on what the previous left.
+// userPath walks the steps of a user, each on what the previous left: from a
+// claim through attach, snapshot, restore, resize, reclaim and node publish
+// to detach.
 func userPath(t *testing.T, s *steps, e *env) {
 	ctx, k := e.ctx, e.kube
 	pvcs := k.cs.CoreV1().PersistentVolumeClaims(namespace)
@@ -57,8 +59,37 @@ func userPath(t *testing.T, s *steps, e *env) {
 		return
 	}
 
+	// The pods that use the volumes (on the node, so the attach-detach
+	// controller attaches them) and the volumes attached, for step 8.
+	var pods []string
+	var attached []*corev1.PersistentVolume
+	var attachTime time.Duration
+	s.run("2a. the export refuses 127.0.0.1 (published to no node); Pod on "+nodeName+" -> VolumeAttachment attached -> export admits "+nodeID+" only", func() {
+		checkACLEmpty(t, e, pv1)
+		checkPublished(t, e, pv1)
+		checkRefused(t, e, pv1, "hello.txt")
+		if t.Failed() {
+			return
+		}
+		start := time.Now()
+		startPod(t, e, "e2e-attach-data", "data")
+		pods = append(pods, "e2e-attach-data")
+		va := waitAttached(t, e, pv1)
+		attachTime = time.Since(start)
+		attached = append(attached, pv1)
+		t.Logf("VolumeAttachment %s attached %.2fs after the pod was created", va.Name, attachTime.Seconds())
+		checkACLAdmitsNode(t, e, pv1)
+		checkPublished(t, e, pv1, nodeID)
+		if rec := zfsProp(t, e.dataset(t, pv1), "dots:published"); !strings.Contains(rec, nodeID) {
+			t.Errorf("dots:published of %s is %q, want it to name %s", pv1.Name, rec, nodeID)
+		}
+	})
+	if t.Failed() {
+		return
+	}
+
 	var snapContent string
-	s.run("2. write through the export (libnfs, NFSv3), VolumeSnapshot -> readyToUse", func() {
+	s.run("2b. write through the export (libnfs, NFSv3; ControllerPublish admitted 127.0.0.1), VolumeSnapshot -> readyToUse", func() {
 		nfsWrite(t, e.url(pv1, "hello.txt"), []byte(payload))
 		if got := nfsRead(t, e.url(pv1, "hello.txt")); got != payload {
 			t.Fatalf("read back %q, want %q", got, payload)
@@ -93,7 +124,7 @@ func userPath(t *testing.T, s *steps, e *env) {
 		return
 	}
 
-	s.run("3. PVC from the snapshot -> Bound, holds the snapshot's data", func() {
+	s.run("3. PVC from the snapshot -> Bound, refused until a 2nd pod on "+nodeName+" attaches it, then holds the snapshot's data", func() {
 		pvc := pvcSpec("restored", chartStorageClass, "1Gi")
 		group := "snapshot.storage.k8s.io"
 		pvc.Spec.DataSource = &corev1.TypedLocalObjectReference{APIGroup: &group, Kind: "VolumeSnapshot", Name: "snap"}
@@ -102,6 +133,19 @@ func userPath(t *testing.T, s *steps, e *env) {
 		}
 		_, pv := k.waitPVCBound(t, ctx, namespace, "restored", time.Minute, e.diag)
 		checkPV(t, e, pv, gi)
+		// A new volume, published to no node, whatever its origin is.
+		checkACLEmpty(t, e, pv)
+		checkPublished(t, e, pv)
+		checkRefused(t, e, pv, "hello.txt")
+		if t.Failed() {
+			return
+		}
+		startPod(t, e, "e2e-attach-restored", "restored")
+		pods = append(pods, "e2e-attach-restored")
+		waitAttached(t, e, pv)
+		attached = append(attached, pv)
+		checkACLAdmitsNode(t, e, pv)
+		checkPublished(t, e, pv, nodeID)
 		if got := nfsRead(t, e.url(pv, "hello.txt")); got != payload {
 			t.Fatalf("restored volume holds %q, want %q", got, payload)
 		}
@@ -223,12 +267,37 @@ func userPath(t *testing.T, s *steps, e *env) {
 		}
 	})
 
-	s.run("7. as the kubelet: NodeStage + NodePublish (local-bind) of the first PV, read step 2's data", func() {
+	s.run("7. as the kubelet: NodeStage + NodePublish (local-bind) of the first PV, read step 2b's data", func() {
 		nodePublishAndRead(t, e, pv1, payload)
 	})
 
+	s.run("8. force-delete the pods -> VolumeAttachments deleted (ControllerUnpublish) -> exports admit no one, refuse 127.0.0.1 again", func() {
+		if len(pods) == 0 {
+			t.Fatal("no pods to delete: step 2a failed")
+		}
+		start := time.Now()
+		for _, name := range pods {
+			forceDeletePod(t, e, name)
+		}
+		waitDetached(t, e, attached...)
+		detachTime := time.Since(start)
+		t.Logf("%d VolumeAttachments deleted and their exports emptied %.2fs after the pods were deleted", len(attached), detachTime.Seconds())
+		for _, pv := range attached {
+			checkACLEmpty(t, e, pv)
+			checkPublished(t, e, pv)
+			if rec := zfsProp(t, e.dataset(t, pv), "dots:published"); strings.Contains(rec, nodeName) {
+				t.Errorf("dots:published of %s is %q after detach, want no node", pv.Name, rec)
+			}
+			// The file is there: only access can make the read fail.
+			checkRefused(t, e, pv, "hello.txt")
+		}
+		if !t.Failed() {
+			fmt.Printf("e2e-attach: ok attach_s=%.2f detach_s=%.2f volumes=%d\n", attachTime.Seconds(), detachTime.Seconds(), len(attached))
+		}
+	})
+
 	s.run("the chart's RBAC sufficed: no sidecar request was forbidden", func() {
-		for _, p := range []*proc{e.side.provisioner, e.side.snapshotter, e.side.resizer} {
+		for _, p := range e.side.all() {
 			if lines := p.matching(5, "forbidden"); lines != "" {
 				t.Errorf("%s was refused by the API server (chart RBAC too narrow):\n%s", p.name, lines)
 			}

@@ -100,10 +100,6 @@ func formatPublished(pubs []Publication) string {
 		}
 	}
 	slices.Sort(fields)
-	if len(fields) == 0 {
-		// What zfs prints for an unset property: read back as none.
-		return "-"
-	}
 	return strings.Join(fields, " ")
 }
 
@@ -126,7 +122,12 @@ func (p *Pool) SetPublished(ctx context.Context, name string, pubs []Publication
 	if formatPublished(v.Published) == val {
 		return v, nil
 	}
-	if err := p.zfsSet(ctx, v.Dataset, map[string]string{propPublished: val}); err != nil {
+	if val == "" {
+		err = p.zfsInherit(ctx, v.Dataset, propPublished)
+	} else {
+		err = p.zfsSet(ctx, v.Dataset, map[string]string{propPublished: val})
+	}
+	if err != nil {
 		return nil, err
 	}
 	klog.InfoS("Published volume", "pool", p.name, "volume", name, "nodes", val)

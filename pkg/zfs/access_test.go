@@ -6,9 +6,11 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/dots-csi/dots/internal/testenv"
 	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/zfs"
 )
@@ -56,6 +58,9 @@ func TestAccessAndPublicationsLiveOnThePool(t *testing.T) {
 	if got, _ := p.GetVolume(c, "acl"); len(got.Published) != 0 {
 		t.Fatalf("published after clearing: %+v", got.Published)
 	}
+	if src := zfsGetSource(t, "dots:published", v.Dataset); src == "local" {
+		t.Errorf("dots:published is still set locally after the last node went")
+	}
 	// A volume created without access settings keeps the server's.
 	d := mustCreate(t, p, zfs.VolumeSpec{Name: "plain", Capacity: 8 * mib})
 	if d.Squash != api.SquashDefault {
@@ -90,4 +95,9 @@ func TestRootOwnerNeverOverwrites(t *testing.T) {
 	if u, g, m := owner(t, e.Mountpoint); u != 7 || g != 7 || m != 0o700 {
 		t.Errorf("retried create left the root %d:%d %v, want 7:7 700", u, g, m)
 	}
+}
+
+func zfsGetSource(t *testing.T, prop, name string) string {
+	t.Helper()
+	return strings.TrimSpace(testenv.Zfs(t, "get", "-H", "-o", "source", prop, name))
 }

@@ -100,6 +100,13 @@ func (p *Pool) zfsMount(ctx context.Context, name string) error {
 	return wrapErr("mount "+name, err)
 }
 
+// zfsInherit removes a property set on a dataset (a user property then
+// reads as unset).
+func (p *Pool) zfsInherit(ctx context.Context, name, prop string) error {
+	_, err := p.run(ctx, command.Z("inherit", prop, name))
+	return wrapErr(fmt.Sprintf("inherit %s on %s", prop, name), err)
+}
+
 // zfsSet sets properties of one dataset. Where the flavour sets several in
 // one command, they change together; zfs-fuse sets them one by one, in
 // key order, and callers make a repeated call converge.

@@ -9,6 +9,7 @@ import (
 	"github.com/dots-csi/dots/pkg/capacity"
 	"github.com/dots-csi/dots/pkg/csirpc"
 	"github.com/dots-csi/dots/pkg/discovery"
+	"github.com/dots-csi/dots/pkg/mtls"
 )
 
 // ControllerConfig is the configuration of `dots controller`.
@@ -27,12 +28,19 @@ type ControllerConfig struct {
 	CallTimeout       time.Duration
 	ReadTimeout       time.Duration
 	ReconcileInterval time.Duration
+	// TLS is how the controller calls storage servers (mutual TLS).
+	TLS mtls.ClientOptions
+	// AdminSocket serves /servers (the servers and their addresses) on a
+	// unix socket only the controller's user may open; "" serves nothing.
+	AdminSocket string
 }
 
 // AddFlags registers the controller's flags.
 func (c *ControllerConfig) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Endpoint, "endpoint", "unix:///csi/csi.sock", "CSI endpoint to serve (unix:///path or tcp://host:port)")
-	fs.StringVar(&c.HTTPAddress, "http-address", ":8081", "address of /healthz, /readyz, /metrics and /servers")
+	fs.StringVar(&c.HTTPAddress, "http-address", ":8081", "address of /healthz, /readyz and /metrics")
+	fs.StringVar(&c.AdminSocket, "admin-socket", "", "unix socket (made 0600) serving /servers for `dots servers --http unix://PATH`; empty: not served")
+	c.TLS.AddFlags(fs)
 	fs.Func("server", "a storage server: name=N,api=HOST:PORT,nfs=ADDR[,nfs-port=P] (repeatable)", func(v string) error {
 		s, err := discovery.ParseFlag(v)
 		if err != nil {
@@ -65,6 +73,9 @@ func (c *ControllerConfig) Validate() error {
 	}
 	if n != 1 {
 		return errors.New("give exactly one of --server, --servers-file, --discover-dns")
+	}
+	if err := c.TLS.Validate(); err != nil {
+		return err
 	}
 	if err := discovery.ValidateAll(c.Servers); err != nil {
 		return err

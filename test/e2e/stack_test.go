@@ -45,24 +45,24 @@ func startServers(t *testing.T, dotsBin, dir, poolPrefix string, n int) []*dotsS
 		}
 		// Registered before the server starts, so it runs after its stop.
 		t.Cleanup(func() { destroyPool(t, s.pool) })
-		s.proc = startProc(t, dir, "dots-server-"+s.name, dotsBin, "server",
-			"--name="+s.name,
-			"--endpoint=tcp://"+s.api,
-			"--pool="+s.pool,
-			"--vdev="+filepath.Join(dir, "pools", s.name+".img"),
+		s.proc = startProc(t, dir, "dots-server-"+s.name, dotsBin, append([]string{"server",
+			"--name=" + s.name,
+			"--endpoint=tcp://" + s.api,
+			"--pool=" + s.pool,
+			"--vdev=" + filepath.Join(dir, "pools", s.name+".img"),
 			"--create-pool", "--pool-file-size=4Gi",
 			"--export-pool-on-exit=false",
-			"--mount-root="+filepath.Join(dir, "mnt", s.name),
+			"--mount-root=" + filepath.Join(dir, "mnt", s.name),
 			"--zfs-cli=zfs-fuse",
 			fmt.Sprintf("--nfs-port=%d", s.nfsPort),
 			fmt.Sprintf("--nfs-mount-port=%d", s.mountPort),
 			"--nfs-bind-address=127.0.0.1",
 			"--nfs-protocols=3,4", "--nfs-minor-versions=0,1,2",
 			"--nfs-clients=127.0.0.0/8", "--nfs-squash=no_root_squash",
-			"--run-dir="+filepath.Join(dir, "run", s.name),
+			"--run-dir=" + filepath.Join(dir, "run", s.name),
 			// Nothing to reclaim on a fresh server.
 			"--nfs-grace-period=2s",
-			"--http-address="+s.http, "--v=4")
+			"--http-address=" + s.http, "--v=4"}, dotsTLSFlags(t, dir, "server")...)...)
 		// One at a time: each ganesha registers NFSv3 with the one rpcbind,
 		// and concurrent registrations fail.
 		waitFor(t, "dots server "+s.name+" ready", 2*time.Minute, s.proc, func() error {
@@ -96,7 +96,9 @@ func startController(t *testing.T, dotsBin, dir, kubeconfig string, servers []*d
 	sock := filepath.Join(dir, "controller.sock")
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	args := []string{"controller", "--endpoint=unix://" + sock, "--http-address=" + httpAddr,
-		"--default-volume-size=1Gi", "--probe-interval=2s", "--v=4", "--placements=kubernetes:" + namespace}
+		"--default-volume-size=1Gi", "--probe-interval=2s", "--v=4", "--placements=kubernetes:" + namespace,
+		"--admin-socket=" + filepath.Join(dir, "admin.sock")}
+	args = append(args, dotsTLSFlags(t, dir, "controller")...)
 	for _, s := range servers {
 		args = append(args, fmt.Sprintf("--server=name=%s,api=%s,nfs=127.0.0.1,nfs-port=%d,local-paths=true", s.name, s.api, s.nfsPort))
 	}

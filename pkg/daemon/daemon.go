@@ -93,7 +93,7 @@ func Run(ctx context.Context, s Spec, ready func(Addrs) error) error {
 	var opts []grpc.ServerOption
 	if network == "tcp" {
 		if s.Creds == nil {
-			return fmt.Errorf("%s: %s is reachable over the network and needs TLS (or an explicit --insecure)", s.Name, s.Endpoint)
+			return fmt.Errorf("%s: not serving %s in plaintext over the network: it needs TLS credentials (a storage server's --tls-* flags, or --insecure); or serve a unix:// socket", s.Name, s.Endpoint)
 		}
 		opts = append(opts, grpc.Creds(s.Creds))
 	}

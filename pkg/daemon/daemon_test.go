@@ -25,7 +25,7 @@ func TestTCPNeedsCredentials(t *testing.T) {
 		t.Error("served plaintext over TCP")
 		return nil
 	})
-	if err == nil || !strings.Contains(err.Error(), "needs TLS") {
+	if err == nil || !strings.Contains(err.Error(), "needs TLS credentials") {
 		t.Fatalf("err = %v", err)
 	}
 	// An explicit plaintext choice is served.

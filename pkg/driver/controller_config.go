@@ -37,7 +37,7 @@ type ControllerConfig struct {
 
 // AddFlags registers the controller's flags.
 func (c *ControllerConfig) AddFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Endpoint, "endpoint", "unix:///csi/csi.sock", "CSI endpoint to serve (unix:///path or tcp://host:port)")
+	fs.StringVar(&c.Endpoint, "endpoint", "unix:///csi/csi.sock", "CSI endpoint to serve, unix:///path (the sidecars' socket, made 0600)")
 	fs.StringVar(&c.HTTPAddress, "http-address", ":8081", "address of /healthz, /readyz and /metrics")
 	fs.StringVar(&c.AdminSocket, "admin-socket", "", "unix socket (made 0600) serving /servers for `dots servers --http unix://PATH`; empty: not served")
 	c.TLS.AddFlags(fs)
@@ -62,8 +62,11 @@ func (c *ControllerConfig) AddFlags(fs *flag.FlagSet) {
 
 // Validate checks the configuration and that exactly one server source is set.
 func (c *ControllerConfig) Validate() error {
-	if _, _, err := csirpc.ParseEndpoint(c.Endpoint); err != nil {
+	if network, _, err := csirpc.ParseEndpoint(c.Endpoint); err != nil {
 		return err
+	} else if network != "unix" {
+		// Plaintext CSI must not reach the network; the sidecars share the pod.
+		return fmt.Errorf("--endpoint %s: the controller serves CSI on a unix socket only", c.Endpoint)
 	}
 	n := 0
 	for _, set := range []bool{len(c.Servers) > 0, c.ServersFile != "", c.DiscoverDNS != ""} {

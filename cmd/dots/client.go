@@ -40,8 +40,8 @@ type session struct {
 func newSession(name, usage string) *session {
 	s := &session{fs: flag.NewFlagSet("dots "+name, flag.ContinueOnError)}
 	s.fs.StringVar(&s.stateDir, "state-dir", envOr("DOTS_STATE_DIR", local.DefaultStateDir), "state directory of the local stack to talk to")
-	s.fs.StringVar(&s.endpoint, "endpoint", os.Getenv("DOTS_ENDPOINT"), "CSI endpoint (default: the local stack's)")
-	s.fs.StringVar(&s.http, "http", os.Getenv("DOTS_HTTP"), "controller HTTP address, for `servers` (default: the local stack's)")
+	s.fs.StringVar(&s.endpoint, "endpoint", os.Getenv("DOTS_ENDPOINT"), "CSI endpoint, unix:///PATH (default: the local stack's)")
+	s.fs.StringVar(&s.http, "http", os.Getenv("DOTS_HTTP"), "the controller's admin socket, for `servers`: unix:///PATH of its --admin-socket (default: the local stack's)")
 	s.fs.StringVar(&s.output, "o", "table", "output format: table or json")
 	s.fs.DurationVar(&s.timeout, "timeout", time.Minute, "how long to wait for an answer")
 	s.fs.Usage = func() {
@@ -89,7 +89,7 @@ func (s *session) parse(args []string, want int) error {
 			s.endpoint = info.Endpoint
 		}
 		if s.http == "" {
-			s.http = info.HTTP
+			s.http = info.Admin
 		}
 	}
 	s.client, err = client.Dial(s.endpoint, s.http)

@@ -16,6 +16,6 @@ func runLocal(ctx context.Context, args []string) error {
 	}
 	return local.Run(ctx, cfg, func(info local.Info) {
 		// Scripts wait for this line; keep its shape.
-		fmt.Printf("ready endpoint=%s metrics=%s/metrics servers=%d state-dir=%s\n", info.Endpoint, info.HTTP, len(info.Servers), cfg.StateDir)
+		fmt.Printf("ready endpoint=%s metrics=%s/metrics servers=%d state-dir=%s admin=%s\n", info.Endpoint, info.HTTP, len(info.Servers), cfg.StateDir, info.Admin)
 	})
 }

@@ -21,7 +21,6 @@ import (
 	"github.com/dots-csi/dots/pkg/zfs"
 	"github.com/dots-csi/dots/pkg/zfs/command"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // Server is a storage server a test runs.
@@ -56,6 +55,7 @@ func Start(t testing.TB, prefix, name string, opts ...Options) *Server {
 		ExportAccess: string(server.AccessClients),
 		NFS: nfs.GaneshaConfig{NFSPort: ports[1], BindAddr: "127.0.0.1", Protocols: []int{4},
 			MinorVersions: []int{0, 1, 2}, Clients: []string{"127.0.0.0/8"}},
+		TLS: testenv.PKI(t).ServerOptions(), // the test's CA: testenv.ClientCreds dials it
 	}
 	for _, o := range opts {
 		o(&s.Config)
@@ -101,11 +101,12 @@ func (s *Server) Stop() {
 	s.cancel = nil
 }
 
-// Client dials the server's gRPC endpoint as the controller does; the
-// connection is closed when the test ends.
+// Client dials the server's gRPC endpoint as the controller does (mutual
+// TLS with the test's controller certificate); the connection is closed
+// when the test ends.
 func (s *Server) Client() (csi.ControllerClient, csi.IdentityClient) {
 	s.t.Helper()
-	conn, err := grpc.NewClient("passthrough:///"+s.API, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient("passthrough:///"+s.API, grpc.WithTransportCredentials(testenv.ClientCreds(s.t)))
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"path/filepath"
 	"sort"
@@ -27,12 +28,22 @@ type Client struct {
 	conn       *grpc.ClientConn
 	controller csi.ControllerClient
 	node       csi.NodeClient
-	httpBase   string
+	admin      string
 }
 
-// Dial connects to a CSI endpoint; httpBase (the controller's HTTP address,
-// e.g. http://127.0.0.1:8081) is needed only to list servers.
-func Dial(endpoint, httpBase string) (*Client, error) {
+// Dial connects to a CSI endpoint, a unix socket (plaintext, owner-only);
+// admin (the controller's admin socket, unix:///PATH, or an http:// URL
+// that forwards to it) is needed only to list servers.
+func Dial(endpoint, admin string) (*Client, error) {
+	network, _, err := csirpc.ParseEndpoint(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	if network != "unix" {
+		// Over the network dots speaks only mutual TLS, between its own
+		// components; people talk to the controller's socket.
+		return nil, fmt.Errorf("%s: the client talks to a unix socket (the controller's or the local stack's CSI endpoint)", endpoint)
+	}
 	target, err := csirpc.DialTarget(endpoint)
 	if err != nil {
 		return nil, err
@@ -41,7 +52,7 @@ func Dial(endpoint, httpBase string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{conn: conn, controller: csi.NewControllerClient(conn), node: csi.NewNodeClient(conn), httpBase: httpBase}, nil
+	return &Client{conn: conn, controller: csi.NewControllerClient(conn), node: csi.NewNodeClient(conn), admin: admin}, nil
 }
 
 // Close closes the connection.
@@ -275,22 +286,23 @@ func (c *Client) Stats(ctx context.Context, id, target string) (Stats, error) {
 }
 
 // Servers lists the storage servers with their capacity, from the
-// controller's HTTP /servers.
+// controller's /servers on its admin socket.
 func (c *Client) Servers(ctx context.Context) ([]registry.ServerView, error) {
-	if c.httpBase == "" {
-		return nil, fmt.Errorf("listing servers needs the controller's HTTP address (--http)")
+	if c.admin == "" {
+		return nil, fmt.Errorf("listing servers needs the controller's admin socket (--http unix:///PATH, its --admin-socket)")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.httpBase+"/servers", nil)
+	base, hc := adminHTTP(c.admin)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/servers", nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s/servers: %s", c.httpBase, resp.Status)
+		return nil, fmt.Errorf("GET %s/servers: %s", c.admin, resp.Status)
 	}
 	var out []registry.ServerView
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
@@ -298,4 +310,19 @@ func (c *Client) Servers(ctx context.Context) ([]registry.ServerView, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// adminHTTP returns the base URL and the HTTP client of the admin address:
+// a unix:///PATH socket, or an http(s):// URL.
+func adminHTTP(admin string) (string, *http.Client) {
+	path, ok := strings.CutPrefix(admin, "unix://")
+	if !ok {
+		return strings.TrimSuffix(admin, "/"), http.DefaultClient
+	}
+	return "http://admin", &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}
 }

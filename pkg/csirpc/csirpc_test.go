@@ -34,6 +34,24 @@ func TestParseEndpoint(t *testing.T) {
 	}
 }
 
+func TestListenUnixIsOwnerOnly(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "new", "dir", "csi.sock")
+	l, err := Listen("unix://" + sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for path, want := range map[string]os.FileMode{sock: 0o600, filepath.Dir(sock): 0o700, filepath.Dir(filepath.Dir(sock)): 0o700} {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != want {
+			t.Errorf("%s: mode %o, want %o", path, got, want)
+		}
+	}
+}
+
 func TestListenRemovesOnlyStaleSockets(t *testing.T) {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "csi.sock")

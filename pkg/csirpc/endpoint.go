@@ -44,6 +44,8 @@ func ParseEndpoint(endpoint string) (network, address string, err error) {
 
 // Listen listens on the endpoint. A unix socket left behind by a process
 // that died is removed first; a path that is not a socket is never removed.
+// A unix socket is plaintext, so only its owner may connect (0600), and a
+// directory Listen creates for it is its owner's alone (0700).
 func Listen(endpoint string) (net.Listener, error) {
 	network, address, err := ParseEndpoint(endpoint)
 	if err != nil {
@@ -62,11 +64,19 @@ func Listen(endpoint string) (net.Listener, error) {
 				return nil, fmt.Errorf("removing stale socket: %w", err)
 			}
 		}
-		if err := os.MkdirAll(filepath.Dir(address), 0o750); err != nil {
+		if err := os.MkdirAll(filepath.Dir(address), 0o700); err != nil {
 			return nil, err
 		}
 	}
-	return net.Listen(network, address)
+	lis, err := net.Listen(network, address)
+	if err != nil || network != "unix" {
+		return lis, err
+	}
+	if err := os.Chmod(address, 0o600); err != nil {
+		lis.Close()
+		return nil, err
+	}
+	return lis, nil
 }
 
 // DialTarget turns an endpoint into a grpc.NewClient target.

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"k8s.io/klog/v2"
 
 	"github.com/dots-csi/dots/pkg/csirpc"
@@ -31,6 +32,10 @@ type Spec struct {
 	Name string // for logs: "storage server", "controller", ...
 	// Endpoint is the gRPC endpoint (unix:///path or tcp://host:port).
 	Endpoint string
+	// Creds secure a tcp:// endpoint, which is refused without them
+	// (plaintext there only through insecure.NewCredentials, by an
+	// explicit --insecure). A unix socket is plaintext and owner-only.
+	Creds credentials.TransportCredentials
 	// Register adds the daemon's services to its gRPC server.
 	Register func(*grpc.Server)
 	// Codes maps the daemon's errors to gRPC codes.
@@ -41,8 +46,11 @@ type Spec struct {
 	Metrics *prometheus.Registry
 	// Ready lists the checks /readyz runs.
 	Ready []health.Check
-	// Handlers are more HTTP handlers, by pattern.
-	Handlers map[string]http.Handler
+	// AdminSocket, when set, serves AdminHandlers (by pattern) over HTTP
+	// on this unix socket, which only the daemon's user may open: what
+	// must not be on the network, such as the list of storage servers.
+	AdminSocket   string
+	AdminHandlers map[string]http.Handler
 	// Background loops run beside the endpoints until ctx ends; one that
 	// returns an error stops the daemon.
 	Background []func(ctx context.Context) error
@@ -52,8 +60,9 @@ type Spec struct {
 
 // Addrs are the addresses a daemon actually bound (a ":0" port resolved).
 type Addrs struct {
-	GRPC string
-	HTTP string
+	GRPC  string
+	HTTP  string
+	Admin string // the admin socket's path, "" when none
 }
 
 // NewRegistry returns a metrics registry holding the Go runtime's and the
@@ -77,7 +86,18 @@ func Run(ctx context.Context, s Spec, ready func(Addrs) error) error {
 	if grace <= 0 {
 		grace = DefaultGrace
 	}
-	g := csirpc.NewServer(s.Codes, csirpc.NewMetrics(s.Metrics))
+	network, _, err := csirpc.ParseEndpoint(s.Endpoint)
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.Name, err)
+	}
+	var opts []grpc.ServerOption
+	if network == "tcp" {
+		if s.Creds == nil {
+			return fmt.Errorf("%s: not serving %s in plaintext over the network: it needs TLS credentials (a storage server's --tls-* flags, or --insecure); or serve a unix:// socket", s.Name, s.Endpoint)
+		}
+		opts = append(opts, grpc.Creds(s.Creds))
+	}
+	g := csirpc.NewServer(s.Codes, csirpc.NewMetrics(s.Metrics), opts...)
 	if s.Register != nil {
 		s.Register(g)
 	}
@@ -85,19 +105,32 @@ func Run(ctx context.Context, s Spec, ready func(Addrs) error) error {
 	if err != nil {
 		return fmt.Errorf("%s: gRPC endpoint %s: %w", s.Name, s.Endpoint, err)
 	}
+	var admin *adminServer
+	if s.AdminSocket != "" {
+		if admin, err = listenAdmin(s.AdminSocket, s.AdminHandlers); err != nil {
+			lis.Close()
+			return fmt.Errorf("%s: admin socket %s: %w", s.Name, s.AdminSocket, err)
+		}
+	}
 	hs, err := health.Listen(s.HTTPAddress, s.Metrics, s.Ready...)
 	if err != nil {
 		lis.Close()
+		if admin != nil {
+			admin.lis.Close()
+		}
 		return fmt.Errorf("%s: HTTP address %s: %w", s.Name, s.HTTPAddress, err)
 	}
-	for pattern, h := range s.Handlers {
-		hs.Handle(pattern, h)
-	}
 	addrs := Addrs{GRPC: lis.Addr().String(), HTTP: hs.Addr()}
-	klog.InfoS("Serving", "daemon", s.Name, "grpc", addrs.GRPC, "http", addrs.HTTP)
+	if admin != nil {
+		addrs.Admin = s.AdminSocket
+	}
+	klog.InfoS("Serving", "daemon", s.Name, "grpc", addrs.GRPC, "http", addrs.HTTP, "admin", addrs.Admin)
 
 	eg, gctx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return hs.Serve(gctx) })
+	if admin != nil {
+		eg.Go(func() error { return admin.serve(gctx) })
+	}
 	eg.Go(func() error { return csirpc.Serve(gctx, lis, g, grace) })
 	for _, bg := range s.Background {
 		eg.Go(func() error { return bg(gctx) })

@@ -9,6 +9,7 @@ import (
 	"github.com/dots-csi/dots/pkg/capacity"
 	"github.com/dots-csi/dots/pkg/csirpc"
 	"github.com/dots-csi/dots/pkg/discovery"
+	"github.com/dots-csi/dots/pkg/mtls"
 )
 
 // ControllerConfig is the configuration of `dots controller`.
@@ -29,12 +30,19 @@ type ControllerConfig struct {
 	ReconcileInterval time.Duration
 	// Publish advertises ControllerPublishVolume (see ControllerOptions).
 	Publish bool
+	// TLS is how the controller calls storage servers (mutual TLS).
+	TLS mtls.ClientOptions
+	// AdminSocket serves /servers (the servers and their addresses) on a
+	// unix socket only the controller's user may open; "" serves nothing.
+	AdminSocket string
 }
 
 // AddFlags registers the controller's flags.
 func (c *ControllerConfig) AddFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Endpoint, "endpoint", "unix:///csi/csi.sock", "CSI endpoint to serve (unix:///path or tcp://host:port)")
-	fs.StringVar(&c.HTTPAddress, "http-address", ":8081", "address of /healthz, /readyz, /metrics and /servers")
+	fs.StringVar(&c.Endpoint, "endpoint", "unix:///csi/csi.sock", "CSI endpoint to serve, unix:///path (the sidecars' socket, made 0600)")
+	fs.StringVar(&c.HTTPAddress, "http-address", ":8081", "address of /healthz, /readyz and /metrics")
+	fs.StringVar(&c.AdminSocket, "admin-socket", "", "unix socket (made 0600) serving /servers for `dots servers --http unix://PATH`; empty: not served")
+	c.TLS.AddFlags(fs)
 	fs.Func("server", "a storage server: name=N,api=HOST:PORT,nfs=ADDR[,nfs-port=P] (repeatable)", func(v string) error {
 		s, err := discovery.ParseFlag(v)
 		if err != nil {
@@ -57,8 +65,11 @@ func (c *ControllerConfig) AddFlags(fs *flag.FlagSet) {
 
 // Validate checks the configuration and that exactly one server source is set.
 func (c *ControllerConfig) Validate() error {
-	if _, _, err := csirpc.ParseEndpoint(c.Endpoint); err != nil {
+	if network, _, err := csirpc.ParseEndpoint(c.Endpoint); err != nil {
 		return err
+	} else if network != "unix" {
+		// Plaintext CSI must not reach the network; the sidecars share the pod.
+		return fmt.Errorf("--endpoint %s: the controller serves CSI on a unix socket only", c.Endpoint)
 	}
 	n := 0
 	for _, set := range []bool{len(c.Servers) > 0, c.ServersFile != "", c.DiscoverDNS != ""} {
@@ -68,6 +79,9 @@ func (c *ControllerConfig) Validate() error {
 	}
 	if n != 1 {
 		return errors.New("give exactly one of --server, --servers-file, --discover-dns")
+	}
+	if err := c.TLS.Validate(); err != nil {
+		return err
 	}
 	if err := discovery.ValidateAll(c.Servers); err != nil {
 		return err

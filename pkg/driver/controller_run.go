@@ -10,6 +10,7 @@ import (
 
 	"github.com/dots-csi/dots/pkg/daemon"
 	"github.com/dots-csi/dots/pkg/health"
+	"github.com/dots-csi/dots/pkg/mtls"
 	"github.com/dots-csi/dots/pkg/placements"
 	"github.com/dots-csi/dots/pkg/registry"
 )
@@ -31,8 +32,12 @@ func RunController(ctx context.Context, cfg ControllerConfig, ready func(*Contro
 	if err != nil {
 		return err
 	}
+	creds, err := mtls.ClientCredentials(cfg.TLS)
+	if err != nil {
+		return err
+	}
 	metrics := daemon.NewRegistry()
-	servers := registry.New(src, registry.Options{Interval: cfg.ProbeInterval, ForgetAfter: cfg.ForgetAfter}, metrics)
+	servers := registry.New(src, creds, registry.Options{Interval: cfg.ProbeInterval, ForgetAfter: cfg.ForgetAfter}, metrics)
 	servers.Refresh(ctx)
 	store, err := placements.Open(cfg.Placements)
 	if err != nil {
@@ -55,7 +60,9 @@ func RunController(ctx context.Context, cfg ControllerConfig, ready func(*Contro
 		HTTPAddress: cfg.HTTPAddress,
 		Metrics:     metrics,
 		Ready:       []health.Check{ServersReady(servers)},
-		Handlers:    map[string]http.Handler{"/servers": servers},
+		// The servers' list and addresses: not on the network.
+		AdminSocket:   cfg.AdminSocket,
+		AdminHandlers: map[string]http.Handler{"/servers": servers},
 		Background: []func(context.Context) error{
 			func(ctx context.Context) error { servers.Run(ctx); return nil },
 			func(ctx context.Context) error { cs.ReconcilePlacements(ctx, cfg.ReconcileInterval); return nil },

@@ -26,7 +26,7 @@ func code(err error) codes.Code { return status.Code(ControllerCodes.Status(err)
 
 func newTestController(t *testing.T, servers ...discovery.Server) *ControllerServer {
 	t.Helper()
-	reg := registry.New(discovery.Static(servers), registry.Options{ProbeTimeout: time.Second}, nil)
+	reg := registry.New(discovery.Static(servers), testClientCreds(t), registry.Options{ProbeTimeout: time.Second}, nil)
 	reg.Refresh(context.Background())
 	c, err := NewControllerServer(reg, placements.NewMemory(), ControllerOptions{DefaultCapacity: gib, ReadTimeout: time.Second}, nil)
 	if err != nil {

@@ -46,7 +46,7 @@ func newFakeServer(t *testing.T, name string, free int64, volumes ...string) *fa
 		t.Fatal(err)
 	}
 	f.addr = lis.Addr().String()
-	f.srv = csirpc.NewServer(csirpc.NewCodes(api.ErrorCodes), nil)
+	f.srv = csirpc.NewServer(csirpc.NewCodes(api.ErrorCodes), nil, grpc.Creds(testServerCreds(t)))
 	csi.RegisterIdentityServer(f.srv, f)
 	csi.RegisterControllerServer(f.srv, f)
 	go f.srv.Serve(lis)

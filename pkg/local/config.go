@@ -33,7 +33,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Servers, "servers", 2, "number of storage servers")
 	fs.StringVar(&c.PoolSize, "pool-size", "4Gi", "size of each server's pool file (sparse)")
 	fs.BoolVar(&c.Keep, "keep", false, "keep the pools on exit and re-open them on the next start")
-	fs.StringVar(&c.HTTPAddress, "http-address", "127.0.0.1:0", "controller metrics and /servers address")
+	fs.StringVar(&c.HTTPAddress, "http-address", "127.0.0.1:0", "address of the controller's /healthz, /readyz and /metrics (/servers is on STATE-DIR/admin.sock)")
 }
 
 // Validate checks the configuration.

@@ -23,6 +23,7 @@ import (
 	"github.com/dots-csi/dots/pkg/driver"
 	"github.com/dots-csi/dots/pkg/health"
 	"github.com/dots-csi/dots/pkg/mounter"
+	"github.com/dots-csi/dots/pkg/mtls"
 	"github.com/dots-csi/dots/pkg/nfs"
 	"github.com/dots-csi/dots/pkg/placements"
 	"github.com/dots-csi/dots/pkg/registry"
@@ -41,11 +42,13 @@ type ServerInfo struct {
 	MountPort int    `json:"mountPort"`
 }
 
-// Info is what a running stack tells its clients (STATE/local.json).
+// Info is what a running stack tells its clients (STATE/local.json, 0600).
+// It holds addresses and paths, never a key.
 type Info struct {
 	PID      int          `json:"pid"`
 	Endpoint string       `json:"endpoint"`
-	HTTP     string       `json:"http"`
+	HTTP     string       `json:"http"`  // /metrics, /healthz, /readyz
+	Admin    string       `json:"admin"` // unix:// socket serving /servers
 	Servers  []ServerInfo `json:"servers"`
 }
 
@@ -81,6 +84,16 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 		return err
 	}
 	defer unlock()
+	// The stack's own CA (kept across runs) and certificates: its servers
+	// serve mutual TLS like any other, its controller dials with one.
+	pki, err := mtls.EnsureBundle(cfg.path("tls"))
+	if err != nil {
+		return err
+	}
+	creds, err := mtls.ClientCredentials(pki.ClientOptions())
+	if err != nil {
+		return err
+	}
 	// The stack's own zfs commands (starting the daemon, discarding
 	// pools); each server runs its own, with its own metrics.
 	zfsCmds, err := command.NewHost(command.HostConfig{Timeouts: command.DefaultTimeouts})
@@ -105,7 +118,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 			discardPools(context.Background(), zfsCmds, cfg)
 		}
 	}()
-	servers, stopServers, err = startServers(ctx, cfg)
+	servers, stopServers, err = startServers(ctx, cfg, pki.ServerOptions())
 	if err != nil {
 		return err
 	}
@@ -116,7 +129,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 		list = append(list, discovery.Server{Name: s.info.Name, APIAddress: s.info.API, NFSAddress: "127.0.0.1",
 			NFSPort: s.info.NFSPort, LocalPaths: true})
 	}
-	members := registry.New(list, registry.Options{Interval: 5 * time.Second}, metrics)
+	members := registry.New(list, creds, registry.Options{Interval: 5 * time.Second}, metrics)
 	members.Refresh(ctx)
 	store, err := placements.NewDir(cfg.path("placements"))
 	if err != nil {
@@ -159,14 +172,16 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 		HTTPAddress: cfg.HTTPAddress,
 		Metrics:     metrics,
 		Ready:       []health.Check{driver.ServersReady(members)},
-		Handlers:    map[string]http.Handler{"/servers": members},
+
+		AdminSocket:   cfg.path("admin.sock"),
+		AdminHandlers: map[string]http.Handler{"/servers": members},
 		Background: []func(context.Context) error{
 			func(ctx context.Context) error { members.Run(ctx); return nil },
 			func(ctx context.Context) error { cs.ReconcilePlacements(ctx, time.Minute); return nil },
 		},
 		Grace: 5 * time.Second,
 	}, func(a daemon.Addrs) error {
-		info := Info{PID: os.Getpid(), Endpoint: cfg.Endpoint(), HTTP: "http://" + a.HTTP}
+		info := Info{PID: os.Getpid(), Endpoint: cfg.Endpoint(), HTTP: "http://" + a.HTTP, Admin: "unix://" + a.Admin}
 		for _, s := range servers {
 			info.Servers = append(info.Servers, s.info)
 		}
@@ -194,13 +209,13 @@ type localServer struct {
 // other (NFS servers register with the one rpcbind in turn), and returns
 // once all serve; stop cancels them and waits for their clean shutdown. On
 // error, the servers already started are stopped.
-func startServers(ctx context.Context, cfg Config) ([]*localServer, func(), error) {
+func startServers(ctx context.Context, cfg Config, tls mtls.ServerOptions) ([]*localServer, func(), error) {
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	stop := func() { cancel(); wg.Wait() }
 	var out []*localServer
 	for i := range cfg.Servers {
-		ls, err := startServer(sctx, cfg, i, &wg)
+		ls, err := startServer(sctx, cfg, tls, i, &wg)
 		if err == nil {
 			out = append(out, ls)
 			continue
@@ -211,7 +226,7 @@ func startServers(ctx context.Context, cfg Config) ([]*localServer, func(), erro
 	return out, stop, nil
 }
 
-func startServer(ctx context.Context, cfg Config, i int, wg *sync.WaitGroup) (*localServer, error) {
+func startServer(ctx context.Context, cfg Config, tls mtls.ServerOptions, i int, wg *sync.WaitGroup) (*localServer, error) {
 	nfsPort, mountPort, err := freePorts()
 	if err != nil {
 		return nil, err
@@ -223,7 +238,7 @@ func startServer(ctx context.Context, cfg Config, i int, wg *sync.WaitGroup) (*l
 		Pool: cfg.poolName(i), Vdevs: []string{cfg.path("pools", name+".img")}, CreatePool: true,
 		PoolFileSize: cfg.PoolSize, MountRoot: cfg.path("mnt", name), ZFSCLI: string(zfs.CLIAuto),
 		ZFSBinary: command.ZFS, ZpoolBinary: command.Zpool, ZFSTimeouts: command.DefaultTimeouts,
-		ExportOnExit: cfg.Keep,
+		ExportOnExit: cfg.Keep, TLS: tls,
 		// Each export admits only the node a volume is published to.
 		ExportAccess: string(server.AccessPerNode),
 		NFS: nfs.GaneshaConfig{
@@ -289,7 +304,8 @@ func writeInfo(path string, info Info) error {
 		return err
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	_ = os.Remove(tmp) // a crashed run's, maybe of another mode
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path)

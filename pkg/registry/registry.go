@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"k8s.io/klog/v2"
 
 	"github.com/dots-csi/dots/pkg/discovery"
@@ -83,6 +83,7 @@ type Options struct {
 // Registry tracks the members.
 type Registry struct {
 	source  discovery.Source
+	creds   credentials.TransportCredentials
 	opts    Options
 	metrics *metrics
 
@@ -91,8 +92,10 @@ type Registry struct {
 	now     func() time.Time
 }
 
-// New returns a registry fed by source; reg may be nil (no metrics).
-func New(source discovery.Source, opts Options, reg prometheus.Registerer) *Registry {
+// New returns a registry fed by source that dials servers with creds
+// (mutual TLS from pkg/mtls; each new connection takes the current
+// certificate files); reg may be nil (no metrics).
+func New(source discovery.Source, creds credentials.TransportCredentials, opts Options, reg prometheus.Registerer) *Registry {
 	if opts.Interval <= 0 {
 		opts.Interval = 10 * time.Second
 	}
@@ -102,7 +105,7 @@ func New(source discovery.Source, opts Options, reg prometheus.Registerer) *Regi
 	if opts.ForgetAfter <= 0 {
 		opts.ForgetAfter = 5 * time.Minute
 	}
-	return &Registry{source: source, opts: opts, metrics: newMetrics(reg), members: map[string]*Member{}, now: time.Now}
+	return &Registry{source: source, creds: creds, opts: opts, metrics: newMetrics(reg), members: map[string]*Member{}, now: time.Now}
 }
 
 // Run refreshes until ctx is done, then closes every connection.
@@ -153,7 +156,7 @@ func (r *Registry) sync(servers []discovery.Server) {
 		}
 		// A short reconnect backoff: a restarted server must be usable
 		// again within seconds, not after gRPC's default two minutes.
-		conn, err := grpc.NewClient("passthrough:///"+s.APIAddress, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		conn, err := grpc.NewClient("passthrough:///"+s.APIAddress, grpc.WithTransportCredentials(r.creds),
 			grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 200 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second}, MinConnectTimeout: 5 * time.Second}))
 		if err != nil {
 			klog.ErrorS(err, "Connecting to storage server", "server", s.Name, "address", s.APIAddress)

@@ -5,8 +5,24 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/credentials"
+
 	"github.com/dots-csi/dots/pkg/discovery"
+	"github.com/dots-csi/dots/pkg/mtls"
 )
+
+func testCreds(t *testing.T) credentials.TransportCredentials {
+	t.Helper()
+	b, err := mtls.EnsureBundle(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := mtls.ClientCredentials(b.ClientOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
 
 // changing is a discovery source whose list the test sets.
 type changing struct{ servers []discovery.Server }
@@ -28,7 +44,7 @@ func TestMissingServerIsKeptForAWhile(t *testing.T) {
 	a := discovery.Server{Name: "a", APIAddress: "127.0.0.1:1", NFSAddress: "10.0.0.1"}
 	b := discovery.Server{Name: "b", APIAddress: "127.0.0.1:2", NFSAddress: "10.0.0.2"}
 	src := &changing{servers: []discovery.Server{a, b}}
-	r := New(src, Options{ForgetAfter: time.Minute}, nil)
+	r := New(src, testCreds(t), Options{ForgetAfter: time.Minute}, nil)
 	clock := time.Unix(1000, 0)
 	r.now = func() time.Time { return clock }
 	t.Cleanup(r.close)
@@ -58,7 +74,7 @@ func TestMissingServerIsKeptForAWhile(t *testing.T) {
 // TestChangedAddressReplacesConnection: a server whose address changed is
 // reached at the new one.
 func TestChangedAddressReplacesConnection(t *testing.T) {
-	r := New(discovery.Static{}, Options{}, nil)
+	r := New(discovery.Static{}, testCreds(t), Options{}, nil)
 	t.Cleanup(r.close)
 	r.sync([]discovery.Server{{Name: "a", APIAddress: "127.0.0.1:1", NFSAddress: "10.0.0.1"}})
 	old, _ := r.Get("a")

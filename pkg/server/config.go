@@ -10,9 +10,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/credentials"
+
 	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/capacity"
 	"github.com/dots-csi/dots/pkg/csirpc"
+	"github.com/dots-csi/dots/pkg/mtls"
 	"github.com/dots-csi/dots/pkg/nfs"
 	"github.com/dots-csi/dots/pkg/zfs"
 	"github.com/dots-csi/dots/pkg/zfs/command"
@@ -44,12 +48,15 @@ type Config struct {
 	ExportAccess string
 
 	NFS nfs.GaneshaConfig
+	// TLS secures a tcp:// Endpoint (mutual TLS; see pkg/mtls).
+	TLS mtls.ServerOptions
 }
 
 // AddFlags registers the server's flags.
 func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Name, "name", "", "name of this storage server, a DNS label (in Kubernetes: the pod name)")
-	fs.StringVar(&c.Endpoint, "endpoint", "tcp://0.0.0.0:7070", "gRPC endpoint the controller calls")
+	fs.StringVar(&c.Endpoint, "endpoint", "tcp://0.0.0.0:7070", "gRPC endpoint the controller calls (tcp:// serves mutual TLS: --tls-*)")
+	c.TLS.AddFlags(fs)
 	fs.StringVar(&c.HTTPAddress, "http-address", ":8080", "address of /healthz, /readyz and /metrics")
 	fs.StringVar(&c.RunDir, "run-dir", "/run/dots", "directory for runtime files (NFS server config and logs)")
 	fs.StringVar(&c.DefaultVolumeSize, "default-volume-size", "1Gi", "size of a volume whose request names none")
@@ -103,8 +110,14 @@ func (c *Config) Validate() error {
 	if err := api.ValidateServerName(c.Name); err != nil {
 		return fmt.Errorf("--name: %w", err)
 	}
-	if _, _, err := csirpc.ParseEndpoint(c.Endpoint); err != nil {
+	network, _, err := csirpc.ParseEndpoint(c.Endpoint)
+	if err != nil {
 		return fmt.Errorf("--endpoint: %w", err)
+	}
+	if network == "tcp" {
+		if err := c.TLS.Validate(); err != nil {
+			return err
+		}
 	}
 	if !filepath.IsAbs(c.RunDir) || !filepath.IsAbs(c.MountRoot) {
 		return errors.New("--run-dir and --mount-root must be absolute paths")
@@ -158,6 +171,15 @@ func (c *Config) poolConfig(r command.Runner) zfs.Config {
 
 func (c *Config) binaries() map[string]string {
 	return map[string]string{command.ZFS: c.ZFSBinary, command.Zpool: c.ZpoolBinary}
+}
+
+// credentials secure the API: mutual TLS on tcp://, nothing on a unix
+// socket (plaintext, owner-only).
+func (c *Config) credentials(reg prometheus.Registerer) (credentials.TransportCredentials, error) {
+	if network, _, _ := csirpc.ParseEndpoint(c.Endpoint); network != "tcp" {
+		return nil, nil
+	}
+	return mtls.ServerCredentials(c.TLS, reg)
 }
 
 // nfsConfig completes the NFS server's settings with paths under RunDir.

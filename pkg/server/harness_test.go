@@ -17,7 +17,6 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/dots-csi/dots/internal/libnfs"
 	"github.com/dots-csi/dots/internal/poll"
@@ -74,6 +73,7 @@ func startTestServer(t *testing.T) *testServer {
 		// Tests through this harness read and write without publishing;
 		// per-node exports have tests of their own.
 		ExportAccess: string(AccessClients),
+		TLS:          testenv.PKI(t).ServerOptions(),
 		NFS: nfs.GaneshaConfig{
 			NFSPort: ports[0], MountPort: ports[1], BindAddr: "127.0.0.1",
 			Protocols: []int{3, 4}, MinorVersions: []int{0, 1, 2},
@@ -114,7 +114,7 @@ func (s *testServer) start() {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(testenv.ClientCreds(s.t)))
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -33,6 +33,10 @@ func Run(ctx context.Context, cfg Config, ready func(Running)) error {
 		return err
 	}
 	metrics := daemon.NewRegistry()
+	creds, err := cfg.credentials(metrics) // before the pool: bad certificates fail at once
+	if err != nil {
+		return err
+	}
 	zfsCmds, err := command.NewHost(command.HostConfig{Binaries: cfg.binaries(), Timeouts: cfg.ZFSTimeouts, Registerer: metrics})
 	if err != nil {
 		return err
@@ -89,6 +93,7 @@ func Run(ctx context.Context, cfg Config, ready func(Running)) error {
 	return daemon.Run(ctx, daemon.Spec{
 		Name:     "storage server " + cfg.Name,
 		Endpoint: cfg.Endpoint,
+		Creds:    creds,
 		Register: func(g *grpc.Server) {
 			csi.RegisterIdentityServer(g, srv)
 			csi.RegisterControllerServer(g, srv)

@@ -48,14 +48,14 @@ func startServers(t *testing.T, dotsBin, dir, poolPrefix string, n int) []*dotsS
 		}
 		// Registered before the server starts, so it runs after its stop.
 		t.Cleanup(func() { destroyPool(t, s.pool) })
-		s.proc = startProc(t, dir, "dots-server-"+s.name, dotsBin, "server",
-			"--name="+s.name,
-			"--endpoint=tcp://"+s.api,
-			"--pool="+s.pool,
-			"--vdev="+filepath.Join(dir, "pools", s.name+".img"),
+		s.proc = startProc(t, dir, "dots-server-"+s.name, dotsBin, append([]string{"server",
+			"--name=" + s.name,
+			"--endpoint=tcp://" + s.api,
+			"--pool=" + s.pool,
+			"--vdev=" + filepath.Join(dir, "pools", s.name+".img"),
 			"--create-pool", "--pool-file-size=4Gi",
 			"--export-pool-on-exit=false",
-			"--mount-root="+filepath.Join(dir, "mnt", s.name),
+			"--mount-root=" + filepath.Join(dir, "mnt", s.name),
 			"--zfs-cli=zfs-fuse",
 			fmt.Sprintf("--nfs-port=%d", s.nfsPort),
 			fmt.Sprintf("--nfs-mount-port=%d", s.mountPort),
@@ -67,7 +67,7 @@ func startServers(t *testing.T, dotsBin, dir, poolPrefix string, n int) []*dotsS
 			"--run-dir="+s.runDir,
 			// Nothing to reclaim on a fresh server.
 			"--nfs-grace-period=2s",
-			"--http-address="+s.http, "--v=4")
+			"--http-address=" + s.http, "--v=4"}, dotsTLSFlags(t, dir, "server")...)...)
 		// One at a time: each ganesha registers NFSv3 with the one rpcbind,
 		// and concurrent registrations fail.
 		waitFor(t, "dots server "+s.name+" ready", 2*time.Minute, s.proc, func() error {
@@ -104,7 +104,8 @@ func startController(t *testing.T, dotsBin, dir, kubeconfig string, servers []*d
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	args := []string{"controller", "--endpoint=unix://" + sock, "--http-address=" + httpAddr,
 		"--default-volume-size=1Gi", "--probe-interval=2s", "--v=4", "--placements=kubernetes:" + namespace,
-		"--controller-publish"}
+		"--controller-publish", "--admin-socket=" + filepath.Join(dir, "admin.sock")}
+	args = append(args, dotsTLSFlags(t, dir, "controller")...)
 	for _, s := range servers {
 		args = append(args, fmt.Sprintf("--server=name=%s,api=%s,nfs=127.0.0.1,nfs-port=%d,local-paths=true", s.name, s.api, s.nfsPort))
 	}

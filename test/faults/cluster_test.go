@@ -56,6 +56,7 @@ func startProcServer(t *testing.T, prefix, name string, extra ...string) *procSe
 		"--run-dir", tp.Dir + "/run", "--pool", tp.Name, "--vdev", tp.Vdev, "--create-pool", "--pool-file-size", "1Gi",
 		"--mount-root", tp.Mountpoint, "--nfs-port", strconv.Itoa(s.nfs), "--nfs-bind-address", "127.0.0.1",
 		"--nfs-clients", "127.0.0.0/8", "--export-access", "clients", "--default-volume-size", "16Mi", "--reconcile-interval", "2s"}, extra...)
+	s.args = append(s.args, testenv.ServerTLSFlags(t)...)
 	t.Cleanup(func() {
 		s.signal(syscall.SIGTERM)
 		s.wait()
@@ -191,7 +192,7 @@ func newCluster(t *testing.T, servers ...*procServer) *cluster {
 		list = append(list, s.discovery())
 		byName[s.name] = s
 	}
-	reg := registry.New(list, registry.Options{Interval: time.Second, ProbeTimeout: time.Second}, nil)
+	reg := registry.New(list, testenv.ClientCreds(t), registry.Options{Interval: time.Second, ProbeTimeout: time.Second}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	reg.Refresh(ctx)
 	go reg.Run(ctx)

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/dots-csi/dots/internal/serverenv"
+	"github.com/dots-csi/dots/internal/testenv"
 	"github.com/dots-csi/dots/pkg/discovery"
 	"github.com/dots-csi/dots/pkg/driver"
 	"github.com/dots-csi/dots/pkg/placements"
@@ -23,7 +24,7 @@ import (
 // again with its volumes.
 func TestServerDown(t *testing.T) {
 	a, b := serverenv.Start(t, "dotsc", "srv-a"), serverenv.Start(t, "dotsc", "srv-b")
-	reg := registry.New(discovery.Static{a.Discovery(), b.Discovery()}, registry.Options{ProbeTimeout: 2 * time.Second}, nil)
+	reg := registry.New(discovery.Static{a.Discovery(), b.Discovery()}, testenv.ClientCreds(t), registry.Options{ProbeTimeout: 2 * time.Second}, nil)
 	ctx := context.Background()
 	reg.Refresh(ctx)
 	c, err := driver.NewControllerServer(reg, placements.NewMemory(), driver.ControllerOptions{DefaultCapacity: 64 << 20}, nil)

@@ -16,7 +16,6 @@ import (
 	"github.com/dots-csi/dots/internal/poll"
 	"github.com/dots-csi/dots/internal/testenv"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 )
@@ -35,7 +34,7 @@ func TestSIGKILLLeavesNoZFSChild(t *testing.T) {
 	}
 	var srv *procServer
 	srv = startProcServer(t, "dotsf", "killed", "--zfs-binary", wrapper(t, realZFS, `"create "*/dots/volumes/v1-*`, becomeSleep))
-	conn, err := grpc.NewClient("passthrough:///"+srv.api, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient("passthrough:///"+srv.api, grpc.WithTransportCredentials(testenv.ClientCreds(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,10 +116,11 @@ func TestSIGTERMDuringStart(t *testing.T) {
 	ports := testenv.FreeTCPPorts(t, 3)
 	// The recovery pass reads the whole layout with one recursive get.
 	zfs := wrapper(t, realZFS, `"get -Hp -o name,property,value,source -r "*`, becomeSleep)
-	cmd := exec.Command(testenv.DotsBinary(t), "server", "--name", "starting", "--endpoint", fmt.Sprintf("tcp://127.0.0.1:%d", ports[0]),
-		"--http-address", fmt.Sprintf("127.0.0.1:%d", ports[1]), "--run-dir", tp.Dir+"/run", "--pool", tp.Name, "--vdev", tp.Vdev,
+	args := append([]string{"server", "--name", "starting", "--endpoint", fmt.Sprintf("tcp://127.0.0.1:%d", ports[0]),
+		"--http-address", fmt.Sprintf("127.0.0.1:%d", ports[1]), "--run-dir", tp.Dir + "/run", "--pool", tp.Name, "--vdev", tp.Vdev,
 		"--create-pool", "--pool-file-size", "1Gi", "--mount-root", tp.Mountpoint, "--nfs-port", fmt.Sprint(ports[2]),
-		"--nfs-bind-address", "127.0.0.1", "--nfs-clients", "127.0.0.0/8", "--zfs-binary", zfs)
+		"--nfs-bind-address", "127.0.0.1", "--nfs-clients", "127.0.0.0/8", "--zfs-binary", zfs}, testenv.ServerTLSFlags(t)...)
+	cmd := exec.Command(testenv.DotsBinary(t), args...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

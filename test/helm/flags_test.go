@@ -27,34 +27,6 @@ func binaryFlags(t *testing.T, bin, sub string) map[string]bool {
 	return flags
 }
 
-// pendingFlags is the allow-list of flags the chart passes (issue 11) that
-// the binary on this branch does not have yet: the chart's part of the issue
-// is written beside the binary's, which other engineers are changing in
-// parallel. EMPTY IT AT MERGE, once cmd/dots has them. One "SUBCOMMAND
-// --FLAG" per line. It cannot go stale unnoticed: the test fails for an entry
-// the binary already has, or that no rendered value set passes.
-const pendingFlags = `
-server --tls-cert-file
-server --tls-key-file
-server --tls-ca-file
-server --tls-client-identities
-controller --tls-cert-file
-controller --tls-key-file
-controller --tls-ca-file
-controller --tls-server-identity
-controller --admin-socket
-`
-
-func pending() map[string]bool {
-	out := map[string]bool{}
-	for _, line := range strings.Split(pendingFlags, "\n") {
-		if f := strings.Fields(line); len(f) == 2 {
-			out[f[0]+" "+f[1]] = true
-		}
-	}
-	return out
-}
-
 // Every flag the chart passes to dots must exist in the binary: a typo
 // would crash-loop every pod of a release.
 func TestChartFlagsExistInBinary(t *testing.T) {
@@ -64,8 +36,6 @@ func TestChartFlagsExistInBinary(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/dots: %v\n%s", err, out)
 	}
-	allowed := pending()
-	used := map[string]bool{}
 	known := map[string]map[string]bool{}
 	for _, values := range [][]string{
 		nil,
@@ -85,24 +55,10 @@ func TestChartFlagsExistInBinary(t *testing.T) {
 			}
 			for _, arg := range a[1:] {
 				name, _, _ := strings.Cut(strings.TrimPrefix(arg, "--"), "=")
-				key := sub + " --" + name
-				if allowed[key] {
-					used[key] = true
-					continue
-				}
 				if !strings.HasPrefix(arg, "--") || !known[sub][name] {
 					t.Errorf("%s %s: `dots %s` has no flag %q", w.kind, w.name, sub, arg)
 				}
 			}
-		}
-	}
-	for key := range allowed {
-		sub, flag, _ := strings.Cut(key, " ")
-		if known[sub][strings.TrimPrefix(flag, "--")] {
-			t.Errorf("pendingFlags: `dots %s` has %s now: remove it from pendingFlags", sub, flag)
-		}
-		if !used[key] {
-			t.Errorf("pendingFlags: the chart never passes `dots %s %s`: remove it from pendingFlags", sub, flag)
 		}
 	}
 }

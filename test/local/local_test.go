@@ -7,6 +7,7 @@ package local
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -20,7 +21,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/dots-csi/dots/internal/testenv"
+	"github.com/dots-csi/dots/pkg/local"
+	"github.com/dots-csi/dots/pkg/mtls"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -189,6 +197,7 @@ func TestLocalStack(t *testing.T) {
 	if strings.Count(servers, `"healthy": true`) != 2 {
 		t.Fatalf("want two healthy servers: %s", servers)
 	}
+	assertTLS(t, state, s.metrics)
 
 	id := volumeID(t, s.must("volume", "create", "data", "--size", "64Mi", "-o", "json"))
 	src := filepath.Join(t.TempDir(), "in.txt")
@@ -234,6 +243,72 @@ func TestLocalStack(t *testing.T) {
 	assertMetrics(t, s.metrics)
 	s.stop()
 	assertNothingLeft(t, state, false)
+}
+
+// assertTLS checks what the stack keeps private: its servers serve mutual
+// TLS with its own CA (a plaintext client is refused, one with the stack's
+// controller certificate served), its keys and local.json are its user's
+// alone, and the server list is on the admin socket, not on HTTP.
+func assertTLS(t *testing.T, state, metricsURL string) {
+	t.Helper()
+	for path, want := range map[string]os.FileMode{
+		"local.json": 0o600, "admin.sock": 0o600, "csi.sock": 0o600, "tls": 0o700,
+		"tls/ca.key": 0o600, "tls/server.key": 0o600, "tls/controller.key": 0o600,
+	} {
+		fi, err := os.Stat(filepath.Join(state, path))
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		if got := fi.Mode().Perm(); got != want {
+			t.Errorf("%s: mode %o, want %o", path, got, want)
+		}
+	}
+	raw, err := os.ReadFile(filepath.Join(state, "local.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(raw), "PRIVATE KEY") {
+		t.Errorf("local.json holds a key:\n%s", raw)
+	}
+	info, err := local.ReadInfo(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Admin != "unix://"+filepath.Join(state, "admin.sock") {
+		t.Errorf("local.json names admin %q", info.Admin)
+	}
+	resp, err := http.Get(strings.TrimSuffix(metricsURL, "/metrics") + "/servers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /servers over TCP: %s, want 404 (it is on the admin socket)", resp.Status)
+	}
+	creds, err := mtls.ClientCredentials(mtls.Bundle{Dir: filepath.Join(state, "tls")}.ClientOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe := func(api string, creds credentials.TransportCredentials) error {
+		conn, err := grpc.NewClient("passthrough:///"+api, grpc.WithTransportCredentials(creds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err = csi.NewIdentityClient(conn).Probe(ctx, &csi.ProbeRequest{})
+		return err
+	}
+	for _, srv := range info.Servers {
+		if err := probe(srv.API, insecure.NewCredentials()); err == nil {
+			t.Errorf("server %s answered a plaintext client", srv.Name)
+		}
+		if err := probe(srv.API, creds); err != nil {
+			t.Errorf("server %s refused the stack's controller certificate: %v", srv.Name, err)
+		}
+	}
 }
 
 // assertMetrics reads the metrics address the ready line named.

@@ -59,7 +59,7 @@ func ours(imports []string) []string {
 // everything may import them.
 func TestLeaves(t *testing.T) {
 	pkgs := listPackages(t)
-	for _, leaf := range []string{"pkg/api", "pkg/csirpc", "pkg/lockset", "pkg/health", "pkg/capacity", "pkg/version", "pkg/zfs/command", "internal/poll", "internal/mountfake"} {
+	for _, leaf := range []string{"pkg/api", "pkg/csirpc", "pkg/lockset", "pkg/health", "pkg/capacity", "pkg/version", "pkg/zfs/command", "pkg/mtls", "internal/poll", "internal/mountfake"} {
 		p, ok := pkgs[leaf]
 		if !ok {
 			t.Errorf("package %s is gone: update this test and docs/architecture.md", leaf)
@@ -67,6 +67,22 @@ func TestLeaves(t *testing.T) {
 		}
 		if got := ours(p.Imports); len(got) > 0 {
 			t.Errorf("%s imports %v; it must import no dots package", leaf, got)
+		}
+	}
+}
+
+// TestMTLSImports: the TLS code stays small enough to audit: the standard
+// library, grpc, prometheus and klog, nothing else.
+func TestMTLSImports(t *testing.T) {
+	p, ok := listPackages(t)["pkg/mtls"]
+	if !ok {
+		t.Fatal("package pkg/mtls is gone: update this test and docs/architecture.md")
+	}
+	allowed := []string{"google.golang.org/grpc", "github.com/prometheus/client_golang/", "k8s.io/klog/v2"}
+	for _, imp := range p.Imports {
+		std := !strings.Contains(strings.Split(imp, "/")[0], ".")
+		if !std && !slices.ContainsFunc(allowed, func(a string) bool { return strings.HasPrefix(imp, a) }) {
+			t.Errorf("pkg/mtls imports %s; allowed are the standard library and %v", imp, allowed)
 		}
 	}
 }

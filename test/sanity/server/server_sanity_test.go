@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/kubernetes-csi/csi-test/v5/pkg/sanity"
+	"google.golang.org/grpc"
 
 	"github.com/dots-csi/dots/internal/serverenv"
 	"github.com/dots-csi/dots/internal/testenv"
@@ -70,6 +71,8 @@ func TestServerSanity(t *testing.T) {
 	sc := sanity.NewTestConfig()
 	sc.Address = nodeSock
 	sc.ControllerAddress = api
+	// As the controller calls a server: mutual TLS with the test's CA.
+	sc.ControllerDialOptions = []grpc.DialOption{grpc.WithTransportCredentials(testenv.ClientCreds(t))}
 	sc.TargetPath = filepath.Join(dir, "target")
 	sc.StagingPath = filepath.Join(dir, "staging")
 	// Unaligned sizes, as in test/sanity: exact to the byte.

@@ -1,0 +1,40 @@
+package driver
+
+import (
+	"flag"
+	"strings"
+	"testing"
+)
+
+// The controller calls servers over mutual TLS unless told --insecure, and
+// serves its plaintext CSI endpoint only on a unix socket.
+func TestControllerConfigTLS(t *testing.T) {
+	parse := func(args ...string) error {
+		var c ControllerConfig
+		fs := flag.NewFlagSet("controller", flag.ContinueOnError)
+		c.AddFlags(fs)
+		if err := fs.Parse(append([]string{"--placements=memory", "--server=name=s0,api=127.0.0.1:7070,nfs=127.0.0.1"}, args...)); err != nil {
+			return err
+		}
+		return c.Validate()
+	}
+	b := testBundle(t)
+	o := b.ClientOptions()
+	files := []string{"--tls-cert-file=" + o.CertFile, "--tls-key-file=" + o.KeyFile, "--tls-ca-file=" + o.CAFile}
+	for _, c := range []struct {
+		args []string
+		want string // "" when valid
+	}{
+		{nil, "--tls-cert-file"},
+		{[]string{"--insecure"}, ""},
+		{files, ""},
+		{append(files, "--tls-server-identity=dots-other", "--admin-socket=/run/dots/admin.sock"), ""},
+		{append(files, "--insecure"), "exclude"},
+		{append(files, "--endpoint=tcp://127.0.0.1:9000"), "unix socket only"},
+	} {
+		err := parse(c.args...)
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%v: err %v, want %q", c.args, err, c.want)
+		}
+	}
+}

@@ -64,7 +64,7 @@ func startServers(t *testing.T, dotsBin, dir, poolPrefix string, n int) []*dotsS
 			// The outer bound: an export admits only the nodes its volume
 			// is published to (ControllerPublishVolume), each inside it.
 			"--nfs-clients=127.0.0.0/8", "--export-access=per-node", "--nfs-squash=no_root_squash",
-			"--run-dir="+s.runDir,
+			"--run-dir=" + s.runDir,
 			// Nothing to reclaim on a fresh server.
 			"--nfs-grace-period=2s",
 			"--http-address=" + s.http, "--v=4"}, dotsTLSFlags(t, dir, "server")...)...)

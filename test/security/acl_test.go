@@ -139,6 +139,12 @@ func TestExportsAdmitOnlyPublishedNodes(t *testing.T) {
 		t.Fatalf("published node reads %q, %v", got, err)
 	}
 	publishToRead := time.Since(start)
+	// Baseline in the same run: the same read once published.
+	start = time.Now()
+	if _, err := read(ctx, s.client(a, nil, nil), v, "probe"); err != nil {
+		t.Fatal(err)
+	}
+	plainRead := time.Since(start)
 	if err := s.client(a, nil, nil).WriteFile(ctx, exportOf(v), "from-a", []byte("a")); err != nil {
 		t.Fatalf("published node writes: %v", err)
 	}
@@ -161,8 +167,8 @@ func TestExportsAdmitOnlyPublishedNodes(t *testing.T) {
 	})
 	refused(t, s, b, v, "another node after a restart")
 	refusals++
-	fmt.Printf("acl: per-node ok refused=%d admitted=2 restart_kept=1 publish_to_read_ms=%d\n",
-		refusals, publishToRead.Milliseconds())
+	fmt.Printf("acl: per-node ok refused=%d admitted=2 restart_kept=1 publish_to_read_ms=%d read_ms=%d publish_cost_x=%.1f\n",
+		refusals, publishToRead.Milliseconds(), plainRead.Milliseconds(), publishToRead.Seconds()/plainRead.Seconds())
 }
 
 func ptr(n uint32) *uint32 { return &n }

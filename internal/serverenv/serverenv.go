@@ -7,8 +7,6 @@ package serverenv
 
 import (
 	"context"
-	"io"
-	"net/http"
 	"strconv"
 	"testing"
 	"time"
@@ -128,14 +126,5 @@ func (s *Server) ExportedPseudos(t testing.TB) map[string]bool {
 // Metrics returns the server's /metrics text.
 func (s *Server) Metrics(t testing.TB) string {
 	t.Helper()
-	resp, err := http.Get("http://" + s.HTTP + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return testenv.Metrics(t, s.HTTP)
 }

@@ -33,11 +33,7 @@ type CA struct {
 
 // NewCA makes a CA named name, valid from now for validity.
 func NewCA(name string, validity time.Duration) (*CA, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	sn, err := newSerial()
+	key, sn, err := newKey()
 	if err != nil {
 		return nil, err
 	}
@@ -155,11 +151,7 @@ func (ca *CA) Issue(l Leaf) (*KeyPair, error) { return issue(l, ca.Cert, ca.Key)
 func SelfSigned(l Leaf) (*KeyPair, error) { return issue(l, nil, nil) }
 
 func issue(l Leaf, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*KeyPair, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	sn, err := newSerial()
+	key, sn, err := newKey()
 	if err != nil {
 		return nil, err
 	}
@@ -239,8 +231,14 @@ func writeFile(path string, data []byte, mode os.FileMode) error {
 	return os.Rename(f.Name(), path)
 }
 
-func newSerial() (*big.Int, error) {
-	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+// newKey makes a certificate's key and a random serial for it.
+func newKey() (*ecdsa.PrivateKey, *big.Int, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	sn, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	return key, sn, err
 }
 
 func pemOf(typ string, der []byte) []byte {

@@ -93,21 +93,11 @@ func (s *Server) ControllerUnpublishVolume(ctx context.Context, req *csi.Control
 			return nil, err
 		}
 	}
-	if api.ValidateID(name) != nil {
-		return &csi.ControllerUnpublishVolumeResponse{}, nil // no such volume can exist
-	}
-	unlock, err := s.locks.Acquire(volumeKey(name))
-	if err != nil {
-		return nil, err
+	vol, unlock, err := s.lockExisting(ctx, name)
+	if err != nil || vol == nil {
+		return &csi.ControllerUnpublishVolumeResponse{}, err
 	}
 	defer unlock()
-	vol, err := s.pool.GetVolume(ctx, name)
-	if errors.Is(err, zfs.ErrNotFound) {
-		return &csi.ControllerUnpublishVolumeResponse{}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
 	kept := slices.DeleteFunc(slices.Clone(vol.Published), func(p zfs.Publication) bool { return nodeID == "" || p.Node == nodeID })
 	if len(kept) != len(vol.Published) {
 		if vol, err = s.pool.SetPublished(ctx, name, kept); err != nil {

@@ -133,21 +133,11 @@ func (s *Server) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	if err := api.Required("volume_id", name); err != nil {
 		return nil, err
 	}
-	if api.ValidateID(name) != nil {
-		return &csi.DeleteVolumeResponse{}, nil // no such volume can exist
-	}
-	unlock, err := s.locks.Acquire(volumeKey(name))
-	if err != nil {
-		return nil, err
+	vol, unlock, err := s.lockExisting(ctx, name)
+	if err != nil || vol == nil {
+		return &csi.DeleteVolumeResponse{}, err
 	}
 	defer unlock()
-	vol, err := s.pool.GetVolume(ctx, name)
-	if errors.Is(err, zfs.ErrNotFound) {
-		return &csi.DeleteVolumeResponse{}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
 	// Unexport first: ganesha holding the directory open keeps the dataset busy.
 	if err := s.exporter.Unexport(ctx, vol.ExportID); err != nil {
 		return nil, fmt.Errorf("unexporting volume %s: %w", name, err)
@@ -161,6 +151,28 @@ func (s *Server) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	}
 	klog.InfoS("Volume deleted", "volume", name)
 	return &csi.DeleteVolumeResponse{}, nil
+}
+
+// lockExisting locks a volume for a call that is done already when the
+// volume does not exist (a delete, an unpublish): a nil volume then, and
+// nothing to unlock.
+func (s *Server) lockExisting(ctx context.Context, name string) (*zfs.Volume, func(), error) {
+	if api.ValidateID(name) != nil {
+		return nil, nil, nil // no such volume can exist
+	}
+	unlock, err := s.locks.Acquire(volumeKey(name))
+	if err != nil {
+		return nil, nil, err
+	}
+	vol, err := s.pool.GetVolume(ctx, name)
+	if err != nil {
+		unlock()
+		if errors.Is(err, zfs.ErrNotFound) {
+			err = nil
+		}
+		return nil, nil, err
+	}
+	return vol, unlock, nil
 }
 
 // ControllerExpandVolume raises the refquota; NFS clients see the new size

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -134,17 +133,8 @@ var failureLine = regexp.MustCompile(`(?m)^dots_tls_handshake_failures_total\{re
 // failures reads dots_tls_handshake_failures_total from the server's /metrics.
 func (s *server) failures(t *testing.T) map[string]int {
 	t.Helper()
-	resp, err := http.Get("http://" + s.http + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]int{}
-	for _, m := range failureLine.FindAllStringSubmatch(string(b), -1) {
+	for _, m := range failureLine.FindAllStringSubmatch(testenv.Metrics(t, s.http), -1) {
 		f, _ := strconv.ParseFloat(m[2], 64)
 		out[m[1]] = int(f)
 	}

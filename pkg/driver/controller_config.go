@@ -9,6 +9,7 @@ import (
 	"github.com/dots-csi/dots/pkg/capacity"
 	"github.com/dots-csi/dots/pkg/csirpc"
 	"github.com/dots-csi/dots/pkg/discovery"
+	"github.com/dots-csi/dots/pkg/failover"
 	"github.com/dots-csi/dots/pkg/mtls"
 )
 
@@ -35,6 +36,9 @@ type ControllerConfig struct {
 	// AdminSocket serves /servers (the servers and their addresses) on a
 	// unix socket only the controller's user may open; "" serves nothing.
 	AdminSocket string
+	// Failover moves storage servers off dead nodes (pkg/failover); off
+	// unless it names the servers' pods.
+	Failover failover.Config
 }
 
 // AddFlags registers the controller's flags.
@@ -61,6 +65,7 @@ func (c *ControllerConfig) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", DefaultReadTimeout, "deadline of a call that reads from one storage server, and of each server's part of a listing or capacity (a server that misses it is left out)")
 	fs.BoolVar(&c.Publish, "controller-publish", false, "advertise PUBLISH_UNPUBLISH_VOLUME and pass publish and unpublish to the servers, whose exports then admit only the nodes each volume is published to (servers' --export-access=per-node); set it with the CSIDriver's attachRequired: true and the external-attacher")
 	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", 5*time.Minute, "how often the placements are completed from what the servers hold (volumes created before placements were recorded)")
+	c.Failover.AddFlags(fs)
 }
 
 // Validate checks the configuration and that exactly one server source is set.
@@ -98,7 +103,7 @@ func (c *ControllerConfig) Validate() error {
 	if c.CallTimeout <= 0 || c.ReadTimeout <= 0 || c.ReconcileInterval <= 0 {
 		return errors.New("--call-timeout, --read-timeout and --reconcile-interval must be positive")
 	}
-	return nil
+	return c.Failover.Validate()
 }
 
 func (c *ControllerConfig) defaultSize() (int64, error) {

@@ -38,3 +38,27 @@ func TestControllerConfigTLS(t *testing.T) {
 		}
 	}
 }
+
+// The failover flags are the controller's, checked with the rest; failover
+// is off unless the servers' pods are named.
+func TestControllerConfigFailover(t *testing.T) {
+	parse := func(args ...string) (ControllerConfig, error) {
+		var c ControllerConfig
+		fs := flag.NewFlagSet("controller", flag.ContinueOnError)
+		c.AddFlags(fs)
+		err := fs.Parse(append([]string{"--placements=memory", "--insecure", "--server=name=s0,api=127.0.0.1:7070,nfs=127.0.0.1"}, args...))
+		if err == nil {
+			err = c.Validate()
+		}
+		return c, err
+	}
+	if c, err := parse(); err != nil || c.Failover.Enabled() {
+		t.Errorf("defaults: enabled %v, %v", c.Failover.Enabled(), err)
+	}
+	if c, err := parse("--server-failover-selector=app.kubernetes.io/component=server", "--server-failover-after=45s"); err != nil || !c.Failover.Enabled() {
+		t.Errorf("selector given: enabled %v, %v", c.Failover.Enabled(), err)
+	}
+	if _, err := parse("--server-failover-selector=app=", "--server-failover-after=-1s"); err == nil || !strings.Contains(err.Error(), "server-failover-after") {
+		t.Errorf("negative delay: %v", err)
+	}
+}

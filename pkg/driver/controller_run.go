@@ -7,8 +7,10 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc"
+	"k8s.io/klog/v2"
 
 	"github.com/dots-csi/dots/pkg/daemon"
+	"github.com/dots-csi/dots/pkg/failover"
 	"github.com/dots-csi/dots/pkg/health"
 	"github.com/dots-csi/dots/pkg/mtls"
 	"github.com/dots-csi/dots/pkg/placements"
@@ -49,6 +51,15 @@ func RunController(ctx context.Context, cfg ControllerConfig, ready func(*Contro
 		return err
 	}
 	ids := NewIdentityServer(true, ServersReady(servers))
+	background := []func(context.Context) error{
+		func(ctx context.Context) error { servers.Run(ctx); return nil },
+		func(ctx context.Context) error { cs.ReconcilePlacements(ctx, cfg.ReconcileInterval); return nil },
+	}
+	if cfg.Failover.Enabled() {
+		background = append(background, func(ctx context.Context) error { return failover.Run(ctx, cfg.Failover, metrics) })
+	} else {
+		klog.InfoS("Server failover off: a storage server on a dead node waits for someone to delete its pod", "selector", cfg.Failover.Selector, "after", cfg.Failover.After)
+	}
 	return daemon.Run(ctx, daemon.Spec{
 		Name:     "controller",
 		Endpoint: cfg.Endpoint,
@@ -63,10 +74,7 @@ func RunController(ctx context.Context, cfg ControllerConfig, ready func(*Contro
 		// The servers' list and addresses: not on the network.
 		AdminSocket:   cfg.AdminSocket,
 		AdminHandlers: map[string]http.Handler{"/servers": servers},
-		Background: []func(context.Context) error{
-			func(ctx context.Context) error { servers.Run(ctx); return nil },
-			func(ctx context.Context) error { cs.ReconcilePlacements(ctx, cfg.ReconcileInterval); return nil },
-		},
+		Background:    background,
 	}, func(a daemon.Addrs) error {
 		if ready != nil {
 			ready(&Controller{Registry: servers, Addrs: a})

@@ -5,19 +5,16 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"regexp"
 	"sort"
-	"strings"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/dots-csi/dots/pkg/api"
+	"github.com/dots-csi/dots/pkg/kubeclient"
 )
 
 // Kubernetes keeps each record as a Lease in the controller's namespace:
@@ -44,7 +41,6 @@ const (
 	labelKind       = "dots.csi.dev/placement"
 	labelForgotten  = "dots.csi.dev/forgotten-server"
 	annotationID    = "dots.csi.dev/id"
-	namespaceFile   = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 	maxReadableName = 200
 )
 
@@ -53,25 +49,12 @@ var objectNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
 // NewKubernetes connects with $KUBECONFIG when set, else as the pod it
 // runs in. namespace "" means $POD_NAMESPACE, else the pod's namespace.
 func NewKubernetes(namespace string) (*Kubernetes, error) {
-	var cfg *rest.Config
-	var err error
-	if kc := os.Getenv("KUBECONFIG"); kc != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", kc)
-	} else {
-		cfg, err = rest.InClusterConfig()
-	}
+	cfg, err := kubeclient.Config()
 	if err != nil {
 		return nil, fmt.Errorf("placements store kubernetes: %w", err)
 	}
-	if namespace == "" {
-		namespace = os.Getenv("POD_NAMESPACE")
-	}
-	if namespace == "" {
-		b, err := os.ReadFile(namespaceFile)
-		if err != nil {
-			return nil, fmt.Errorf("placements store kubernetes: no namespace given, no $POD_NAMESPACE, and %w", err)
-		}
-		namespace = strings.TrimSpace(string(b))
+	if namespace, err = kubeclient.Namespace(namespace); err != nil {
+		return nil, fmt.Errorf("placements store kubernetes: %w", err)
 	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {

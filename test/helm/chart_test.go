@@ -353,6 +353,7 @@ func TestRBACLeastPrivilege(t *testing.T) {
 	for name, flags := range map[string][]string{
 		"per-node exports (attacher)": nil,
 		"clients exports":             {"--set", "exports.perNode=false"},
+		"no server failover":          {"--set", "controller.serverFailover.enabled=false"},
 	} {
 		t.Run(name, func(t *testing.T) { rbacLeastPrivilege(t, render(t, flags...)) })
 	}
@@ -369,7 +370,7 @@ func rbacLeastPrivilege(t *testing.T, ms manifests) {
 						if v == "*" {
 							t.Errorf("%s %s: wildcard in %s", kind, r.name(), field)
 						}
-						if field == "resources" && (v == "secrets" || v == "nodes") {
+						if field == "resources" && (v == "secrets" || v == "nodes/status") {
 							t.Errorf("%s %s: needs no %s", kind, r.name(), v)
 						}
 					}
@@ -377,6 +378,7 @@ func rbacLeastPrivilege(t *testing.T, ms manifests) {
 			}
 		}
 	}
+	failoverRBAC(t, ms)
 	// The node plugin and the servers get no token at all.
 	for _, name := range []string{"dots-node", "dots-server"} {
 		if dig(ms.get(t, "ServiceAccount", name), "automountServiceAccountToken") != false {

@@ -32,6 +32,14 @@ app.kubernetes.io/instance: {{ .ctx.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
+{{/* The server pods' selector as a flag value: k=v,k=v (sorted). */}}
+{{- define "dots.serverSelector" -}}
+{{- $pairs := list }}
+{{- range $k, $v := fromYaml (include "dots.selectorLabels" (dict "ctx" . "component" "server")) }}
+{{- $pairs = append $pairs (printf "%s=%s" $k $v) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}
 {{- define "dots.componentLabels" -}}
 {{ include "dots.labels" .ctx }}
 app.kubernetes.io/component: {{ .component }}

@@ -19,7 +19,6 @@ package failover
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -36,6 +35,10 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 )
+
+// recheck is how soon a server is looked at again when the API server says
+// its node is back but the cache does not show it yet.
+const recheck = time.Second
 
 // Options configure a Controller.
 type Options struct {
@@ -105,7 +108,8 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer c.queue.ShutDown()
 	podFactory := informers.NewSharedInformerFactoryWithOptions(c.cs, 0, informers.WithNamespace(c.opts.Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = c.opts.Selector.String() }))
-	nodeFactory := informers.NewSharedInformerFactory(c.cs, 0)
+	// Every node of the cluster, but only what the rule reads of each.
+	nodeFactory := informers.NewSharedInformerFactoryWithOptions(c.cs, 0, informers.WithTransform(slimNode))
 	podInf, nodeInf := podFactory.Core().V1().Pods(), nodeFactory.Core().V1().Nodes()
 	c.pods, c.nodes = podInf.Lister(), nodeInf.Lister()
 
@@ -151,6 +155,24 @@ func (c *Controller) Run(ctx context.Context) error {
 	return nil
 }
 
+// slimNode keeps of a Node what Decide reads (its Ready condition and
+// taints): a large cluster's nodes, with their image lists, would
+// otherwise weigh on the controller's memory.
+func slimNode(obj any) (any, error) {
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return obj, nil // a tombstone
+	}
+	slim := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion},
+		Spec: corev1.NodeSpec{Taints: n.Spec.Taints}}
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			slim.Status.Conditions = append(slim.Status.Conditions, c)
+		}
+	}
+	return slim, nil
+}
+
 func nodeName(obj any) string {
 	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = t.Obj
@@ -183,7 +205,11 @@ func (c *Controller) next(ctx context.Context) bool {
 	defer c.queue.Done(it)
 	var err error
 	if it.pod != "" {
-		err = c.syncPod(ctx, it.pod)
+		var d Decision
+		d, err = c.syncPod(ctx, it.pod)
+		if c.observe != nil {
+			defer c.observe(it.pod, d) // once it is requeued
+		}
 	} else {
 		err = c.detach(ctx, it)
 		if c.detached != nil {
@@ -202,47 +228,41 @@ func (c *Controller) next(ctx context.Context) bool {
 }
 
 // syncPod decides on one server pod from the caches and acts on it.
-func (c *Controller) syncPod(ctx context.Context, key string) error {
+func (c *Controller) syncPod(ctx context.Context, key string) (Decision, error) {
 	ns, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
-		return nil
+		return Decision{Why: err.Error()}, nil
 	}
 	pod, err := c.pods.Pods(ns).Get(name)
 	if apierrors.IsNotFound(err) {
 		c.forget(key)
-		return nil
+		return Decision{Why: "gone"}, nil
 	}
 	if err != nil {
-		return err
+		return Decision{Why: err.Error()}, err
 	}
 	if c.failed[pod.UID] || !c.opts.Selector.Matches(labels.Set(pod.Labels)) {
-		if c.observe != nil {
-			c.observe(key, Decision{Node: pod.Spec.NodeName, Why: "failed over already, or not a server"})
-		}
-		return nil
+		return Decision{Node: pod.Spec.NodeName, Why: "failed over already, or not a server"}, nil
 	}
 	var node *corev1.Node
 	if pod.Spec.NodeName != "" {
 		if node, err = c.nodes.Get(pod.Spec.NodeName); apierrors.IsNotFound(err) {
 			node = nil
 		} else if err != nil {
-			return err
+			return Decision{Why: err.Error()}, err
 		}
 	}
 	d := Decide(pod, node, c.opts.Clock.Now(), c.opts.After)
-	if c.observe != nil {
-		defer c.observe(key, d) // once it is acted on
-	}
 	switch d.Verdict {
 	case Keep:
 		c.cancel(ctx, key, pod, d)
-		return nil
+		return d, nil
 	case Wait:
 		c.wait(ctx, key, pod, d)
 		c.queue.AddAfter(item{pod: key}, d.In)
-		return nil
+		return d, nil
 	}
-	return c.failover(ctx, key, pod, d)
+	return d, c.failover(ctx, key, pod, d)
 }
 
 // forget drops what was known of a pod that is gone.
@@ -284,159 +304,4 @@ func (c *Controller) cancel(ctx context.Context, key string, pod *corev1.Pod, d 
 	c.event(ctx, pod, corev1.EventTypeNormal, "ServerNodeReady",
 		"node %s of storage server %s is ready again after %s: no failover", p.node, pod.Name,
 		c.opts.Clock.Since(p.since).Round(time.Second))
-}
-
-// failover re-reads the node and the pod from the API server (the caches
-// may lag behind a node that just came back), force-deletes the pod, and
-// queues the detach of its volumes from the dead node.
-func (c *Controller) failover(ctx context.Context, key string, pod *corev1.Pod, d Decision) error {
-	node, err := c.cs.CoreV1().Nodes().Get(ctx, d.Node, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		node = nil
-	} else if err != nil {
-		return err
-	}
-	now := c.opts.Clock.Now()
-	if fresh := Decide(pod, node, now, c.opts.After); fresh.Verdict != Fail {
-		// The informer will bring the news; look again then.
-		klog.InfoS("Failover called off: the API server says otherwise than the cache", "pod", klog.KObj(pod), "why", fresh.Why)
-		c.queue.AddRateLimited(item{pod: key})
-		return nil
-	}
-	cur, err := c.cs.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if cur.UID != pod.UID || cur.Spec.NodeName != d.Node {
-		return nil // replaced meanwhile: the new pod is decided on by its own events
-	}
-	claims := c.claims(ctx, cur)
-
-	zero := int64(0)
-	err = c.cs.CoreV1().Pods(cur.Namespace).Delete(ctx, cur.Name, metav1.DeleteOptions{
-		GracePeriodSeconds: &zero, Preconditions: &metav1.Preconditions{UID: &cur.UID}})
-	deleted := err == nil
-	switch {
-	case deleted:
-	case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
-		// Gone already (deleted by hand, or by a previous leader): its
-		// volumes still hang on the dead node.
-		klog.InfoS("Server pod already gone; detaching its volumes from the dead node", "pod", klog.KObj(cur), "node", d.Node)
-	default:
-		return fmt.Errorf("force-delete pod %s/%s: %w", cur.Namespace, cur.Name, err)
-	}
-	c.failed[cur.UID] = true
-	c.forget(key)
-
-	var pvs []string
-	for _, pvc := range claims {
-		if pvc.Spec.VolumeName == "" {
-			continue
-		}
-		pvs = append(pvs, pvc.Spec.VolumeName)
-		c.queue.Add(item{node: d.Node, pv: pvc.Spec.VolumeName, claim: corev1.ObjectReference{
-			Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: pvc.Namespace, Name: pvc.Name, UID: pvc.UID}})
-	}
-	if !deleted {
-		return nil
-	}
-	down := now.Sub(d.Since)
-	c.opts.Metrics.Failovers.WithLabelValues(cur.Name).Inc()
-	c.opts.Metrics.Seconds.Observe(down.Seconds())
-	klog.InfoS("Failed storage server over: force-deleted its pod on a dead node", "pod", klog.KObj(cur), "node", d.Node,
-		"notReadyFor", down.Round(time.Millisecond), "after", c.opts.After, "detaching", pvs)
-	c.eventOn(claims, ownerStatefulSet(cur), corev1.EventTypeWarning, "ServerFailover",
-		"node %s not ready for %s (--server-failover-after %s): force-deleted storage server pod %s and detaching %v from that node, so that the StatefulSet's new pod can attach them on another node",
-		d.Node, down.Round(time.Second), c.opts.After, cur.Name, pvs)
-	return nil
-}
-
-// claims returns the pod's PersistentVolumeClaims that exist.
-func (c *Controller) claims(ctx context.Context, pod *corev1.Pod) []*corev1.PersistentVolumeClaim {
-	var out []*corev1.PersistentVolumeClaim
-	for _, v := range pod.Spec.Volumes {
-		if v.PersistentVolumeClaim == nil {
-			continue
-		}
-		pvc, err := c.cs.CoreV1().PersistentVolumeClaims(pod.Namespace).Get(ctx, v.PersistentVolumeClaim.ClaimName, metav1.GetOptions{})
-		if err != nil {
-			klog.ErrorS(err, "Cannot read a server pod's claim", "pod", klog.KObj(pod), "claim", v.PersistentVolumeClaim.ClaimName)
-			continue
-		}
-		out = append(out, pvc)
-	}
-	return out
-}
-
-// detach deletes the VolumeAttachments of a PV on a dead node. The disk's
-// CSI attacher then unpublishes it there (a cloud detaches a disk from a
-// dead instance: that is the fence), and the attach-detach controller,
-// finding the attachment gone at its next sync, lets the new pod attach it.
-func (c *Controller) detach(ctx context.Context, it item) error {
-	node, err := c.cs.CoreV1().Nodes().Get(ctx, it.node, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-	case err != nil:
-		return err
-	default:
-		if _, down := NodeDown(node); !down {
-			// Its kubelet unmounts, and the attach-detach controller detaches
-			// as usual: no reason to pull the disk from under it.
-			klog.InfoS("Node is back: leaving the detach to the attach-detach controller", "node", it.node, "pv", it.pv)
-			return nil
-		}
-	}
-	opts := metav1.ListOptions{Limit: 500}
-	for {
-		vas, err := c.cs.StorageV1().VolumeAttachments().List(ctx, opts)
-		if err != nil {
-			return err
-		}
-		for _, va := range vas.Items {
-			src := va.Spec.Source.PersistentVolumeName
-			if va.Spec.NodeName != it.node || src == nil || *src != it.pv || va.DeletionTimestamp != nil {
-				continue
-			}
-			err := c.cs.StorageV1().VolumeAttachments().Delete(ctx, va.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &va.UID}})
-			if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-				return fmt.Errorf("delete VolumeAttachment %s: %w", va.Name, err)
-			}
-			klog.InfoS("Deleted the VolumeAttachment of a failed-over server's volume on its dead node", "volumeAttachment", va.Name,
-				"pv", it.pv, "node", it.node, "attacher", va.Spec.Attacher)
-			c.opts.Recorder.Eventf(&it.claim, corev1.EventTypeNormal, "ServerVolumeDetached",
-				"deleted VolumeAttachment %s of %s on not-ready node %s: its attacher detaches it there", va.Name, it.pv, it.node)
-		}
-		if opts.Continue = vas.Continue; opts.Continue == "" {
-			return nil
-		}
-	}
-}
-
-// event records an event on the pod's claims and its StatefulSet, where
-// people look (the pod itself is about to go).
-func (c *Controller) event(ctx context.Context, pod *corev1.Pod, typ, reason, format string, args ...any) {
-	c.eventOn(c.claims(ctx, pod), ownerStatefulSet(pod), typ, reason, format, args...)
-}
-
-func (c *Controller) eventOn(claims []*corev1.PersistentVolumeClaim, sts *corev1.ObjectReference, typ, reason, format string, args ...any) {
-	for _, pvc := range claims {
-		c.opts.Recorder.Eventf(pvc, typ, reason, format, args...)
-	}
-	if sts != nil {
-		c.opts.Recorder.Eventf(sts, typ, reason, format, args...)
-	}
-}
-
-// ownerStatefulSet is a reference to the StatefulSet that owns the pod,
-// built from its owner reference (no read of the StatefulSet needed).
-func ownerStatefulSet(pod *corev1.Pod) *corev1.ObjectReference {
-	for _, o := range pod.OwnerReferences {
-		if o.Kind == "StatefulSet" && o.Controller != nil && *o.Controller {
-			return &corev1.ObjectReference{Kind: o.Kind, APIVersion: o.APIVersion, Namespace: pod.Namespace, Name: o.Name, UID: o.UID}
-		}
-	}
-	return nil
 }

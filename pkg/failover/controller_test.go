@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -343,4 +344,27 @@ func (r *recorder) want(t *testing.T, events ...string) {
 		t.Errorf("events %q, want %q", r.got, events)
 	}
 	r.got = nil
+}
+
+// A pod is not deleted while its claims cannot be read: afterwards nothing
+// would say which disks to detach. Once they can, it is.
+func TestClaimsReadBeforeDelete(t *testing.T) {
+	var broken atomic.Bool
+	broken.Store(true)
+	h := start(t, node("a", corev1.ConditionUnknown, t0), t0.Add(time.Minute), func(cs *fake.Clientset) {
+		cs.PrependReactor("get", "persistentvolumeclaims", func(k8stesting.Action) (bool, runtime.Object, error) {
+			if broken.Load() {
+				return true, nil, apierrors.NewServiceUnavailable("etcd is away")
+			}
+			return false, nil, nil
+		})
+	})
+	h.decision(Fail)
+	h.noDeletes()
+	broken.Store(false)
+	h.clock.Step(time.Second) // the retry's backoff
+	h.decision(Fail)
+	if dels := h.deleted(2); dels[1].GetName() != "va-pool-a" {
+		t.Errorf("deleted %v", dels)
+	}
 }

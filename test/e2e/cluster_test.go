@@ -56,8 +56,16 @@ var storageControllers = []string{
 	"persistentvolume-attach-detach-controller",
 }
 
-// startCluster starts etcd, kube-apiserver and kube-controller-manager.
+// startCluster starts etcd, kube-apiserver and kube-controller-manager
+// with the storage controllers.
 func startCluster(t *testing.T, toolsBin, dir string) *cluster {
+	t.Helper()
+	return startClusterWith(t, toolsBin, dir, storageControllers)
+}
+
+// startClusterWith starts etcd, kube-apiserver and kube-controller-manager
+// running the given controllers, with more kube-controller-manager flags.
+func startClusterWith(t *testing.T, toolsBin, dir string, controllers []string, kcmFlags ...string) *cluster {
 	t.Helper()
 	c := &cluster{dir: dir, bin: toolsBin}
 	pki := filepath.Join(dir, "pki")
@@ -120,16 +128,29 @@ func startCluster(t *testing.T, toolsBin, dir string) *cluster {
 	})
 
 	c.kcm = startProc(t, dir, "kube-controller-manager", filepath.Join(toolsBin, "kube-controller-manager"),
+		append([]string{"--kubeconfig=" + c.kubeconfig,
+			"--authentication-kubeconfig=" + c.kubeconfig,
+			"--authorization-kubeconfig=" + c.kubeconfig,
+			"--leader-elect=false",
+			"--controllers=" + strings.Join(controllers, ","),
+			"--service-account-private-key-file=" + filepath.Join(pki, "sa.key"),
+			"--root-ca-file=" + filepath.Join(pki, "ca.crt"),
+			"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", freePort(t)),
+			"--v=2"}, kcmFlags...)...)
+	return c
+}
+
+// startScheduler starts kube-scheduler with its default profile: it binds
+// the pods the StatefulSet controller makes to nodes.
+func (c *cluster) startScheduler(t *testing.T) *proc {
+	t.Helper()
+	return startProc(t, c.dir, "kube-scheduler", filepath.Join(c.bin, "kube-scheduler"),
 		"--kubeconfig="+c.kubeconfig,
 		"--authentication-kubeconfig="+c.kubeconfig,
 		"--authorization-kubeconfig="+c.kubeconfig,
 		"--leader-elect=false",
-		"--controllers="+strings.Join(storageControllers, ","),
-		"--service-account-private-key-file="+filepath.Join(pki, "sa.key"),
-		"--root-ca-file="+filepath.Join(pki, "ca.crt"),
 		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", freePort(t)),
 		"--v=2")
-	return c
 }
 
 func adminHTTP(t *testing.T, pki string) *http.Client {

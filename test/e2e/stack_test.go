@@ -12,6 +12,7 @@ import (
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
@@ -221,14 +222,24 @@ func leaseOf(sidecar, lease string) bool {
 // the rest of the test runs on what the chart installs.
 func applyChart(t *testing.T, ctx context.Context, c *cluster, k *kube, ns string) []string {
 	t.Helper()
-	// The chart's default class asks for lz4, which zfs-fuse (pool version
-	// 23) lacks; everything else is the chart's defaults.
-	values := filepath.Join(c.dir, "values.yaml")
-	if err := os.WriteFile(values, []byte(chartValues), 0o644); err != nil {
+	var kinds []string
+	for _, o := range installChart(t, ctx, c, k, ns, chartValues, "CSIDriver", "StorageClass", "VolumeSnapshotClass") {
+		kinds = append(kinds, o.GetKind())
+	}
+	return kinds
+}
+
+// installChart renders the chart with values, has the API server check
+// every object (dry-run=server), and creates for real its ServiceAccounts
+// and RBAC and the kinds given; it returns the objects.
+func installChart(t *testing.T, ctx context.Context, c *cluster, k *kube, ns, values string, realKinds ...string) []*unstructured.Unstructured {
+	t.Helper()
+	file := filepath.Join(c.dir, "values.yaml")
+	if err := os.WriteFile(file, []byte(values), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out, err := run(ctx, filepath.Join(c.bin, "helm"), "template", "dots", "../../deploy/helm/dots",
-		"--namespace", ns, "--kube-version", "1.34.4", "-f", values)
+		"--namespace", ns, "--kube-version", "1.34.4", "-f", file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,9 +247,10 @@ func applyChart(t *testing.T, ctx context.Context, c *cluster, k *kube, ns strin
 	if err != nil {
 		t.Fatalf("helm template output: %v", err)
 	}
-	real := map[string]bool{"ServiceAccount": true, "ClusterRole": true, "ClusterRoleBinding": true, "Role": true,
-		"RoleBinding": true, "CSIDriver": true, "StorageClass": true, "VolumeSnapshotClass": true}
-	var kinds []string
+	real := map[string]bool{"ServiceAccount": true, "ClusterRole": true, "ClusterRoleBinding": true, "Role": true, "RoleBinding": true}
+	for _, kind := range realKinds {
+		real[kind] = true
+	}
 	for _, o := range objs {
 		if o.GetNamespace() == "" && o.GetKind() != "" && isNamespaced(o.GetKind()) {
 			o.SetNamespace(ns)
@@ -246,12 +258,13 @@ func applyChart(t *testing.T, ctx context.Context, c *cluster, k *kube, ns strin
 		if err := k.create(ctx, o, !real[o.GetKind()]); err != nil {
 			t.Errorf("API server refused %s %s: %v", o.GetKind(), o.GetName(), err)
 		}
-		kinds = append(kinds, o.GetKind())
 	}
-	return kinds
+	return objs
 }
 
-// chartValues are the values the test installs the chart with.
+// chartValues are the values TestE2E installs the chart with. The
+// chart's default class asks for lz4, which zfs-fuse (pool version 23)
+// lacks; everything else is the chart's defaults.
 const chartValues = `
 server:
   nfs:

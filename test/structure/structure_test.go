@@ -59,7 +59,7 @@ func ours(imports []string) []string {
 // everything may import them.
 func TestLeaves(t *testing.T) {
 	pkgs := listPackages(t)
-	for _, leaf := range []string{"pkg/api", "pkg/csirpc", "pkg/lockset", "pkg/health", "pkg/capacity", "pkg/version", "pkg/zfs/command", "pkg/mtls", "internal/poll", "internal/mountfake"} {
+	for _, leaf := range []string{"pkg/api", "pkg/csirpc", "pkg/lockset", "pkg/health", "pkg/capacity", "pkg/version", "pkg/zfs/command", "pkg/mtls", "pkg/kubeclient", "internal/poll", "internal/mountfake"} {
 		p, ok := pkgs[leaf]
 		if !ok {
 			t.Errorf("package %s is gone: update this test and docs/architecture.md", leaf)
@@ -99,6 +99,8 @@ func TestDependencies(t *testing.T) {
 		"pkg/server":     {"pkg/driver", "pkg/local"},
 		"pkg/mounter":    {"pkg/server", "pkg/zfs", "pkg/nfs", "pkg/driver"},
 		"pkg/placements": {"pkg/server", "pkg/zfs", "pkg/nfs", "pkg/driver", "pkg/registry"},
+		// Failover knows Kubernetes objects, not volumes or servers' APIs.
+		"pkg/failover": {"pkg/server", "pkg/zfs", "pkg/nfs", "pkg/driver", "pkg/registry", "pkg/placements", "pkg/api", "pkg/csirpc"},
 	}
 	for name, deny := range forbidden {
 		p := pkgs[name]

@@ -51,7 +51,8 @@ k8s-tools:
 	hack/k8s/build-tools.sh >/dev/null
 
 # The user's path on a real control plane: StorageClass, PVC, snapshot,
-# restore, resize, StatefulSet, reclaim policies, node publish.
+# restore, resize, StatefulSet, reclaim policies, node publish; and the
+# control plane's failover of a storage server whose node dies.
 e2e: deps build k8s-tools
 	cd test/e2e && $(GO) test -count=1 -timeout 30m -v ./...
 

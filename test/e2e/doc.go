@@ -9,6 +9,13 @@
 // publish their volumes all the same, which is what opens the per-node
 // exports to the node's address.
 //
+// TestFailoverControl runs a control plane of its own with kube-scheduler
+// and the node-lifecycle controller, nodes played by simulated kubelets
+// (simKubelet: Lease heartbeats, Ready, volumes in use, pods Running) and a
+// pool disk behind the real csi-attacher, kills the node of a storage
+// server, and measures how the dots controller moves it (README,
+// "Failover").
+//
 // It is its own module so that client-go stays out of the driver's
 // dependency graph, and so `go test ./...` at the root does not run it; run
 // it with `make e2e` (after `make build`), which needs root.

@@ -93,8 +93,7 @@ func TestFailoverControl(t *testing.T) {
 	var c *cluster
 	var k *kube
 	var disk *fakeDisk
-	var ctrl *proc
-	var ctrlMetrics string
+	var ctrls []*controllerProc
 	var args []string
 	kubelets := map[string]*simKubelet{}
 	dir := workDir(t)
@@ -129,9 +128,9 @@ func TestFailoverControl(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	s.run("node "+nodeB+"; dots controller with the chart's failover flags ("+strings.Join(args, " ")+") as its ServiceAccount, leading", func() {
+	s.run("node "+nodeB+"; two dots controllers with the chart's failover flags ("+strings.Join(args, " ")+") as its ServiceAccount, one leading", func() {
 		kubelets[nodeB] = startKubelet(t, ctx, k.cs, nodeB, "127.0.0.3", map[string]string{diskDriver: nodeB})
-		ctrl, ctrlMetrics = startFailoverController(t, ctx, dotsBin, c, k, args)
+		ctrls = startFailoverControllers(t, ctx, dotsBin, c, k, args, 2)
 	})
 	if t.Failed() {
 		return
@@ -149,7 +148,7 @@ func TestFailoverControl(t *testing.T) {
 		if err := tl.wait(budget, "detect", "pod_deleted", "rescheduled", "va_moved", "running"); err != nil {
 			_, calls := disk.state(diskID)
 			t.Fatalf("%v\n--- dots controller ---\n%s\n--- kube-controller-manager (attach, node) ---\n%s\n%s\ndisk calls: %v\nevents:\n%s",
-				err, ctrl.tail(20), c.kcm.matching(15, "ttach"), c.kcm.matching(5, "e2e-a"), calls, k.events(ctx, namespace, poolClaim))
+				err, leader(t, ctrls).tail(20), c.kcm.matching(15, "ttach"), c.kcm.matching(5, "e2e-a"), calls, k.events(ctx, namespace, poolClaim))
 		}
 		since := func(m string) float64 { return tl.get(m).Sub(t0).Seconds() }
 		fmt.Printf("failover-control: ok detect_s=%.1f pod_deleted_s=%.1f rescheduled_s=%.1f va_moved_s=%.1f running_s=%.1f node_monitor_grace_s=%.0f failover_after_s=%.0f ad_sync_s=%.0f\n",
@@ -168,7 +167,16 @@ func TestFailoverControl(t *testing.T) {
 		if total, bound := tl.get("va_moved").Sub(t0), after+15*time.Second+adSync; total > bound {
 			t.Errorf("disk attached on %s %s after the last heartbeat, want under %s", nodeB, total, bound)
 		}
-		checkFailover(t, ctx, k, disk, ctrlMetrics, old.UID)
+		lead := leader(t, ctrls)
+		checkFailover(t, ctx, k, disk, lead.metrics, old.UID)
+		if lead.matching(1, "Failed storage server over") == "" {
+			t.Errorf("the leading controller did not log the failover")
+		}
+		for _, other := range ctrls {
+			if other != lead && other.matching(1, "Watching storage servers") != "" {
+				t.Errorf("%s watched for failover without leading", other.name)
+			}
+		}
 	})
 }
 
@@ -272,20 +280,30 @@ func waitServerRunning(t *testing.T, ctx context.Context, k *kube, node string, 
 	}
 }
 
-// startFailoverController runs `dots controller` as the chart's controller
-// ServiceAccount with the chart's failover flags, and waits until it holds
-// the failover Lease. The server it is given does not run: failover needs
-// none. It returns the process and its metrics URL.
-func startFailoverController(t *testing.T, ctx context.Context, dotsBin string, c *cluster, k *kube, failover []string) (*proc, string) {
+// controllerProc is a `dots controller` and its metrics URL.
+type controllerProc struct {
+	*proc
+	metrics string
+}
+
+// startFailoverControllers runs n replicas of `dots controller` as the
+// chart's controller ServiceAccount with the chart's failover flags, and
+// waits until one holds the failover Lease. The server they are given does
+// not run: failover needs none.
+func startFailoverControllers(t *testing.T, ctx context.Context, dotsBin string, c *cluster, k *kube, failover []string, n int) []*controllerProc {
 	t.Helper()
 	saConfig := saKubeconfig(t, ctx, c, k, namespace, controllerSA)
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	args := append([]string{"controller", "--endpoint=unix://" + filepath.Join(c.dir, "failover-controller.sock"),
-		"--http-address=" + httpAddr, "--placements=kubernetes:" + namespace, "--v=4",
-		fmt.Sprintf("--server=name=%s,api=127.0.0.1:%d,nfs=127.0.0.1", serverPod, freePort(t))}, dotsTLSFlags(t, c.dir, "controller")...)
-	p := startProcEnv(t, c.dir, "dots-controller", []string{"KUBECONFIG=" + saConfig}, dotsBin, append(args, failover...)...)
+	server := fmt.Sprintf("--server=name=%s,api=127.0.0.1:%d,nfs=127.0.0.1", serverPod, freePort(t))
+	var out []*controllerProc
+	for i := range n {
+		httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		args := append([]string{"controller", "--endpoint=unix://" + filepath.Join(c.dir, fmt.Sprintf("controller-%d.sock", i)),
+			"--http-address=" + httpAddr, "--placements=kubernetes:" + namespace, "--v=4", server}, dotsTLSFlags(t, c.dir, "controller")...)
+		p := startProcEnv(t, c.dir, fmt.Sprintf("dots-controller-%d", i), []string{"KUBECONFIG=" + saConfig}, dotsBin, append(args, failover...)...)
+		out = append(out, &controllerProc{proc: p, metrics: "http://" + httpAddr + "/metrics"})
+	}
 	lease := "dots-controller-failover"
-	waitFor(t, "dots controller holds the failover Lease", time.Minute, p, func() error {
+	waitFor(t, "a dots controller holds the failover Lease", time.Minute, out[0].proc, func() error {
 		l, err := k.cs.CoordinationV1().Leases(namespace).Get(ctx, lease, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -295,7 +313,22 @@ func startFailoverController(t *testing.T, ctx context.Context, dotsBin string, 
 		}
 		return nil
 	})
-	return p, "http://" + httpAddr + "/metrics"
+	return out
+}
+
+// leader is the one controller that leads failover: exactly one may.
+func leader(t *testing.T, ctrls []*controllerProc) *controllerProc {
+	t.Helper()
+	var leaders []*controllerProc
+	for _, c := range ctrls {
+		if c.matching(1, "Leading server failover") != "" {
+			leaders = append(leaders, c)
+		}
+	}
+	if len(leaders) != 1 {
+		t.Fatalf("%d of %d controllers lead failover, want 1", len(leaders), len(ctrls))
+	}
+	return leaders[0]
 }
 
 // timeline records when each step of a failover was first seen, from

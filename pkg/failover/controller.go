@@ -64,8 +64,8 @@ type Controller struct {
 	pending map[string]pending // by pod key: servers waiting on a down node
 	failed  map[types.UID]bool // pods failed over: never twice
 
-	// observe, when set (tests), sees each decision on a pod once it is
-	// acted on, and detached each detach once it is done.
+	// Set by tests: observe sees each decision on a pod once it is acted
+	// on, detached each detach once it is done.
 	observe  func(key string, d Decision)
 	detached func(it item, err error)
 }
@@ -125,7 +125,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	if _, err := nodeInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) { c.enqueuePodsOn(nodeName(obj)) },
-		// Nodes change often (status, leases do not count); only a change of
+		// Nodes change often (kubelets report status); only a change of
 		// readiness matters here.
 		UpdateFunc: func(old, obj any) {
 			os, od := NodeDown(old.(*corev1.Node))

@@ -9,10 +9,18 @@ import (
 	"github.com/dots-csi/dots/pkg/version"
 )
 
-// Revision is the git commit the binary was built from ("-dirty" when the
-// tree had changes), as the Go toolchain stamped it; "unknown" without
-// (go test, -buildvcs=false).
+// revision is the git commit, set at link time by the Makefile
+// (-X github.com/dots-csi/dots/pkg/daemon.revision=...).
+var revision string
+
+// Revision is the git commit the binary was built from: the one the
+// linker was given, else the one the Go toolchain stamped ("-dirty" when
+// the tree had changes), else "unknown" (go test, -buildvcs=false without
+// the linker flag).
 func Revision() string {
+	if revision != "" {
+		return revision
+	}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown"

@@ -3,7 +3,8 @@
 GO        ?= go
 BIN       := bin/dots
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -X github.com/dots-csi/dots/pkg/version.Version=$(VERSION)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -X github.com/dots-csi/dots/pkg/version.Version=$(VERSION) -X github.com/dots-csi/dots/pkg/daemon.revision=$(REVISION)
 GOTESTFLAGS ?=
 # Pipelines fail when any part fails (go test | hack/figures.sh).
 SHELL       := /bin/bash

@@ -101,7 +101,7 @@ SNAP=${VOL%%/*}/demo-snap
 
 printf 'written after the snapshot\n' >"$STATE/v2.txt"
 step "write a second file after the snapshot" "$DOTS" volume put "$VOL" after.txt --from "$STATE/v2.txt"
-step "restore the snapshot into a new volume" "$DOTS" snapshot restore "$SNAP" demo-restored --size 1Gi
+step "restore the snapshot into a new volume of its size" "$DOTS" snapshot restore "$SNAP" demo-restored
 RESTORED=${VOL%%/*}/demo-restored
 step "publish the restored volume to this node" "$DOTS" volume publish "$RESTORED"
 check_restore() {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"maps"
@@ -17,9 +18,9 @@ import (
 
 func clientCommands() []command {
 	return []command{
-		{"servers", "list the storage servers with their capacity", cmdServers},
-		{"volume", "create, list, get, expand, clone, delete volumes; put and cat files through NFS; mount, unmount, stats", cmdVolume},
-		{"snapshot", "create, list, delete snapshots; restore one into a new volume", cmdSnapshot},
+		{"servers", "list the storage servers: pool state, size, used, free, volumes (read when asked)", explained("servers", cmdServers)},
+		{"volume", "create, list, get, expand, clone, delete volumes; put and cat files through NFS; mount, unmount, stats", explained("volume", cmdVolume)},
+		{"snapshot", "create, list, delete snapshots; restore one into a new volume", explained("snapshot", cmdSnapshot)},
 	}
 }
 
@@ -39,6 +40,7 @@ type session struct {
 
 func newSession(name, usage string) *session {
 	s := &session{fs: flag.NewFlagSet("dots "+name, flag.ContinueOnError)}
+	current = s
 	s.fs.StringVar(&s.stateDir, "state-dir", envOr("DOTS_STATE_DIR", local.DefaultStateDir), "state directory of the local stack to talk to")
 	s.fs.StringVar(&s.endpoint, "endpoint", os.Getenv("DOTS_ENDPOINT"), "CSI endpoint, unix:///PATH (default: the local stack's)")
 	s.fs.StringVar(&s.http, "http", os.Getenv("DOTS_HTTP"), "the controller's admin socket, for `servers`: unix:///PATH of its --admin-socket (default: the local stack's)")
@@ -135,9 +137,14 @@ func cmdServers(ctx context.Context, args []string) error {
 }
 
 func subcommand(ctx context.Context, group string, args []string, subs map[string]func(context.Context, []string) error) error {
+	names := slices.Sorted(maps.Keys(subs))
+	usage := fmt.Sprintf("usage: dots %s {%s} ... (dots %s VERB -h: its flags)", group, strings.Join(names, "|"), group)
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Println(usage)
+		return nil
+	}
 	if len(args) == 0 || subs[args[0]] == nil {
-		names := slices.Sorted(maps.Keys(subs))
-		return fmt.Errorf("usage: dots %s {%s} ...", group, strings.Join(names, "|"))
+		return errors.New(usage)
 	}
 	return subs[args[0]](ctx, args[1:])
 }

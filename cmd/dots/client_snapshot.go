@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/dots-csi/dots/pkg/client"
 )
@@ -24,7 +23,7 @@ func snapshotCreate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return s.print.Snapshots([]client.Snapshot{snap})
+	return s.print.Snapshot(snap)
 }
 
 func snapshotList(ctx context.Context, args []string) error {
@@ -52,13 +51,12 @@ func snapshotDelete(ctx context.Context, args []string) error {
 	if err := s.client.DeleteSnapshot(ctx, s.args[0]); err != nil {
 		return err
 	}
-	fmt.Printf("deleted snapshot %s\n", s.args[0])
-	return nil
+	return s.print.Done(client.Action{ID: s.args[0], Action: "deleted", Text: "deleted snapshot " + s.args[0]})
 }
 
 func snapshotRestore(ctx context.Context, args []string) error {
 	s := newSession("snapshot restore", "SNAPSHOT-ID NEW-VOLUME-NAME [--size]")
-	sz := s.fs.String("size", "", "capacity of the new volume (default: the controller's default)")
+	sz := s.fs.String("size", "", "capacity of the new volume (default: the snapshot's size, its restoreSize; give more for room to grow)")
 	if err := s.parse(args, 2); err != nil {
 		return err
 	}

@@ -57,7 +57,7 @@ func createAndPrint(ctx context.Context, s *session, name, sz string, o client.C
 
 func volumeClone(ctx context.Context, args []string) error {
 	s := newSession("volume clone", "SOURCE-VOLUME-ID NAME [--size]")
-	sz := s.fs.String("size", "", "capacity of the clone (default: the controller's default)")
+	sz := s.fs.String("size", "", "capacity of the clone (default: the source volume's)")
 	if err := s.parse(args, 2); err != nil {
 		return err
 	}
@@ -129,8 +129,7 @@ func volumeDelete(ctx context.Context, args []string) error {
 	if err := s.client.DeleteVolume(ctx, s.args[0]); err != nil {
 		return err
 	}
-	fmt.Printf("deleted volume %s\n", s.args[0])
-	return nil
+	return s.print.Done(client.Action{ID: s.args[0], Action: "deleted", Text: "deleted volume " + s.args[0]})
 }
 
 func volumeMount(ctx context.Context, args []string) error {
@@ -144,8 +143,7 @@ func volumeMount(ctx context.Context, args []string) error {
 	if err := s.client.Mount(ctx, s.args[0], s.args[1], *ro); err != nil {
 		return err
 	}
-	fmt.Printf("mounted %s at %s\n", s.args[0], s.args[1])
-	return nil
+	return s.print.Done(client.Action{ID: s.args[0], Action: "mounted", Target: s.args[1], Text: fmt.Sprintf("mounted %s at %s", s.args[0], s.args[1])})
 }
 
 func volumeUnmount(ctx context.Context, args []string) error {
@@ -158,8 +156,7 @@ func volumeUnmount(ctx context.Context, args []string) error {
 	if err := s.client.Unmount(ctx, s.args[0], s.args[1]); err != nil {
 		return err
 	}
-	fmt.Printf("unmounted %s from %s\n", s.args[0], s.args[1])
-	return nil
+	return s.print.Done(client.Action{ID: s.args[0], Action: "unmounted", Target: s.args[1], Text: fmt.Sprintf("unmounted %s from %s", s.args[0], s.args[1])})
 }
 
 func volumePublish(ctx context.Context, args []string) error {
@@ -173,8 +170,7 @@ func volumePublish(ctx context.Context, args []string) error {
 	if err := s.client.Publish(ctx, s.args[0], *ro); err != nil {
 		return err
 	}
-	fmt.Printf("published %s to this node\n", s.args[0])
-	return nil
+	return s.print.Done(client.Action{ID: s.args[0], Action: "published", Text: fmt.Sprintf("published %s to this node", s.args[0])})
 }
 
 func volumeUnpublish(ctx context.Context, args []string) error {
@@ -187,8 +183,7 @@ func volumeUnpublish(ctx context.Context, args []string) error {
 	if err := s.client.Unpublish(ctx, s.args[0]); err != nil {
 		return err
 	}
-	fmt.Printf("unpublished %s from this node\n", s.args[0])
-	return nil
+	return s.print.Done(client.Action{ID: s.args[0], Action: "unpublished", Text: fmt.Sprintf("unpublished %s from this node", s.args[0])})
 }
 
 func volumeStats(ctx context.Context, args []string) error {
@@ -226,8 +221,8 @@ func volumePut(ctx context.Context, args []string) error {
 	if err := s.client.Put(ctx, s.args[0], s.args[1], data, s.mountPorts()); err != nil {
 		return err
 	}
-	fmt.Printf("wrote %d bytes to %s:%s through NFS\n", len(data), s.args[0], s.args[1])
-	return nil
+	return s.print.Done(client.Action{ID: s.args[0], Action: "written", Target: s.args[1], Bytes: len(data),
+		Text: fmt.Sprintf("wrote %d bytes to %s:%s through NFS", len(data), s.args[0], s.args[1])})
 }
 
 func volumeCat(ctx context.Context, args []string) error {

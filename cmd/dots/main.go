@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -29,18 +30,22 @@ func commands() []command {
 	}, clientCommands()...)
 }
 
-func usage() {
-	fmt.Fprintf(os.Stderr, "Usage: dots COMMAND [flags]\n\nCommands:\n")
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "Usage: dots COMMAND [flags]\n\nCommands:\n")
 	for _, c := range commands() {
-		fmt.Fprintf(os.Stderr, "  %-12s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintf(os.Stderr, "\nRun `dots COMMAND -h` for a command's flags.\n")
+	fmt.Fprintf(w, "\nRun `dots COMMAND -h` for a command's flags.\n")
 }
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] == "help" || os.Args[1] == "-h" || os.Args[1] == "--help" {
-		usage()
+	if len(os.Args) < 2 {
+		usage(os.Stderr)
 		os.Exit(2)
+	}
+	if os.Args[1] == "help" || os.Args[1] == "-h" || os.Args[1] == "--help" {
+		usage(os.Stdout) // asked for: not an error
+		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -49,7 +54,7 @@ func main() {
 			err := c.run(ctx, os.Args[2:])
 			klog.Flush()
 			if errors.Is(err, flag.ErrHelp) {
-				os.Exit(2)
+				return // -h: the flags were printed, as asked
 			}
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "dots %s: %v\n", c.name, err)
@@ -59,7 +64,7 @@ func main() {
 		}
 	}
 	fmt.Fprintf(os.Stderr, "dots: unknown command %q\n\n", os.Args[1])
-	usage()
+	usage(os.Stderr)
 	os.Exit(2)
 }
 

@@ -18,4 +18,9 @@ const (
 	// ContextLocalPath is the dataset's mountpoint on the server's machine,
 	// used only by the local-bind mount mode of a single-machine stack.
 	ContextLocalPath = "dots.csi.dev/local-path"
+	// ContextUsedBytes is what the volume's file system holds (its
+	// referenced bytes), when the answer was given. Servers put it in
+	// ListVolumes and ControllerGetVolume answers only, never in
+	// CreateVolume's: it changes, and a PV must not record it.
+	ContextUsedBytes = "dots.csi.dev/used-bytes"
 )

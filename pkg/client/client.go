@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc"
@@ -63,18 +64,25 @@ type Volume struct {
 	ID         string `json:"id"`
 	Server     string `json:"server"`
 	Capacity   int64  `json:"capacityBytes"`
+	Used       int64  `json:"usedBytes"` // what its file system holds, when the server said so
 	NFSAddress string `json:"nfsAddress"`
 	NFSPort    int    `json:"nfsPort,omitempty"`
 	Export     string `json:"export"`
 	LocalPath  string `json:"localPath,omitempty"`
 	Source     string `json:"source,omitempty"`
+	// Health lists what is wrong with the volume (empty when nothing is);
+	// HealthKnown is false when the controller could not say.
+	Health      []HealthEntry `json:"health"`
+	HealthKnown bool          `json:"-"`
 }
 
 func volumeOf(v *csi.Volume) Volume {
 	ctx := v.GetVolumeContext()
 	out := Volume{ID: v.GetVolumeId(), Capacity: v.GetCapacityBytes(), Server: ctx[api.ContextServer],
-		NFSAddress: ctx[api.ContextNFSAddress], Export: ctx[api.ContextExport], LocalPath: ctx[api.ContextLocalPath]}
+		NFSAddress: ctx[api.ContextNFSAddress], Export: ctx[api.ContextExport], LocalPath: ctx[api.ContextLocalPath],
+		Health: []HealthEntry{}}
 	out.NFSPort, _ = strconv.Atoi(ctx[api.ContextNFSPort])
+	out.Used, _ = strconv.ParseInt(ctx[api.ContextUsedBytes], 10, 64)
 	switch {
 	case v.GetContentSource().GetSnapshot() != nil:
 		out.Source = "snapshot " + v.GetContentSource().GetSnapshot().GetSnapshotId()
@@ -86,16 +94,16 @@ func volumeOf(v *csi.Volume) Volume {
 
 // Snapshot is a snapshot as the client shows it.
 type Snapshot struct {
-	ID           string `json:"id"`
-	SourceVolume string `json:"sourceVolume"`
-	Size         int64  `json:"sizeBytes"`
-	Created      string `json:"created"`
-	Ready        bool   `json:"readyToUse"`
+	ID           string    `json:"id"`
+	SourceVolume string    `json:"sourceVolume"`
+	Size         int64     `json:"sizeBytes"`
+	Created      time.Time `json:"created"` // RFC 3339 in JSON
+	Ready        bool      `json:"readyToUse"`
 }
 
 func snapshotOf(s *csi.Snapshot) Snapshot {
 	return Snapshot{ID: s.GetSnapshotId(), SourceVolume: s.GetSourceVolumeId(), Size: s.GetSizeBytes(),
-		Created: s.GetCreationTime().AsTime().Local().Format("2006-01-02 15:04:05"), Ready: s.GetReadyToUse()}
+		Created: s.GetCreationTime().AsTime().Local(), Ready: s.GetReadyToUse()}
 }
 
 // mountCapability is what the client asks for: a shared filesystem.
@@ -114,9 +122,19 @@ type CreateOptions struct {
 	Volume     string // clone this volume
 }
 
-// CreateVolume creates a volume named name.
+// CreateVolume creates a volume named name. Without a size, a restore is
+// as large as its snapshot and a clone as its source volume (the
+// controller's default may be too small for either); a new volume gets the
+// controller's default.
 func (c *Client) CreateVolume(ctx context.Context, name string, o CreateOptions) (Volume, error) {
 	req := &csi.CreateVolumeRequest{Name: name, VolumeCapabilities: mountCapability(), Parameters: o.Parameters}
+	if o.Size == 0 {
+		n, err := c.sourceSize(ctx, o)
+		if err != nil {
+			return Volume{}, err
+		}
+		o.Size = n
+	}
 	if o.Size > 0 {
 		req.CapacityRange = &csi.CapacityRange{RequiredBytes: o.Size}
 	}
@@ -132,19 +150,45 @@ func (c *Client) CreateVolume(ctx context.Context, name string, o CreateOptions)
 	if err != nil {
 		return Volume{}, err
 	}
+	// Read back, for what it holds (a clone's data) and its health.
+	if v, err := c.GetVolume(ctx, resp.GetVolume().GetVolumeId()); err == nil {
+		return v, nil
+	}
 	return volumeOf(resp.GetVolume()), nil
 }
 
-// GetVolume reports one volume.
+// sourceSize is the size of a restore's snapshot (at least the smallest
+// volume) or of a clone's source volume; 0 for a new volume.
+func (c *Client) sourceSize(ctx context.Context, o CreateOptions) (int64, error) {
+	switch {
+	case o.Snapshot != "":
+		r, err := c.controller.GetSnapshot(ctx, &csi.GetSnapshotRequest{SnapshotId: o.Snapshot})
+		if err != nil {
+			return 0, err
+		}
+		return max(r.GetSnapshot().GetSizeBytes(), api.MinCapacity), nil
+	case o.Volume != "":
+		r, err := c.controller.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: o.Volume})
+		if err != nil {
+			return 0, err
+		}
+		return r.GetVolume().GetCapacityBytes(), nil
+	}
+	return 0, nil
+}
+
+// GetVolume reports one volume, with its health.
 func (c *Client) GetVolume(ctx context.Context, id string) (Volume, error) {
 	resp, err := c.controller.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: id})
 	if err != nil {
 		return Volume{}, err
 	}
-	return volumeOf(resp.GetVolume()), nil
+	v := volumeOf(resp.GetVolume())
+	c.addHealth(ctx, &v)
+	return v, nil
 }
 
-// ListVolumes lists every volume, following page tokens.
+// ListVolumes lists every volume, following page tokens, with its health.
 func (c *Client) ListVolumes(ctx context.Context) ([]Volume, error) {
 	var out []Volume
 	token := ""
@@ -157,9 +201,11 @@ func (c *Client) ListVolumes(ctx context.Context) ([]Volume, error) {
 			out = append(out, volumeOf(e.GetVolume()))
 		}
 		if token = resp.GetNextToken(); token == "" {
-			return out, nil
+			break
 		}
 	}
+	c.addHealths(ctx, out)
+	return out, nil
 }
 
 // ExpandVolume grows a volume to size bytes and returns its new capacity.
@@ -251,12 +297,15 @@ func (c *Client) Unmount(ctx context.Context, id, target string) error {
 	return err
 }
 
-// Stats is a mounted volume's usage.
+// Stats is a mounted volume's usage and health on this node.
 type Stats struct {
-	UsedBytes, AvailableBytes, TotalBytes    int64
-	UsedInodes, AvailableInodes, TotalInodes int64
-	Abnormal                                 bool
-	Message                                  string
+	UsedBytes       int64         `json:"usedBytes"`
+	AvailableBytes  int64         `json:"availableBytes"`
+	TotalBytes      int64         `json:"totalBytes"`
+	UsedInodes      int64         `json:"usedInodes"`
+	AvailableInodes int64         `json:"availableInodes"`
+	TotalInodes     int64         `json:"totalInodes"`
+	Health          []HealthEntry `json:"health"`
 }
 
 // Stats reads the usage of a volume mounted at target.
@@ -265,7 +314,7 @@ func (c *Client) Stats(ctx context.Context, id, target string) (Stats, error) {
 	if err != nil {
 		return Stats{}, err
 	}
-	var s Stats
+	s := Stats{Health: []HealthEntry{}}
 	for _, u := range resp.GetUsage() {
 		switch u.GetUnit() {
 		case csi.VolumeUsage_BYTES:
@@ -278,15 +327,13 @@ func (c *Client) Stats(ctx context.Context, id, target string) (Stats, error) {
 	if err != nil {
 		return s, err
 	}
-	for _, e := range health.GetVolumeHealth().GetHealthStatuses() {
-		s.Abnormal = true
-		s.Message = strings.TrimPrefix(s.Message+"; ", "; ") + e.GetStatus().String() + " " + e.GetReason() + ": " + e.GetMessage()
-	}
+	s.Health = healthOf(health.GetVolumeHealth())
 	return s, nil
 }
 
 // Servers lists the storage servers with their capacity, from the
-// controller's /servers on its admin socket.
+// controller's /servers on its admin socket, which probes each server
+// first unless it answered within the last seconds.
 func (c *Client) Servers(ctx context.Context) ([]registry.ServerView, error) {
 	if c.admin == "" {
 		return nil, fmt.Errorf("listing servers needs the controller's admin socket (--http unix:///PATH, its --admin-socket)")

@@ -50,11 +50,11 @@ func (c *Client) Put(ctx context.Context, id, path string, data []byte, ports Mo
 	return explainAccess(id, nc.WriteFile(ctx, export, p, data))
 }
 
-// explainAccess adds what to do to an export's refusal: exports admit only
-// the nodes a volume is published to.
+// explainAccess names the volume in an export's refusal; Explain adds
+// what to do (exports admit only the nodes a volume is published to).
 func explainAccess(id string, err error) error {
 	if errors.Is(err, libnfs.ErrAccess) {
-		return fmt.Errorf("access denied: the export of %s admits only the nodes it is published to (`dots volume publish %s`): %w", id, id, err)
+		return fmt.Errorf("access denied: the NFS export of %s refused this node: %w", id, err)
 	}
 	return err
 }

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/dots-csi/dots/pkg/capacity"
 	"github.com/dots-csi/dots/pkg/registry"
@@ -69,9 +71,10 @@ func (p Printer) Volumes(vs []Volume) error {
 	}
 	rows := make([][]string, 0, len(vs))
 	for _, v := range vs {
-		rows = append(rows, []string{v.ID, capacity.Human(v.Capacity), v.Server, nfsExport(v), portOrDefault(v.NFSPort), orDash(v.Source)})
+		rows = append(rows, []string{v.ID, capacity.Human(v.Capacity), capacity.Human(v.Used), healthText(v.Health, v.HealthKnown),
+			v.Server, nfsExport(v), portOrDefault(v.NFSPort), orDash(v.Source)})
 	}
-	return p.table([]string{"ID", "SIZE", "SERVER", "NFS EXPORT", "PORT", "SOURCE"}, rows)
+	return p.table([]string{"ID", "SIZE", "USED", "HEALTH", "SERVER", "NFS EXPORT", "PORT", "SOURCE"}, rows)
 }
 
 // Volume prints one volume in detail.
@@ -80,11 +83,16 @@ func (p Printer) Volume(v Volume) error {
 		return p.json(v)
 	}
 	rows := [][]string{{"ID", v.ID}, {"Size", capacity.Human(v.Capacity) + " (" + strconv.FormatInt(v.Capacity, 10) + " bytes)"},
+		{"Used", capacity.Human(v.Used) + " (" + strconv.FormatInt(v.Used, 10) + " bytes)"},
+		{"Health", healthText(v.Health, v.HealthKnown)},
 		{"Server", v.Server}, {"NFS address", v.NFSAddress}, {"NFS port", portOrDefault(v.NFSPort)}, {"Export", v.Export},
 		{"Mount with", "mount -t nfs4 -o vers=4.1,port=" + portOrDefault(v.NFSPort) + " " + v.NFSAddress + ":" + v.Export + " DIR"},
 		{"Source", orDash(v.Source)}}
 	if v.LocalPath != "" {
 		rows = append(rows, []string{"Local path", v.LocalPath})
+	}
+	for _, e := range v.Health {
+		rows = append(rows, []string{"Health: " + e.Reason, e.Status + ": " + e.Message})
 	}
 	return p.table([]string{"FIELD", "VALUE"}, rows)
 }
@@ -99,12 +107,22 @@ func (p Printer) Snapshots(ss []Snapshot) error {
 	}
 	rows := make([][]string, 0, len(ss))
 	for _, s := range ss {
-		rows = append(rows, []string{s.ID, s.SourceVolume, capacity.Human(s.Size), s.Created, strconv.FormatBool(s.Ready)})
+		rows = append(rows, []string{s.ID, s.SourceVolume, capacity.Human(s.Size), s.Created.Format(time.RFC3339), strconv.FormatBool(s.Ready)})
 	}
 	return p.table([]string{"ID", "SOURCE VOLUME", "RESTORE SIZE", "CREATED", "READY"}, rows)
 }
 
-// Servers prints storage servers.
+// Snapshot prints one snapshot, as an object in JSON like every create.
+func (p Printer) Snapshot(s Snapshot) error {
+	if p.Format == JSON {
+		return p.json(s)
+	}
+	return p.Snapshots([]Snapshot{s})
+}
+
+// Servers prints storage servers. Size, used and free are the pool's
+// root dataset's (what volumes can use), as read when the controller
+// answered; CHECKED says how long ago that was.
 func (p Printer) Servers(ss []registry.ServerView) error {
 	if p.Format == JSON {
 		if ss == nil {
@@ -112,16 +130,25 @@ func (p Printer) Servers(ss []registry.ServerView) error {
 		}
 		return p.json(ss)
 	}
+	now := time.Now()
 	rows := make([][]string, 0, len(ss))
 	for _, s := range ss {
 		state := "up"
 		if !s.Healthy {
 			state = "down: " + s.Error
 		}
-		rows = append(rows, []string{s.Name, state, capacity.Human(s.Available), capacity.Human(s.Provisioned),
-			strconv.Itoa(s.Volumes), s.NFSAddress + ":" + portOrDefault(s.NFSPort), s.APIAddress})
+		size, used := "-", "-"
+		if s.Size > 0 {
+			size, used = capacity.Human(s.Size), capacity.Human(s.Used)
+		}
+		checked := "never"
+		if !s.Checked.IsZero() {
+			checked = now.Sub(s.Checked).Round(100*time.Millisecond).String() + " ago"
+		}
+		rows = append(rows, []string{s.Name, state, orDash(s.PoolHealth), size, used, capacity.Human(s.Available),
+			capacity.Human(s.Provisioned), strconv.Itoa(s.Volumes), checked, s.NFSAddress + ":" + portOrDefault(s.NFSPort), s.APIAddress})
 	}
-	return p.table([]string{"SERVER", "STATE", "FREE", "PROVISIONED", "VOLUMES", "NFS", "API"}, rows)
+	return p.table([]string{"SERVER", "STATE", "POOL", "SIZE", "USED", "FREE", "PROVISIONED", "VOLUMES", "CHECKED", "NFS", "API"}, rows)
 }
 
 // Stats prints a mounted volume's usage.
@@ -130,8 +157,12 @@ func (p Printer) Stats(s Stats) error {
 		return p.json(s)
 	}
 	cond := "normal"
-	if s.Abnormal {
-		cond = "ABNORMAL: " + s.Message
+	if len(s.Health) > 0 {
+		var parts []string
+		for _, e := range s.Health {
+			parts = append(parts, e.Status+" "+e.Reason+": "+e.Message)
+		}
+		cond = "ABNORMAL: " + strings.Join(parts, "; ")
 	}
 	return p.table([]string{"USED", "AVAILABLE", "TOTAL", "INODES USED", "INODES FREE", "CONDITION"},
 		[][]string{{capacity.Human(s.UsedBytes), capacity.Human(s.AvailableBytes), capacity.Human(s.TotalBytes),
@@ -150,4 +181,23 @@ func portOrDefault(p int) string {
 		return "2049"
 	}
 	return strconv.Itoa(p)
+}
+
+// Action is what a command that changes something (other than a create)
+// did: in JSON an object like every other answer, in a table its sentence.
+type Action struct {
+	ID     string `json:"id"`
+	Action string `json:"action"`           // deleted, published, unpublished, mounted, unmounted, written
+	Target string `json:"target,omitempty"` // the mount target, or the file inside the volume
+	Bytes  int    `json:"bytes,omitempty"`  // bytes written
+	Text   string `json:"-"`                // the sentence a table shows
+}
+
+// Done prints an action.
+func (p Printer) Done(a Action) error {
+	if p.Format == JSON {
+		return p.json(a)
+	}
+	_, err := fmt.Fprintln(p.W, a.Text)
+	return err
 }

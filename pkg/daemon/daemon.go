@@ -66,10 +66,10 @@ type Addrs struct {
 }
 
 // NewRegistry returns a metrics registry holding the Go runtime's and the
-// process's collectors.
+// process's collectors, and dots_build_info.
 func NewRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo())
 	return reg
 }
 

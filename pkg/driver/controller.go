@@ -172,6 +172,9 @@ func (c *ControllerServer) clusterVolume(m *registry.Member, v *csi.Volume) *csi
 	if m.LocalPaths {
 		ctx[api.ContextLocalPath] = v.GetVolumeContext()[api.ContextLocalPath]
 	}
+	if used, ok := v.GetVolumeContext()[api.ContextUsedBytes]; ok {
+		ctx[api.ContextUsedBytes] = used // reported, not recorded: see api.ContextUsedBytes
+	}
 	out.VolumeContext = ctx
 	switch {
 	case v.GetContentSource().GetSnapshot() != nil:

@@ -2,14 +2,24 @@ package driver
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/registry"
 )
 
-// ControllerGetVolumeHealth relays to the holding server.
+// ReasonServerUnreachable: the storage server holding a volume does not
+// answer; nobody can reach the volume's data through it.
+const ReasonServerUnreachable = "ServerUnreachable"
+
+// ControllerGetVolumeHealth relays to the holding server. A server that
+// does not answer (Unavailable, or not within the read timeout) makes the
+// volume INACCESSIBLE, which is what it is for every node, rather than an
+// error: the answer is about the volume's health, and that is known.
 func (c *ControllerServer) ControllerGetVolumeHealth(ctx context.Context, req *csi.ControllerGetVolumeHealthRequest) (*csi.ControllerGetVolumeHealthResponse, error) {
 	if err := api.Required("volume_id", req.GetVolumeId()); err != nil {
 		return nil, err
@@ -21,6 +31,11 @@ func (c *ControllerServer) ControllerGetVolumeHealth(ctx context.Context, req *c
 	cctx, cancel := context.WithTimeout(ctx, c.opts.ReadTimeout)
 	defer cancel()
 	resp, err := m.Controller.ControllerGetVolumeHealth(cctx, &csi.ControllerGetVolumeHealthRequest{VolumeId: id, Secrets: req.GetSecrets()})
+	if code := status.Code(err); (code == codes.Unavailable || code == codes.DeadlineExceeded) && ctx.Err() == nil {
+		return &csi.ControllerGetVolumeHealthResponse{VolumeHealth: &csi.VolumeHealth{VolumeId: req.GetVolumeId(),
+			HealthStatuses: []*csi.VolumeHealth_VolumeHealthEntry{{Status: csi.VolumeHealthErrorType_INACCESSIBLE, Reason: ReasonServerUnreachable,
+				Message: fmt.Sprintf("storage server %s does not answer (%s): its volumes cannot be reached", m.Name, status.Convert(err).Message())}}}}, nil
+	}
 	if err != nil {
 		return nil, err
 	}

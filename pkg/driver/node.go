@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
@@ -25,6 +26,9 @@ type NodeServer struct {
 	m      mounter.Mounter
 	locks  *lockset.LockSet
 	paths  *volumePaths
+	// dial checks a volume's NFS server (NodeGetVolumeHealth).
+	dial         func(ctx context.Context, addr string) error
+	statsTimeout time.Duration
 }
 
 // NewNodeServer returns the node service for opts, mounting through m
@@ -48,7 +52,7 @@ func NewNodeServer(opts NodeOptions, m mounter.Mounter) (*NodeServer, error) {
 	}
 	klog.InfoS("Node service", "nodeID", nodeID, "mountMode", opts.MountMode, "kubeletDir", opts.KubeletDir,
 		"localBindRoots", opts.LocalBindRoots, "statsTimeout", opts.StatsTimeout, "unmountTimeout", opts.UnmountTimeout)
-	return &NodeServer{nodeID: nodeID, m: m, locks: lockset.New(), paths: newVolumePaths()}, nil
+	return &NodeServer{nodeID: nodeID, m: m, locks: lockset.New(), paths: newVolumePaths(), dial: dialTCP, statsTimeout: opts.StatsTimeout}, nil
 }
 
 // nodeCapabilities: STAGE_UNSTAGE so each volume is mounted once per node;
@@ -108,7 +112,7 @@ func (s *NodeServer) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolu
 	if err := s.m.Stage(ctx, vol, staging, flags, readerOnly(vc)); err != nil {
 		return nil, fmt.Errorf("stage volume %s at %s: %w", id, staging, err)
 	}
-	s.paths.stage(id, staging)
+	s.paths.stage(id, staging, nfsEndpoint(vol))
 	klog.InfoS("Volume staged", "volumeID", id, "stagingPath", staging, "mode", s.m.Mode(), "mountFlags", flags)
 	return &csi.NodeStageVolumeResponse{}, nil
 }

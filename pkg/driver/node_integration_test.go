@@ -191,6 +191,27 @@ func TestNodeLocalBindDataPath(t *testing.T) {
 		t.Fatalf("healthy volume reports %v", h.GetVolumeHealth())
 	}
 
+	// The NFS server stops: the bind mount still reads (the dataset is
+	// local), so only the server check can tell; it says the volume is
+	// inaccessible and names the server, and clears once it is back.
+	nodeMust(t, f.nfs.Stop(nodeCtx))
+	h, err = s.NodeGetVolumeHealth(nodeCtx, &csi.NodeGetVolumeHealthRequest{VolumeId: "local/pvc-1"})
+	nodeMust(t, err)
+	server := "127.0.0.1:" + strconv.Itoa(f.nfs.Client.Port)
+	if e := h.GetVolumeHealth().GetHealthStatuses(); len(e) != 1 || e[0].GetStatus() != csi.VolumeHealthErrorType_INACCESSIBLE ||
+		e[0].GetReason() != "ServerUnreachable" || !strings.Contains(e[0].GetMessage(), server) {
+		t.Fatalf("with the NFS server stopped: %v", h.GetVolumeHealth())
+	}
+	if _, err := os.ReadFile(filepath.Join(target, "from-pod.txt")); err != nil {
+		t.Fatalf("the bind mount without the NFS server: %v", err)
+	}
+	nodeMust(t, f.nfs.Start(nodeCtx))
+	h, err = s.NodeGetVolumeHealth(nodeCtx, &csi.NodeGetVolumeHealthRequest{VolumeId: "local/pvc-1"})
+	nodeMust(t, err)
+	if n := len(h.GetVolumeHealth().GetHealthStatuses()); n != 0 {
+		t.Fatalf("with the NFS server back: %v", h.GetVolumeHealth())
+	}
+
 	unpublishAndUnstage(t, s, staging, target)
 	if got := mountedAt(t, f.mountpoint); len(got) != 1 {
 		t.Fatalf("the dataset's own mount changed: %q", got)

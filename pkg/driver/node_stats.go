@@ -72,7 +72,8 @@ const (
 )
 
 // NodeGetVolumeHealth checks the given paths, or those this plugin staged
-// and published the volume at, within the stats timeout each.
+// and published the volume at, within the stats timeout each, and that the
+// volume's NFS server accepts connections (serverHealth).
 func (s *NodeServer) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolumeHealthRequest) (*csi.NodeGetVolumeHealthResponse, error) {
 	id := req.GetVolumeId()
 	if err := required("volume_id", id); err != nil {
@@ -116,6 +117,9 @@ func (s *NodeServer) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVo
 			})
 		}
 	}
+	if e := s.serverHealth(ctx, id); e != nil {
+		health.HealthStatuses = append(health.HealthStatuses, e)
+	}
 	return &csi.NodeGetVolumeHealthResponse{VolumeHealth: health}, nil
 }
 
@@ -143,6 +147,7 @@ type volumePaths struct {
 
 type stagedVolume struct {
 	staging string
+	server  string // host:port of its NFS server, "" when unknown
 	targets map[string]struct{}
 }
 
@@ -159,10 +164,21 @@ func (v *volumePaths) get(id string) *stagedVolume {
 	return sv
 }
 
-func (v *volumePaths) stage(id, staging string) {
+func (v *volumePaths) stage(id, staging, server string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.get(id).staging = filepath.Clean(staging)
+	sv := v.get(id)
+	sv.staging, sv.server = filepath.Clean(staging), server
+}
+
+// server is the NFS server of a staged volume, "" when unknown.
+func (v *volumePaths) server(id string) string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if sv := v.vols[id]; sv != nil {
+		return sv.server
+	}
+	return ""
 }
 
 func (v *volumePaths) publish(id, staging, target string) {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"k8s.io/klog/v2"
 	mount "k8s.io/mount-utils"
@@ -46,7 +47,7 @@ func discardPools(ctx context.Context, r command.Runner, cfg Config) {
 	files, _ := filepath.Glob(cfg.path("pools", "*.img"))
 	for i := range max(cfg.Servers, len(files)) {
 		name := cfg.poolName(i)
-		if err := zfs.DestroyImportedPool(ctx, r, name); err != nil {
+		if err := destroyPool(ctx, r, name); err != nil {
 			klog.ErrorS(err, "Destroying a local pool", "pool", name)
 		}
 	}
@@ -58,6 +59,25 @@ func discardPools(ctx context.Context, r command.Runner, cfg Config) {
 	_ = os.RemoveAll(cfg.path("mnt"))
 	// Placements of volumes that went with the pools.
 	_ = os.RemoveAll(cfg.path("placements"))
+}
+
+// destroyBusyFor bounds how long a pool zfs-fuse calls busy is tried again:
+// right after its datasets were unmounted and its NFS server stopped, the
+// daemon can hold it for several seconds, longer when other pools on the
+// machine keep it busy.
+const destroyBusyFor = 30 * time.Second
+
+// destroyPool destroys a pool, trying again while zfs-fuse says it is busy
+// (each DestroyImportedPool already retries for seconds, then forces).
+func destroyPool(ctx context.Context, r command.Runner, name string) error {
+	deadline := time.Now().Add(destroyBusyFor)
+	for {
+		err := zfs.DestroyImportedPool(ctx, r, name)
+		if err == nil || !errors.Is(err, zfs.ErrBusy) || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		klog.InfoS("The pool is still busy; destroying it again", "pool", name, "err", err)
+	}
 }
 
 // unmountAll removes every mount of the stack's datasets other than the

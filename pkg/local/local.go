@@ -241,6 +241,8 @@ func startServer(ctx context.Context, cfg Config, tls mtls.ServerOptions, i int,
 		ExportOnExit: cfg.Keep, TLS: tls,
 		// Each export admits only the node a volume is published to.
 		ExportAccess: string(server.AccessPerNode),
+		// Metrics a few seconds old on one machine; scrubs as in production.
+		Ops: server.OpsConfig{StatsInterval: 5 * time.Second, ScrubInterval: server.DefaultScrubInterval},
 		NFS: nfs.GaneshaConfig{
 			NFSPort: nfsPort, MountPort: mountPort, BindAddr: "127.0.0.1",
 			// NFSv3 and v4.0 too, so the libnfs client of the demo and

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"k8s.io/klog/v2"
 
+	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/discovery"
 )
 
@@ -36,24 +37,33 @@ type Member struct {
 	available   int64
 	provisioned int64
 	volumes     int
+	pool        api.PoolInfo // from the server's manifest; zero when it says nothing
 	checked     time.Time
 }
 
 // Status is a snapshot of a member's last probe.
 type Status struct {
-	Healthy     bool      `json:"healthy"`
-	Error       string    `json:"error,omitempty"`
+	Healthy bool   `json:"healthy"`
+	Error   string `json:"error,omitempty"`
+	// Pool and PoolHealth name the server's pool and its state (ONLINE,
+	// DEGRADED, ...); Size and Used are its root dataset's used +
+	// available and used, exact, as read at the last probe.
+	Pool        string    `json:"pool,omitempty"`
+	PoolHealth  string    `json:"poolHealth,omitempty"`
+	Size        int64     `json:"sizeBytes"`
+	Used        int64     `json:"usedBytes"`
 	Available   int64     `json:"availableBytes"`   // free bytes in the pool
 	Provisioned int64     `json:"provisionedBytes"` // sum of the volumes' capacities (may exceed the pool: thin)
 	Volumes     int       `json:"volumes"`
-	Checked     time.Time `json:"checked"`
+	Checked     time.Time `json:"checked"` // when the last probe ended
 }
 
 // Status returns the member's last probe result.
 func (m *Member) Status() Status {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	st := Status{Healthy: m.err == nil && !m.checked.IsZero(), Available: m.available, Provisioned: m.provisioned, Volumes: m.volumes, Checked: m.checked}
+	st := Status{Healthy: m.err == nil && !m.checked.IsZero(), Available: m.available, Provisioned: m.provisioned, Volumes: m.volumes, Checked: m.checked,
+		Pool: m.pool.Pool, PoolHealth: m.pool.Health, Size: m.pool.Size, Used: m.pool.Used}
 	if m.err != nil {
 		st.Error = m.err.Error()
 	} else if m.checked.IsZero() {
@@ -191,6 +201,9 @@ func (r *Registry) probe(ctx context.Context, m *Member) {
 	defer cancel()
 	var available, provisioned int64
 	var volumes int
+	// The pool's state and space come with the server's identity; a server
+	// that gives none (an older one) is probed all the same.
+	pool := m.poolInfo(ctx)
 	// The probe waits for a connection (within ProbeTimeout) instead of
 	// failing at once, so a server that just came back is seen as up.
 	_, err := m.Identity.Probe(ctx, &csi.ProbeRequest{}, grpc.WaitForReady(true))
@@ -209,6 +222,9 @@ func (r *Registry) probe(ctx context.Context, m *Member) {
 	if err == nil {
 		m.available, m.provisioned, m.volumes = available, provisioned, volumes
 	}
+	if pool.Pool != "" {
+		m.pool = pool // its state, even when the probe failed because of it
+	}
 	m.mu.Unlock()
 	if was != (err == nil) {
 		if err != nil {
@@ -218,6 +234,21 @@ func (r *Registry) probe(ctx context.Context, m *Member) {
 		}
 	}
 	r.metrics.observe(m.Name, m.Status())
+}
+
+// poolInfo reads the pool figures of the server's manifest (see
+// api.PoolInfo); zero when it has none or does not answer.
+func (m *Member) poolInfo(ctx context.Context) api.PoolInfo {
+	r, err := m.Identity.GetPluginInfo(ctx, &csi.GetPluginInfoRequest{}, grpc.WaitForReady(true))
+	if err != nil {
+		klog.V(2).InfoS("No pool figures from the server", "server", m.Name, "err", err)
+		return api.PoolInfo{}
+	}
+	p, ok := api.ParsePoolInfo(r.GetManifest())
+	if !ok {
+		return api.PoolInfo{Pool: p.Pool, Health: p.Health}
+	}
+	return p
 }
 
 // countVolumes counts volumes and sums their capacity (committed bytes).
@@ -291,8 +322,35 @@ func (r *Registry) Views() []ServerView {
 	return out
 }
 
-// ServeHTTP writes Views as JSON.
-func (r *Registry) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+// FreshWithin is how old a member's last probe may be when /servers
+// answers; older ones are probed first.
+const FreshWithin = 2 * time.Second
+
+// ProbeStale probes, in parallel, every member whose last probe ended more
+// than maxAge ago, and returns when all have answered (or ProbeTimeout
+// passed).
+func (r *Registry) ProbeStale(ctx context.Context, maxAge time.Duration) {
+	var wg sync.WaitGroup
+	for _, m := range r.List() {
+		if st := m.Status(); !st.Checked.IsZero() && time.Since(st.Checked) <= maxAge {
+			continue
+		}
+		wg.Add(1)
+		go func(m *Member) {
+			defer wg.Done()
+			r.probe(ctx, m)
+		}(m)
+	}
+	wg.Wait()
+}
+
+// ServeHTTP writes Views as JSON: fresh, each server probed unless its last
+// probe ended within FreshWithin (?cached=true answers from the last
+// probes at once).
+func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if req.URL.Query().Get("cached") != "true" {
+		r.ProbeStale(req.Context(), FreshWithin)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	if err := json.NewEncoder(w).Encode(r.Views()); err != nil {
 		klog.ErrorS(err, "Writing /servers")

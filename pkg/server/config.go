@@ -48,6 +48,8 @@ type Config struct {
 	ExportAccess string
 
 	NFS nfs.GaneshaConfig
+	// Ops: the pool's metrics and scheduled scrubs (ops_config.go).
+	Ops OpsConfig
 	// TLS secures a tcp:// Endpoint (mutual TLS; see pkg/mtls).
 	TLS mtls.ServerOptions
 }
@@ -89,6 +91,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NFS.Squash, "nfs-squash", nfs.SquashRoot, "squashing of volumes created without the squash parameter: root_squash, root_id_squash, all_squash or no_root_squash")
 	fs.StringVar(&c.NFS.Binary, "ganesha", "ganesha.nfsd", "NFS-Ganesha binary")
 	fs.DurationVar(&c.NFS.GracePeriod, "nfs-grace-period", 90*time.Second, "NFSv4 grace period after a start, for clients to reclaim their state")
+	c.Ops.AddFlags(fs)
 }
 
 func intList(dst *[]int) func(string) error {
@@ -148,6 +151,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--export-access %q: want %s or %s", c.ExportAccess, AccessPerNode, AccessClients)
 	}
 	if err := c.poolConfig(nil).Validate(); err != nil {
+		return err
+	}
+	if err := c.Ops.Validate(); err != nil {
 		return err
 	}
 	g := c.nfsConfig()

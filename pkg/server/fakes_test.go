@@ -51,6 +51,8 @@ type fakePool struct {
 	nextID uint32
 	free   int64
 
+	state     string        // what State reports ("" is ONLINE)
+	stateErr  error         // returned by State when set
 	deleteErr error         // returned by DeleteVolume when set
 	mountErr  error         // returned by MountVolume when set
 	hold      chan struct{} // when set, CreateVolume waits for it to close
@@ -331,3 +333,24 @@ func (x *fakeExporter) Exports() []nfs.Export {
 
 // healthCheck is a check the test flips.
 type healthCheck = health.Check
+
+func (p *fakePool) Name() string { return "fake" }
+
+// State is ONLINE unless a test set another (setState).
+func (p *fakePool) State(context.Context) (string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stateErr != nil {
+		return "", p.stateErr
+	}
+	if p.state == "" {
+		return zfs.HealthOnline, nil
+	}
+	return p.state, nil
+}
+
+func (p *fakePool) setState(state string, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.state, p.stateErr = state, err
+}

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
@@ -12,7 +13,9 @@ import (
 )
 
 // ControllerGetVolumeHealth reports a volume INACCESSIBLE while its dataset
-// is not mounted (and so not exported); a healthy volume has no entries.
+// is not mounted (and so not exported), and every volume DEGRADED or
+// INACCESSIBLE while the pool is not ONLINE (see poolHealth); a healthy
+// volume has no entries.
 func (s *Server) ControllerGetVolumeHealth(ctx context.Context, req *csi.ControllerGetVolumeHealthRequest) (*csi.ControllerGetVolumeHealthResponse, error) {
 	if err := api.Required("volume_id", req.GetVolumeId()); err != nil {
 		return nil, err
@@ -21,7 +24,7 @@ func (s *Server) ControllerGetVolumeHealth(ctx context.Context, req *csi.Control
 	if err != nil {
 		return nil, err
 	}
-	return &csi.ControllerGetVolumeHealthResponse{VolumeHealth: s.volumeHealth(vol)}, nil
+	return &csi.ControllerGetVolumeHealthResponse{VolumeHealth: s.volumeHealth(vol, s.poolHealth(ctx))}, nil
 }
 
 // ControllerListVolumeHealth pages through every volume's health in name
@@ -40,17 +43,57 @@ func (s *Server) ControllerListVolumeHealth(ctx context.Context, req *csi.Contro
 		return nil, err
 	}
 	resp := &csi.ControllerListVolumeHealthResponse{NextToken: next}
+	pool := s.poolHealth(ctx)
 	for _, v := range vols[first:end] {
-		resp.Entries = append(resp.Entries, s.volumeHealth(v))
+		resp.Entries = append(resp.Entries, s.volumeHealth(v, pool))
 	}
 	return resp, nil
 }
 
 // Reasons of the health entries.
-const reasonNotMounted = "NotMounted"
+const (
+	reasonNotMounted = "NotMounted"
+	// reasonPoolPrefix + the pool's state in CamelCase: PoolDegraded,
+	// PoolFaulted, PoolSuspended, ...
+	reasonPoolPrefix = "Pool"
+	// reasonPoolStateUnknown: zpool did not say what state the pool is in.
+	reasonPoolStateUnknown = "PoolStateUnknown"
+)
 
-func (s *Server) volumeHealth(v *zfs.Volume) *csi.VolumeHealth {
+// poolHealth is the entry every volume of the pool carries while the pool
+// is not ONLINE (nil while it is): DEGRADED while the pool still serves
+// every block (a mirror or raidz without one of its devices), INACCESSIBLE
+// when it does not (FAULTED, UNAVAIL, SUSPENDED, ...). It asks zpool at
+// each call: a volume's health is never older than the question.
+func (s *Server) poolHealth(ctx context.Context) *csi.VolumeHealth_VolumeHealthEntry {
+	state, err := s.pool.State(ctx)
+	switch {
+	case err != nil:
+		return &csi.VolumeHealth_VolumeHealthEntry{Status: csi.VolumeHealthErrorType_DEGRADED, Reason: reasonPoolStateUnknown,
+			Message: fmt.Sprintf("the state of pool %s is unknown: %v", s.pool.Name(), err)}
+	case state == zfs.HealthOnline:
+		return nil
+	case state == zfs.HealthDegraded:
+		return &csi.VolumeHealth_VolumeHealthEntry{Status: csi.VolumeHealthErrorType_DEGRADED, Reason: reasonPoolPrefix + camel(state),
+			Message: fmt.Sprintf("pool %s is %s: it serves every block, with less redundancy until its devices are repaired (zpool status %s)", s.pool.Name(), state, s.pool.Name())}
+	}
+	return &csi.VolumeHealth_VolumeHealthEntry{Status: csi.VolumeHealthErrorType_INACCESSIBLE, Reason: reasonPoolPrefix + camel(state),
+		Message: fmt.Sprintf("pool %s is %s (zpool status %s)", s.pool.Name(), state, s.pool.Name())}
+}
+
+// camel turns a zpool state (FAULTED) into CamelCase (Faulted).
+func camel(state string) string {
+	if state == "" {
+		return "Unknown"
+	}
+	return strings.ToUpper(state[:1]) + strings.ToLower(state[1:])
+}
+
+func (s *Server) volumeHealth(v *zfs.Volume, pool *csi.VolumeHealth_VolumeHealthEntry) *csi.VolumeHealth {
 	h := &csi.VolumeHealth{VolumeId: v.Name}
+	if pool != nil {
+		h.HealthStatuses = append(h.HealthStatuses, pool)
+	}
 	if !v.Mounted {
 		h.HealthStatuses = append(h.HealthStatuses, &csi.VolumeHealth_VolumeHealthEntry{
 			Status: csi.VolumeHealthErrorType_INACCESSIBLE, Reason: reasonNotMounted,

@@ -105,6 +105,7 @@ func Run(ctx context.Context, cfg Config, ready func(Running)) error {
 		Background: []func(context.Context) error{
 			func(ctx context.Context) error { pool.Maintain(ctx, cfg.ReconcileInterval); return nil },
 			func(ctx context.Context) error { return reconciler.Run(ctx, cfg.ReconcileInterval) },
+			NewPoolMonitor(pool, ganesha.Status, cfg.Ops, metrics).Run, // pool metrics, scheduled scrubs
 		},
 	}, func(a daemon.Addrs) error {
 		klog.InfoS("Storage server ready", "name", cfg.Name, "pool", cfg.Pool, "endpoint", a.GRPC, "http", a.HTTP, "nfsPort", gcfg.NFSPort)

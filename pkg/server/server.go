@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"net/netip"
 	"path"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"k8s.io/klog/v2"
 
 	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/health"
@@ -42,6 +44,9 @@ type Pool interface {
 	MountError(name string) error
 	// Audit reports what disagrees with the pool's layout.
 	Audit(ctx context.Context) (zfs.Audit, error)
+	// Name is the pool's name; State its health (zfs.HealthOnline, ...).
+	Name() string
+	State(ctx context.Context) (string, error)
 }
 
 // Options configure a storage server.
@@ -147,13 +152,31 @@ func (s *Server) RestoreExports(ctx context.Context) (exported int, unmounted []
 func volumeKey(name string) string   { return "volume/" + name }
 func snapshotKey(name string) string { return "snapshot/" + name }
 
-// GetPluginInfo identifies the server as part of the dots driver.
-func (s *Server) GetPluginInfo(context.Context, *csi.GetPluginInfoRequest) (*csi.GetPluginInfoResponse, error) {
-	return &csi.GetPluginInfoResponse{
-		Name:          version.DriverName,
-		VendorVersion: version.Version,
-		Manifest:      map[string]string{"role": "storage-server", "server": s.opts.Name},
-	}, nil
+// GetPluginInfo identifies the server as part of the dots driver; its
+// manifest also carries the pool's state and space, read now (see
+// api.PoolInfo), which the controller's server list shows.
+func (s *Server) GetPluginInfo(ctx context.Context, _ *csi.GetPluginInfoRequest) (*csi.GetPluginInfoResponse, error) {
+	m := map[string]string{api.ManifestRole: "storage-server", api.ManifestServer: s.opts.Name}
+	if info, err := s.poolInfo(ctx); err == nil {
+		info.Manifest(m)
+	} else {
+		m[api.ManifestPool] = s.pool.Name()
+		klog.V(2).InfoS("GetPluginInfo without pool figures", "pool", s.pool.Name(), "err", err)
+	}
+	return &csi.GetPluginInfoResponse{Name: version.DriverName, VendorVersion: version.Version, Manifest: m}, nil
+}
+
+// poolInfo reads the pool's state and space (two quick commands).
+func (s *Server) poolInfo(ctx context.Context) (api.PoolInfo, error) {
+	state, err := s.pool.State(ctx)
+	if err != nil {
+		return api.PoolInfo{}, err
+	}
+	c, err := s.pool.Capacity(ctx)
+	if err != nil {
+		return api.PoolInfo{}, err
+	}
+	return api.PoolInfo{Pool: s.pool.Name(), Health: state, Size: c.Size, Used: c.Used, Available: c.Available, ReadAt: time.Now()}, nil
 }
 
 // GetPluginCapabilities advertises the controller service and online expansion.

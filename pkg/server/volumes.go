@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -67,7 +68,7 @@ func (s *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	if err := s.export(ctx, vol); err != nil {
 		return nil, fmt.Errorf("exporting volume %s: %w", cv.Name, err)
 	}
-	return &csi.CreateVolumeResponse{Volume: s.csiVolume(vol)}, nil
+	return &csi.CreateVolumeResponse{Volume: s.csiVolume(vol, false)}, nil
 }
 
 // mismatch explains why an existing volume does not answer a repeated
@@ -105,7 +106,10 @@ func sourceKey(src zfs.Source) string {
 	return volumeKey(src.Name)
 }
 
-func (s *Server) csiVolume(v *zfs.Volume) *csi.Volume {
+// csiVolume is a volume as CSI answers carry it. With used, its context
+// also says how many bytes it holds now (ListVolumes, ControllerGetVolume;
+// never CreateVolume, whose context the PV records).
+func (s *Server) csiVolume(v *zfs.Volume, used bool) *csi.Volume {
 	out := &csi.Volume{
 		VolumeId:      v.Name,
 		CapacityBytes: v.Capacity,
@@ -113,6 +117,9 @@ func (s *Server) csiVolume(v *zfs.Volume) *csi.Volume {
 			api.ContextExport:    s.PseudoPath(v.Name),
 			api.ContextLocalPath: v.Mountpoint,
 		},
+	}
+	if used {
+		out.VolumeContext[api.ContextUsedBytes] = strconv.FormatInt(v.Used, 10)
 	}
 	switch v.Source.Kind {
 	case zfs.SourceSnapshot:
@@ -233,7 +240,7 @@ func (s *Server) ControllerGetVolume(ctx context.Context, req *csi.ControllerGet
 	if err != nil {
 		return nil, err
 	}
-	return &csi.ControllerGetVolumeResponse{Volume: s.csiVolume(vol),
+	return &csi.ControllerGetVolumeResponse{Volume: s.csiVolume(vol, true),
 		Status: &csi.ControllerGetVolumeResponse_VolumeStatus{PublishedNodeIds: publishedNodes(vol)}}, nil
 }
 
@@ -267,7 +274,7 @@ func (s *Server) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (
 	}
 	resp := &csi.ListVolumesResponse{NextToken: next}
 	for _, v := range vols[first:end] {
-		resp.Entries = append(resp.Entries, &csi.ListVolumesResponse_Entry{Volume: s.csiVolume(v),
+		resp.Entries = append(resp.Entries, &csi.ListVolumesResponse_Entry{Volume: s.csiVolume(v, true),
 			Status: &csi.ListVolumesResponse_VolumeStatus{PublishedNodeIds: publishedNodes(v)}})
 	}
 	return resp, nil

@@ -41,11 +41,15 @@ type Flavor struct {
 	// AtomicMultiSet: `zfs set a=1 b=2 DATASET` sets both in one
 	// transaction (OpenZFS 0.7+). zfs-fuse takes one property per set.
 	AtomicMultiSet bool
+	// ExactZpool: `zpool list` and `zpool get` take -p (exact bytes) and
+	// know the fragmentation property (OpenZFS 0.7+). zfs-fuse prints
+	// sizes rounded to three digits and has no fragmentation.
+	ExactZpool bool
 }
 
 // flavors are the known flavours' features.
 var flavors = map[CLI]Flavor{
-	CLIOpenZFS: {CLI: CLIOpenZFS, AtomicMultiSet: true},
+	CLIOpenZFS: {CLI: CLIOpenZFS, AtomicMultiSet: true, ExactZpool: true},
 	CLIZFSFuse: {CLI: CLIZFSFuse},
 }
 
@@ -70,6 +74,6 @@ func DetectFlavor(ctx context.Context, r command.Runner, cli CLI) (Flavor, error
 		}
 	}
 	f := flavors[chosen]
-	klog.InfoS("ZFS CLI", "flavor", f.CLI, "requested", cli, "atomicMultiSet", f.AtomicMultiSet)
+	klog.InfoS("ZFS CLI", "flavor", f.CLI, "requested", cli, "atomicMultiSet", f.AtomicMultiSet, "exactZpool", f.ExactZpool)
 	return f, nil
 }

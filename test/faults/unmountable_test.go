@@ -67,14 +67,29 @@ func TestUnmountableAtStart(t *testing.T) {
 		h.GetVolumeHealth().GetHealthStatuses()[0].GetStatus() != csi.VolumeHealthErrorType_INACCESSIBLE {
 		t.Errorf("health of the unmounted volume: %v %v", h, err)
 	}
-	// A create of it again fails Unavailable rather than export it.
-	if _, err := ctrl.CreateVolume(ctx, createReq("blocked", 16<<20)); status.Code(err) != codes.Unavailable {
-		t.Errorf("create of the unmountable volume: %v, want Unavailable", err)
+	// A create of it again fails Unavailable rather than export it. The
+	// reconciler's first pass may be trying to mount it right now, holding
+	// it: that answer is Aborted, which callers retry.
+	var err2 error
+	poll.Until(t, 30*time.Second, "a create not aborted by the reconciler", func() error {
+		_, err2 = ctrl.CreateVolume(ctx, createReq("blocked", 16<<20))
+		if status.Code(err2) == codes.Aborted {
+			return err2
+		}
+		return nil
+	})
+	if status.Code(err2) != codes.Unavailable {
+		t.Errorf("create of the unmountable volume: %v, want Unavailable", err2)
 	}
+	// The reconciler counts it once its first pass (started with the
+	// server, in the background) is done.
 	metric := fmt.Sprintf("dots_server_orphans{kind=%q} 1", "unmounted_volume")
-	if m := s.Metrics(t); !containsLine(m, metric) {
-		t.Errorf("metrics lack %s", metric)
-	}
+	poll.Until(t, 30*time.Second, "metrics with "+metric, func() error {
+		if !containsLine(s.Metrics(t), metric) {
+			return errors.New("not yet")
+		}
+		return nil
+	})
 
 	// The obstacle goes: the reconciler mounts and exports it.
 	if err := os.Remove(blocker); err != nil {

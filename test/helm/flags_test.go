@@ -15,7 +15,7 @@ var flagLine = regexp.MustCompile(`(?m)^\s+-([a-z0-9_-]+)`)
 // binaryFlags builds cmd/dots and lists the flags of one subcommand.
 func binaryFlags(t *testing.T, bin, sub string) map[string]bool {
 	t.Helper()
-	// `dots SUB -h` prints the flags and exits 2.
+	// `dots SUB -h` prints the flags (and exits 0).
 	out, _ := exec.Command(bin, sub, "-h").CombinedOutput()
 	flags := map[string]bool{}
 	for _, m := range flagLine.FindAllStringSubmatch(string(out), -1) {

@@ -134,6 +134,9 @@ func (s *stack) mustFail(want string, args ...string) {
 	if !strings.Contains(errs, want) {
 		s.t.Fatalf("dots %s: error %q does not say %q", strings.Join(args, " "), errs, want)
 	}
+	if strings.Contains(errs, "rpc error") || strings.Contains(errs, "desc = ") {
+		s.t.Fatalf("dots %s: error %q shows grpc's wording", strings.Join(args, " "), errs)
+	}
 }
 
 func volumeID(t *testing.T, jsonOut string) string {
@@ -193,10 +196,10 @@ func TestLocalStack(t *testing.T) {
 	if _, errs, ok := s.dots("local", "--state-dir", state); ok || !strings.Contains(errs, "another dots local") {
 		t.Fatalf("a second dots local on the same state dir: ok=%v, %q", ok, errs)
 	}
-	servers := s.must("servers", "-o", "json")
-	if strings.Count(servers, `"healthy": true`) != 2 {
-		t.Fatalf("want two healthy servers: %s", servers)
+	if out, _, ok := s.dots("--help"); !ok || !strings.Contains(out, "Usage: dots COMMAND") {
+		t.Fatalf("dots --help: ok=%v\n%s", ok, out)
 	}
+	assertServers(t, s)
 	assertTLS(t, state, s.metrics)
 
 	id := volumeID(t, s.must("volume", "create", "data", "--size", "64Mi", "-o", "json"))
@@ -204,6 +207,7 @@ func TestLocalStack(t *testing.T) {
 	os.WriteFile(src, []byte("hello dots\n"), 0o644)
 	// The stack's exports admit only its node, once a volume is published to it.
 	s.mustFail("access denied", "volume", "put", id, "hello.txt", "--from", src)
+	s.mustFail("hint: the export admits only the nodes the volume is published to: `dots volume publish "+id+"`", "volume", "put", id, "hello.txt", "--from", src)
 	s.must("volume", "publish", id)
 	s.must("volume", "put", id, "hello.txt", "--from", src)
 	if got := s.must("volume", "cat", id, "hello.txt"); got != "hello dots\n" {
@@ -225,22 +229,26 @@ func TestLocalStack(t *testing.T) {
 	if out := s.must("volume", "get", id, "-o", "json"); !strings.Contains(out, `"capacityBytes": 134217728`) {
 		t.Fatalf("after expand: %s", out)
 	}
-	if out := s.must("volume", "list"); strings.Count(out, server+"/") < 3 {
-		t.Fatalf("volume list misses volumes:\n%s", out)
+	if out := s.must("volume", "list"); strings.Count(out, server+"/") < 3 || !strings.Contains(out, "USED") {
+		t.Fatalf("volume list misses volumes or what they hold:\n%s", out)
 	}
+	assertVolumeList(t, s, id)
+	assertRestoreSize(t, s, id)
 
-	s.mustFail("NotFound", "volume", "get", server+"/no-such-volume")
-	s.mustFail("ResourceExhausted", "volume", "create", "huge", "--size", "100Gi")
+	s.mustFail("NotFound: ", "volume", "get", server+"/no-such-volume")
+	s.mustFail("hint: `dots volume list`", "volume", "get", server+"/no-such-volume")
+	s.mustFail("ResourceExhausted: ", "volume", "create", "huge", "--size", "100Gi")
 	s.mustFail("InvalidArgument", "volume", "create", "bad name;rm")
 	s.mustFail("InvalidArgument", "volume", "create", "x", "--param", "colour=blue")
 
 	// A mount left in place: the stack must take it down on SIGTERM.
 	leftMounted := filepath.Join(state, "pods", "left-mounted")
 	s.must("volume", "mount", id, leftMounted)
-	if st := s.must("volume", "stats", id, leftMounted, "-o", "json"); !strings.Contains(st, `"TotalBytes": 134217728`) {
+	if st := s.must("volume", "stats", id, leftMounted, "-o", "json"); !strings.Contains(st, `"totalBytes": 134217728`) || !strings.Contains(st, `"health": []`) {
 		t.Fatalf("stats of the mount: %s", st)
 	}
 	assertMetrics(t, s.metrics)
+	assertServerMetrics(t, state, server, strings.TrimPrefix(id, server+"/"))
 	s.stop()
 	assertNothingLeft(t, state, false)
 }

@@ -1,0 +1,57 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/dots-csi/dots/internal/libnfs"
+)
+
+func TestExplain(t *testing.T) {
+	ctx := Context{Endpoint: "unix:///run/csi.sock", Kind: "volume", ID: "s0/data"}
+	for _, tc := range []struct {
+		name string
+		err  error
+		kind string
+		want []string // in the text, in order
+	}{
+		{"not found", status.Error(codes.NotFound, `volume "s0/x" not found`), "", []string{`NotFound: volume "s0/x" not found`, "hint: `dots volume list`"}},
+		{"snapshot not found", status.Error(codes.NotFound, "no such snapshot"), "snapshot", []string{"NotFound: no such snapshot", "`dots snapshot list`"}},
+		{"wrapped", fmt.Errorf("creating: %w", status.Error(codes.ResourceExhausted, "pool full")), "", []string{"ResourceExhausted: pool full", "hint: ", "dots servers"}},
+		{"access denied", fmt.Errorf("the NFS export of s0/data refused this node: %w", libnfs.ErrAccess), "", []string{"access denied", "`dots volume publish s0/data`"}},
+		{"permission denied", status.Error(codes.PermissionDenied, "not published"), "", []string{"PermissionDenied: not published", "`dots volume publish s0/data`"}},
+		{"server down", status.Error(codes.Unavailable, `storage server "s0" is not answering`), "", []string{"Unavailable: storage server", "down or unreachable", "`dots servers`"}},
+		{"nothing at the socket", status.Error(codes.Unavailable, `connection error: desc = "transport: Error while dialing: dial unix /run/csi.sock: connect: no such file or directory"`), "",
+			[]string{"Unavailable: ", "nothing answers at unix:///run/csi.sock", "dots local"}},
+		{"deadline", status.Error(codes.DeadlineExceeded, "context deadline exceeded"), "", []string{"DeadlineExceeded: ", "--timeout"}},
+		{"no node service", status.Error(codes.Unimplemented, "unknown service csi.v1.Node"), "", []string{"Unimplemented: ", "node service"}},
+		{"invalid", status.Error(codes.InvalidArgument, "bad name"), "", []string{"InvalidArgument: bad name"}},
+		{"plain", errors.New("no dots local stack runs on /x"), "", []string{"no dots local stack runs on /x"}},
+	} {
+		c := ctx
+		if tc.kind != "" {
+			c.Kind = tc.kind
+		}
+		got := Explain(tc.err, c)
+		if strings.Contains(got, "rpc error") || strings.Contains(got, "desc = ") && !strings.Contains(tc.err.Error(), "connection error") {
+			t.Errorf("%s: grpc's wording left in %q", tc.name, got)
+		}
+		rest := got
+		for _, w := range tc.want {
+			i := strings.Index(rest, w)
+			if i < 0 {
+				t.Errorf("%s: %q lacks %q (in order)", tc.name, got, w)
+				break
+			}
+			rest = rest[i+len(w):]
+		}
+	}
+	if Explain(nil, ctx) != "" {
+		t.Error("Explain(nil) is not empty")
+	}
+}

@@ -21,8 +21,10 @@
 # Environment: VERSION, REVISION, LDFLAGS (the Makefile passes its own; the
 # defaults are the same), ARCH (a Debian architecture, default this machine's),
 # IMAGE_NAME (the name in OUT.tar's manifest.json, default dots-csi/dots),
-# DEBIAN_MIRROR, DEBIAN_SECURITY_MIRROR, DOTS_IMAGE_CACHE (the .deb files of
-# the last build, reused by the next; default ~/.cache/dots-image).
+# DEBIAN_SOURCES (apt source lines, one a line, e.g. of a snapshot of the
+# archive to pin the packages; default mmdebstrap's for bookworm: the
+# release, its updates and its security updates), DOTS_IMAGE_CACHE (the .deb
+# files of the last build, reused by the next; default ~/.cache/dots-image).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -48,8 +50,6 @@ REVISION=${REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 LDFLAGS=${LDFLAGS:--X github.com/dots-csi/dots/pkg/version.Version=$VERSION -X github.com/dots-csi/dots/pkg/version.revision=$REVISION}
 ARCH=${ARCH:-$(dpkg --print-architecture)}
 IMAGE_NAME=${IMAGE_NAME:-dots-csi/dots}
-DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-DEBIAN_SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 SOURCE_URL=https://github.com/dots-csi/dots
 SUITE=bookworm
 ENTRYPOINT=/usr/local/bin/dots
@@ -69,6 +69,8 @@ base_epoch=$(git log -1 --format=%ct -- "${base_inputs[@]}" 2>/dev/null || true)
 base_epoch=${base_epoch:-$head_epoch}
 created=$(date -u -d "@$head_epoch" +%Y-%m-%dT%H:%M:%SZ)
 
+sources=()
+[ -z "${DEBIAN_SOURCES:-}" ] || mapfile -t sources < <(printf '%s\n' "$DEBIAN_SOURCES" | sed '/^[[:space:]]*$/d')
 mapfile -t packages < <(sed -e 's/#.*//' deploy/image/packages.txt | tr -s ' \t' '\n' | sed '/^$/d')
 [ ${#packages[@]} -gt 0 ] || die "deploy/image/packages.txt lists no package"
 
@@ -123,10 +125,7 @@ TMPDIR=$work/tmp SOURCE_DATE_EPOCH=$base_epoch nice -n 10 mmdebstrap \
   --customize-hook='rm -f "$1/etc/hostname" "$1/etc/resolv.conf"' \
   --customize-hook='chroot "$1" dpkg-query -W -f="\${binary:Package} \${Version}\n" | LC_ALL=C sort >"$DOTS_IMAGE_DPKG_LIST"' \
   --customize-hook='find "$1/var/cache/apt/archives" -maxdepth 1 -name "*.deb" -exec cp -t "$DOTS_IMAGE_DEBS_OUT" {} +' \
-  "$SUITE" - \
-  "deb $DEBIAN_MIRROR $SUITE main contrib" \
-  "deb $DEBIAN_MIRROR $SUITE-updates main contrib" \
-  "deb $DEBIAN_SECURITY_MIRROR $SUITE-security main contrib" \
+  "$SUITE" - "${sources[@]}" \
   2>"$work/mmdebstrap.log" |
   mmtarfilter --path-exclude='/dev/*' >"$work/debian.tar" ||
   { tail -n 30 "$work/mmdebstrap.log" >&2; die "mmdebstrap failed (log above)"; }

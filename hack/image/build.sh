@@ -19,7 +19,9 @@
 # layer, the commit time of HEAD for the dots layer and the config.
 #
 # Environment: VERSION, REVISION, LDFLAGS (the Makefile passes its own; the
-# defaults are the same), ARCH (a Debian architecture, default this machine's),
+# defaults are the same), IMAGE_ARCH (amd64 or arm64, default this machine's;
+# another than the machine's runs the packages' scripts under qemu-user-static,
+# which it installs and registers with binfmt_misc),
 # IMAGE_NAME (the name in OUT.tar's manifest.json, default dots-csi/dots),
 # DEBIAN_SOURCES (apt source lines, one a line, e.g. of a snapshot of the
 # archive to pin the packages; default mmdebstrap's for bookworm: the
@@ -48,7 +50,8 @@ case $out in /*) ;; *) out=$repo/$out ;; esac
 VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
 REVISION=${REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 LDFLAGS=${LDFLAGS:--X github.com/dots-csi/dots/pkg/version.Version=$VERSION -X github.com/dots-csi/dots/pkg/version.revision=$REVISION}
-ARCH=${ARCH:-$(dpkg --print-architecture)}
+host_arch=$(dpkg --print-architecture)
+ARCH=${IMAGE_ARCH:-$host_arch}
 IMAGE_NAME=${IMAGE_NAME:-dots-csi/dots}
 SOURCE_URL=https://github.com/dots-csi/dots
 SUITE=bookworm
@@ -58,7 +61,7 @@ tag=$(printf '%s' "$VERSION" | tr -c 'A-Za-z0-9_.-' '_')
 
 case $ARCH in
   amd64 | arm64) goarch=$ARCH ;;
-  *) die "ARCH=$ARCH: only amd64 and arm64 are built" ;;
+  *) die "IMAGE_ARCH=$ARCH: only amd64 and arm64 are built" ;;
 esac
 
 # The inputs of the Debian layer, whose last commit time is its epoch.
@@ -75,6 +78,17 @@ mapfile -t packages < <(sed -e 's/#.*//' deploy/image/packages.txt | tr -s ' \t'
 [ ${#packages[@]} -gt 0 ] || die "deploy/image/packages.txt lists no package"
 
 "$repo/hack/deps.sh" mmdebstrap umoci jq
+if [ "$ARCH" != "$host_arch" ]; then
+  # The packages' maintainer scripts run under qemu, through binfmt_misc.
+  "$repo/hack/deps.sh" qemu-user-static binfmt-support arch-test
+  if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+    log "mounting binfmt_misc to run $ARCH programs under qemu"
+    mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  fi
+  case $ARCH in arm64) qemu=qemu-aarch64 ;; *) qemu=qemu-x86_64 ;; esac
+  arch-test "$ARCH" >/dev/null 2>&1 || update-binfmts --enable "$qemu" >/dev/null
+  arch-test "$ARCH" >/dev/null || die "this machine cannot run $ARCH programs (qemu-user-static, binfmt_misc)"
+fi
 
 start=$(date +%s)
 cache=${DOTS_IMAGE_CACHE:-$HOME/.cache/dots-image}

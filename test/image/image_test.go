@@ -19,12 +19,17 @@ import (
 	"time"
 )
 
-// The image make image built; DOTS_IMAGE names another layout.
+// The image make image built; DOTS_IMAGE names another layout (relative
+// to the repository's root, as make sees it).
 func layoutDir() string {
-	if d := os.Getenv("DOTS_IMAGE"); d != "" {
+	d := os.Getenv("DOTS_IMAGE")
+	if d == "" {
+		d = "bin/dots-image"
+	}
+	if filepath.IsAbs(d) {
 		return d
 	}
-	return filepath.Join(repo, "bin/dots-image")
+	return filepath.Join(repo, d)
 }
 
 type descriptor struct {
@@ -213,8 +218,9 @@ type figures struct {
 // TestImage checks the image that make image built: the layout and its
 // metadata, what the root file system holds and lacks, the programs dots
 // runs, run from the inside, the chart's flags against the image's binary,
-// ganesha serving an export that pkg/nfs configures, a push to a loopback
-// registry, and a second build for reproducibility. It prints
+// ganesha serving an export that pkg/nfs configures, pushes to a loopback
+// registry (one image, and an index of two), and a second build for
+// reproducibility. It prints
 // `image: ok build_s=... size_mb=... layers=... reproducible=...`.
 func TestImage(t *testing.T) {
 	if os.Geteuid() != 0 {
@@ -233,6 +239,7 @@ func TestImage(t *testing.T) {
 	t.Run("chart-flags", func(t *testing.T) { checkChartFlags(t, root) })
 	t.Run("ganesha", func(t *testing.T) { checkGanesha(t, root) })
 	t.Run("push", func(t *testing.T) { checkPush(t, img) })
+	t.Run("push-index", func(t *testing.T) { checkPushIndex(t, img) })
 	t.Run("reproducible", func(t *testing.T) { fig.buildS, fig.reproducible = checkReproducible(t, img) })
 
 	status := "ok"

@@ -62,8 +62,9 @@ func checkPush(t *testing.T, img *ociImage) {
 	crane := filepath.Join(toolsDir(t, "crane"), "bin", "crane")
 	reg := startRegistry(t, crane)
 
+	push := filepath.Join(repo, "hack/image/push.sh")
 	ref := reg + "/dots/dots:" + img.tag
-	out := must(t, 5*time.Minute, filepath.Join(repo, "hack/image/push.sh"), img.dir, ref)
+	out := must(t, 5*time.Minute, push, ref, img.dir)
 	if got := strings.TrimSpace(out); got != reg+"/dots/dots@"+img.digest {
 		t.Errorf("push.sh printed %q, want %s", got, reg+"/dots/dots@"+img.digest)
 	}
@@ -92,6 +93,42 @@ func checkPush(t *testing.T, img *ociImage) {
 	}
 }
 
+// checkPushIndex pushes the image and a copy of it relabelled as another
+// architecture as make image-push IMAGE_ARCHES="amd64 arm64" does: the tag
+// must name an index of exactly the two images, each with its platform.
+func checkPushIndex(t *testing.T, img *ociImage) {
+	other := map[bool]string{true: "amd64", false: "arm64"}[img.config.Architecture == "arm64"]
+	copyDir := filepath.Join(t.TempDir(), "other")
+	must(t, 5*time.Minute, "cp", "-a", img.dir, copyDir)
+	must(t, 5*time.Minute, "umoci", "config", "--no-history", "--image", copyDir+":"+img.tag, "--architecture", other)
+	otherImg := openImage(t, copyDir)
+
+	crane := filepath.Join(toolsDir(t, "crane"), "bin", "crane")
+	reg := startRegistry(t, crane)
+	ref := reg + "/dots/multi:" + img.tag
+	must(t, 5*time.Minute, filepath.Join(repo, "hack/image/push.sh"), ref, img.dir, copyDir)
+	var index struct {
+		Manifests []struct {
+			Digest   string `json:"digest"`
+			Platform struct {
+				OS           string `json:"os"`
+				Architecture string `json:"architecture"`
+			} `json:"platform"`
+		} `json:"manifests"`
+	}
+	if err := json.Unmarshal([]byte(must(t, time.Minute, crane, "manifest", ref)), &index); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, m := range index.Manifests {
+		got[m.Platform.OS+"/"+m.Platform.Architecture] = m.Digest
+	}
+	want := map[string]string{"linux/" + img.config.Architecture: img.digest, "linux/" + other: otherImg.digest}
+	if len(got) != 2 || got["linux/"+img.config.Architecture] != img.digest || got["linux/"+other] != otherImg.digest {
+		t.Errorf("%s is an index of %v, want %v", ref, got, want)
+	}
+}
+
 // checkReproducible builds the image again from the same inputs and
 // compares. The dots layer and the config (but for the Debian layer's
 // digest) must be identical. The Debian layer is too when the mirror
@@ -103,6 +140,7 @@ func checkReproducible(t *testing.T, img *ociImage) (float64, bool) {
 	out := filepath.Join(t.TempDir(), "again")
 	start := time.Now()
 	_, errOut, code := run(t, 20*time.Minute, []string{
+		"IMAGE_ARCH=" + img.config.Architecture,
 		"VERSION=" + labels["org.opencontainers.image.version"],
 		"REVISION=" + labels["org.opencontainers.image.revision"],
 	}, filepath.Join(repo, "hack/image/build.sh"), out)

@@ -25,6 +25,16 @@ func read(t *testing.T, path string) string {
 	return string(b)
 }
 
+// contains reports each of wants that text (the file name) lacks.
+func contains(t *testing.T, name, text string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(text, want) {
+			t.Errorf("%s lacks %q", name, want)
+		}
+	}
+}
+
 // packages parses deploy/image/packages.txt: one name a line, '#' comments.
 func packages(t *testing.T) []string {
 	t.Helper()
@@ -67,7 +77,7 @@ func TestPackageList(t *testing.T) {
 // apt-get line, and runs customize.sh.
 func TestDockerfileUsesTheSameInputs(t *testing.T) {
 	df := read(t, "deploy/Dockerfile")
-	for _, want := range []string{
+	contains(t, "deploy/Dockerfile", df,
 		"COPY deploy/image/dpkg.cfg /etc/dpkg/dpkg.cfg.d/",
 		"deploy/image/packages.txt",
 		"hack/image/customize.sh",
@@ -78,11 +88,7 @@ func TestDockerfileUsesTheSameInputs(t *testing.T) {
 		"debian:bookworm-slim",
 		"CGO_ENABLED=0 go build -trimpath",
 		"pkg/version.revision=${REVISION}",
-	} {
-		if !strings.Contains(df, want) {
-			t.Errorf("deploy/Dockerfile lacks %q", want)
-		}
-	}
+	)
 	install := regexp.MustCompile(`apt-get install ([^\n\\]*)`).FindAllStringSubmatch(df, -1)
 	if len(install) != 1 {
 		t.Fatalf("deploy/Dockerfile: want one apt-get install, found %d", len(install))
@@ -98,7 +104,7 @@ func TestDockerfileUsesTheSameInputs(t *testing.T) {
 // contrib, and its entrypoint is the Dockerfile's.
 func TestBuildScriptUsesTheSameInputs(t *testing.T) {
 	sh := read(t, "hack/image/build.sh")
-	for _, want := range []string{
+	contains(t, "hack/image/build.sh", sh,
 		"deploy/image/packages.txt",
 		`--dpkgopt="$repo/deploy/image/dpkg.cfg"`,
 		`--customize-hook="$here/customize.sh"`,
@@ -106,11 +112,7 @@ func TestBuildScriptUsesTheSameInputs(t *testing.T) {
 		"SUITE=bookworm",
 		"CGO_ENABLED=0",
 		"-trimpath",
-	} {
-		if !strings.Contains(sh, want) {
-			t.Errorf("hack/image/build.sh lacks %q", want)
-		}
-	}
+	)
 	entry := regexp.MustCompile(`(?m)^ENTRYPOINT=(\S+)$`).FindStringSubmatch(sh)
 	if entry == nil {
 		t.Fatal("hack/image/build.sh sets no ENTRYPOINT")
@@ -155,7 +157,7 @@ func TestChartRunsTheEntrypoint(t *testing.T) {
 
 // make image-push without IMAGE says what to do and changes nothing.
 func TestPushNeedsAnImage(t *testing.T) {
-	for _, args := range [][]string{{"bin/dots-image", ""}, {"bin/dots-image"}} {
+	for _, args := range [][]string{{"", "bin/dots-image"}, {""}} {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		out, err := exec.CommandContext(ctx, filepath.Join(repo, "hack/image/push.sh"), args...).CombinedOutput()
 		cancel()

@@ -26,7 +26,8 @@
 # DEBIAN_SOURCES (apt source lines, one a line, e.g. of a snapshot of the
 # archive to pin the packages; default mmdebstrap's for bookworm: the
 # release, its updates and its security updates), DOTS_IMAGE_CACHE (the .deb
-# files of the last build, reused by the next; default ~/.cache/dots-image).
+# files of the last build, reused by the next; default ~/.cache/dots-image),
+# DOTS_IMAGE_KEEP_WORK=1 (keep the work directory, for debugging).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -80,7 +80,7 @@ demo: deps build
 # Writes the OCI layout bin/dots-image, bin/dots-image.tar (for docker/podman
 # load) and bin/dots-image.dpkg.txt. About a minute; see hack/image/build.sh.
 # IMAGE_ARCHES="amd64 arm64" builds bin/dots-image-ARCH for each other
-# architecture too (under qemu: about 9 minutes for arm64).
+# architecture too (under qemu: about 5 minutes for arm64).
 HOST_ARCH    := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
 IMAGE_ARCHES ?= $(HOST_ARCH)
 image_layouts = $(foreach a,$(IMAGE_ARCHES),bin/dots-image$(if $(filter $(HOST_ARCH),$(a)),,-$(a)))

@@ -4,13 +4,13 @@ GO        ?= go
 BIN       := bin/dots
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
-LDFLAGS   := -X github.com/dots-csi/dots/pkg/version.Version=$(VERSION) -X github.com/dots-csi/dots/pkg/daemon.revision=$(REVISION)
+LDFLAGS   := -X github.com/dots-csi/dots/pkg/version.Version=$(VERSION) -X github.com/dots-csi/dots/pkg/version.revision=$(REVISION)
 GOTESTFLAGS ?=
 # Pipelines fail when any part fails (go test | hack/figures.sh).
 SHELL       := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: all build deps test test-unit test-integration test-faults verify lint bench demo e2e k8s-tools clean
+.PHONY: all build deps test test-unit test-integration test-faults verify lint bench demo e2e k8s-tools clean image image-push test-image
 
 all: build
 
@@ -28,10 +28,11 @@ test-unit:
 # The whole suite: unit tests, then everything against the real thing
 # (integration tests on zfs-fuse/ganesha/libnfs, csi-sanity, fault
 # injection, the local stack end to end), the Kubernetes end-to-end test,
-# and the demo.
+# the demo, and the image (built, then run from the inside: about 2 minutes).
 test: deps verify build test-unit test-integration
 	$(MAKE) --no-print-directory e2e
 	$(MAKE) --no-print-directory demo
+	$(MAKE) --no-print-directory test-image
 
 # Integration tests: the tests behind the `integration` build tag, which
 # start zfs-fuse pools, NFS-Ganesha and mounts (as root). Figures the tests
@@ -60,6 +61,7 @@ e2e: deps build k8s-tools
 verify: lint
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./...
+	$(GO) vet -tags image ./test/image/
 	cd test/e2e && $(GO) vet ./...
 
 lint:
@@ -73,6 +75,35 @@ bench: deps
 
 demo: deps build
 	hack/demo.sh
+
+# The one dots image, without a Docker daemon (as root): Debian packages
+# (deploy/image/packages.txt) with mmdebstrap, the static binary, umoci.
+# Writes the OCI layout bin/dots-image, bin/dots-image.tar (for docker/podman
+# load) and bin/dots-image.dpkg.txt. About a minute; see hack/image/build.sh.
+# IMAGE_ARCHES="amd64 arm64" builds bin/dots-image-ARCH for each other
+# architecture too (under qemu: about 5 minutes for arm64).
+HOST_ARCH    := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+IMAGE_ARCHES ?= $(HOST_ARCH)
+image_layouts = $(foreach a,$(IMAGE_ARCHES),bin/dots-image$(if $(filter $(HOST_ARCH),$(a)),,-$(a)))
+image:
+	@set -e; for a in $(IMAGE_ARCHES); do \
+	  out=bin/dots-image; [ "$$a" = "$(HOST_ARCH)" ] || out=bin/dots-image-$$a; \
+	  IMAGE_ARCH=$$a VERSION='$(VERSION)' REVISION='$(REVISION)' LDFLAGS='$(LDFLAGS)' hack/image/build.sh $$out; \
+	done
+
+# Pushes the image with crane (built once from the Go module proxy):
+# make image-push IMAGE=registry.example.com/dots/dots:TAG; with several
+# IMAGE_ARCHES, one image per architecture and an index of them under TAG.
+image-push:
+	hack/image/push.sh '$(IMAGE)' $(image_layouts)
+
+# Builds the image and checks it from the inside (test/image): its commands,
+# the chart's flags, ganesha serving an export, a push to a loopback
+# registry, and a second build for reproducibility.
+test-image: deps image
+	@set -e; for l in $(image_layouts); do \
+	  DOTS_IMAGE=$$l $(GO) test -tags image -count=1 -timeout 30m -v $(GOTESTFLAGS) ./test/image/ | hack/figures.sh bin/test-image.log; \
+	done
 
 clean:
 	rm -rf bin

@@ -27,6 +27,7 @@ func commands() []command {
 		{"controller", "run the cluster-wide CSI controller", runController},
 		{"node", "run the CSI node plugin", runNode},
 		{"local", "run the whole system on this machine (development and demo)", runLocal},
+		{"version", "print the version and source revision of this binary", runVersion},
 	}, clientCommands()...)
 }
 

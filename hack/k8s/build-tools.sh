@@ -13,7 +13,8 @@
 # Usage: hack/k8s/build-tools.sh [TOOL...]   (default: all)
 #   TOOL is one of: etcd kube-apiserver kube-controller-manager kube-scheduler
 #   csi-provisioner csi-snapshotter snapshot-controller csi-resizer
-#   csi-attacher helm crds
+#   csi-attacher helm crds, or crane (built only when named: it pushes
+#   the image, no test of the chart or e2e needs it)
 # Prints the view directory on stdout; progress and durations go to stderr.
 # DOTS_TOOLS_CACHE overrides ~/.cache/dots-tools.
 set -euo pipefail
@@ -42,6 +43,7 @@ tool_key() {
     csi-resizer) inputs+=" $RESIZER_MODULE $RESIZER_VERSION" ;;
     csi-attacher) inputs+=" $ATTACHER_MODULE $ATTACHER_VERSION" ;;
     helm) inputs+=" $HELM_MODULE $HELM_VERSION" ;;
+    crane) inputs+=" $CRANE_MODULE $CRANE_VERSION" ;;
   esac
   echo "$inputs" | sha256sum | cut -c1-16
 }
@@ -126,8 +128,12 @@ build() {
       mkdir -p "$work/gobin"
       GOBIN=$work/gobin nice -n 10 go install -trimpath -ldflags "$(helm_ldflags)" "$HELM_MODULE/cmd/helm@$HELM_VERSION"
       mv "$work/gobin/helm" "$2" ;;
+    crane)
+      mkdir -p "$work/gobin"
+      GOBIN=$work/gobin nice -n 10 go install -trimpath -ldflags "-s -w" "$CRANE_MODULE/cmd/crane@$CRANE_VERSION"
+      mv "$work/gobin/crane" "$2" ;;
     *)
-      log "unknown tool $1 (want one of: ${all[*]})"; return 2 ;;
+      log "unknown tool $1 (want one of: ${all[*]} crane)"; return 2 ;;
   esac
 }
 

@@ -15,6 +15,9 @@ ATTACHER_MODULE=github.com/kubernetes-csi/external-attacher/v4
 ATTACHER_VERSION=v4.13.0
 HELM_MODULE=helm.sh/helm/v3
 HELM_VERSION=v3.22.0
+# crane pushes the image that `make image` builds (make image-push).
+CRANE_MODULE=github.com/google/go-containerregistry
+CRANE_VERSION=v0.22.1
 # Bump to rebuild every tool after changing how build-tools.sh builds them
 # (the cache is keyed by the versions, not by the script).
 TOOLS_REVISION=1

@@ -30,15 +30,3 @@ func TestBuildInfo(t *testing.T) {
 	}
 	t.Fatal("no dots_build_info in a daemon's registry")
 }
-
-func TestRevisionFromLinker(t *testing.T) {
-	defer func(old string) { revision = old }(revision)
-	revision = "0123abc"
-	if got := Revision(); got != "0123abc" {
-		t.Errorf("Revision() = %q with the linker's revision set", got)
-	}
-	revision = ""
-	if got := Revision(); got == "" {
-		t.Error("Revision() is empty without the linker's revision")
-	}
-}

@@ -41,11 +41,15 @@ type Flavor struct {
 	// AtomicMultiSet: `zfs set a=1 b=2 DATASET` sets both in one
 	// transaction (OpenZFS 0.7+). zfs-fuse takes one property per set.
 	AtomicMultiSet bool
+	// Multihost: the pool property multihost (OpenZFS 0.7+), whose
+	// activity check refuses to import a pool another host still writes.
+	// zfs-fuse (pool version 23) has none.
+	Multihost bool
 }
 
 // flavors are the known flavours' features.
 var flavors = map[CLI]Flavor{
-	CLIOpenZFS: {CLI: CLIOpenZFS, AtomicMultiSet: true},
+	CLIOpenZFS: {CLI: CLIOpenZFS, AtomicMultiSet: true, Multihost: true},
 	CLIZFSFuse: {CLI: CLIZFSFuse},
 }
 
@@ -70,6 +74,6 @@ func DetectFlavor(ctx context.Context, r command.Runner, cli CLI) (Flavor, error
 		}
 	}
 	f := flavors[chosen]
-	klog.InfoS("ZFS CLI", "flavor", f.CLI, "requested", cli, "atomicMultiSet", f.AtomicMultiSet)
+	klog.InfoS("ZFS CLI", "flavor", f.CLI, "requested", cli, "atomicMultiSet", f.AtomicMultiSet, "multihost", f.Multihost)
 	return f, nil
 }

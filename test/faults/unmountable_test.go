@@ -71,8 +71,14 @@ func TestUnmountableAtStart(t *testing.T) {
 	if _, err := ctrl.CreateVolume(ctx, createReq("blocked", 16<<20)); status.Code(err) != codes.Unavailable {
 		t.Errorf("create of the unmountable volume: %v, want Unavailable", err)
 	}
+	// The reconciler's first pass runs beside the server's start.
 	metric := fmt.Sprintf("dots_server_orphans{kind=%q} 1", "unmounted_volume")
-	if m := s.Metrics(t); !containsLine(m, metric) {
+	if err := poll.Wait(10*time.Second, func() error {
+		if !containsLine(s.Metrics(t), metric) {
+			return errors.New("not counted yet")
+		}
+		return nil
+	}); err != nil {
 		t.Errorf("metrics lack %s", metric)
 	}
 

@@ -10,7 +10,7 @@ GOTESTFLAGS ?=
 SHELL       := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: all build deps test test-unit test-integration test-faults verify lint bench demo e2e k8s-tools clean image image-push test-image
+.PHONY: all build deps test test-unit test-integration test-faults test-failover verify lint bench demo e2e k8s-tools clean image image-push test-image
 
 all: build
 
@@ -44,6 +44,14 @@ test-integration: deps build
 # that stop; prints one `faults: ...` line per scenario.
 test-faults: deps build
 	$(GO) test -tags integration -count=1 -timeout 15m -v $(GOTESTFLAGS) ./test/faults/ | hack/figures.sh bin/test-faults.log
+
+# A storage server moved between simulated nodes (network namespaces) with
+# its pool and address, crashed, and restarted in place, under a client
+# writing every 100 ms: one `failover: CASE first_write_s=... lost=0 ...`
+# line per case, each case three times. `make test` runs it once (it is in
+# test-integration).
+test-failover: deps build
+	DOTS_FAILOVER_FULL=1 $(GO) test -tags integration -count=1 -timeout 20m -v $(GOTESTFLAGS) ./test/failover/ | hack/figures.sh bin/test-failover.log
 
 # Kubernetes tools (etcd, apiserver, controller-manager, scheduler, CSI
 # sidecars, helm) built once from the Go module proxy into

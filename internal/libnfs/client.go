@@ -59,7 +59,7 @@ type Client struct {
 	// UID and GID are the AUTH_SYS credentials sent; nil sends the
 	// caller's own.
 	UID, GID *uint32
-	// Netns runs the tools inside this network namespace (ip netns exec),
+	// Netns runs the tools inside this network namespace (nsenter --net),
 	// so their traffic comes from its addresses: a node, as the server sees it.
 	Netns string
 }
@@ -276,7 +276,11 @@ func (c Client) run(ctx context.Context, tool, u string, args ...string) ([]byte
 	var stdout, stderr bytes.Buffer
 	argv := append([]string{tool}, args...)
 	if c.Netns != "" {
-		argv = append([]string{"ip", "netns", "exec", c.Netns}, argv...)
+		// The network namespace only: `ip netns exec` would also copy the
+		// mount table, and a copy holds every zfs-fuse dataset mounted at
+		// that moment, which keeps its pool busy (no export) while the
+		// tool runs.
+		argv = append([]string{"nsenter", "--net=/run/netns/" + c.Netns, "--"}, argv...)
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

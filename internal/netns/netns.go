@@ -43,6 +43,8 @@ type Net struct {
 type Node struct {
 	Name string // the namespace, for `ip netns exec`
 	Addr netip.Addr
+	Dev  string // its interface on the Net
+	net  *Net
 }
 
 // New makes a Net, removed at cleanup. Namespaces and bridges left by
@@ -79,13 +81,9 @@ func (n *Net) owner() string { return fmt.Sprintf("%s-%d-%s", prefix, os.Getpid(
 // people reading `ip netns`.
 func (n *Net) AddNode(label string) *Node {
 	n.t.Helper()
-	n.nodes++
-	i := n.nodes
-	node := &Node{Name: fmt.Sprintf("%s-%s", n.owner(), label), Addr: n.Host}
-	for range i {
-		node.Addr = node.Addr.Next()
-	}
+	i, addr := n.next()
 	host, peer := fmt.Sprintf("dt%sh%d", n.tag, i), fmt.Sprintf("dt%sn%d", n.tag, i)
+	node := &Node{Name: fmt.Sprintf("%s-%s", n.owner(), label), Addr: addr, Dev: peer, net: n}
 	n.ip("netns", "add", node.Name)
 	n.ip("link", "add", host, "type", "veth", "peer", "name", peer)
 	n.ip("link", "set", host, "master", n.Bridge)
@@ -95,6 +93,58 @@ func (n *Net) AddNode(label string) *Node {
 	n.ip("-n", node.Name, "link", "set", peer, "up")
 	n.ip("-n", node.Name, "link", "set", "lo", "up")
 	return node
+}
+
+// next hands out the next address of the Net (nodes and floating
+// addresses share the sequence, so none is given twice).
+func (n *Net) next() (int, netip.Addr) {
+	n.nodes++
+	a := n.Host
+	for range n.nodes {
+		a = a.Next()
+	}
+	return n.nodes, a
+}
+
+// Floating returns an address of the Net that no node has: a Service VIP
+// that a test gives to one node and moves to another (MoveAddr).
+func (n *Net) Floating() netip.Addr {
+	_, a := n.next()
+	return a
+}
+
+// Command is name with args run in the node's network namespace only:
+// nsenter --net, not `ip netns exec`, which also gives the process a
+// mount namespace of its own. Mounts the process makes or waits for (a
+// storage server's zfs-fuse datasets, mounted by the machine's one
+// daemon) must stay in the machine's mount namespace: this one's root is
+// not shared, so later mounts would not propagate into a copy.
+func (node *Node) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "nsenter", append([]string{"--net=/run/netns/" + node.Name, "--", name}, args...)...)
+}
+
+// AddAddr gives the node a second address on the Net.
+func (node *Node) AddAddr(a netip.Addr) {
+	n := node.net
+	n.t.Helper()
+	n.ip("-n", node.Name, "addr", "add", netip.PrefixFrom(a, n.Prefix.Bits()).String(), "dev", node.Dev)
+}
+
+// MoveAddr moves address a from one node to another, as a Service VIP
+// follows its pod: gone from `from` first, so it is never on both, then
+// on `to`. The neighbour entries of a are flushed on every node and on
+// the bridge, so senders ask again who has it instead of sending to the
+// old node until their entries expire (the part a gratuitous ARP, or
+// kube-proxy's rewrite of the Service's endpoints, plays in a cluster).
+func (n *Net) MoveAddr(a netip.Addr, from, to *Node, others ...*Node) {
+	n.t.Helper()
+	cidr := netip.PrefixFrom(a, n.Prefix.Bits()).String()
+	n.ip("-n", from.Name, "addr", "del", cidr, "dev", from.Dev)
+	n.ip("-n", to.Name, "addr", "add", cidr, "dev", to.Dev)
+	for _, o := range append([]*Node{from, to}, others...) {
+		n.ip("-n", o.Name, "neigh", "flush", "to", a.String())
+	}
+	n.ip("neigh", "flush", "to", a.String(), "dev", n.Bridge)
 }
 
 func (n *Net) ip(args ...string) {

@@ -1,6 +1,7 @@
 package nfs
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"path/filepath"
@@ -50,7 +51,10 @@ type GaneshaConfig struct {
 	// absolute.
 	RecoveryDir string
 	// GracePeriod and LeaseLifetime are NFSv4's; zero keeps ganesha's
-	// defaults (90 s and 60 s). Whole seconds, at most 180 s and 120 s.
+	// defaults (90 s and 60 s). Whole seconds, at most 180 s and 120 s,
+	// and the grace period never shorter than the lease: a client may
+	// only notice a restart at its next renewal, a lease after its last,
+	// and must still be in time to reclaim.
 	GracePeriod   time.Duration
 	LeaseLifetime time.Duration
 
@@ -69,6 +73,12 @@ type GaneshaConfig struct {
 	RestartDelay    time.Duration
 	MaxRestartDelay time.Duration
 }
+
+// Ganesha's own NFSv4 timing, used when the config leaves them zero.
+const (
+	ganeshaGrace = 90 * time.Second
+	ganeshaLease = 60 * time.Second
+)
 
 // The anonymous ids squashed users become: "nobody" on Debian and most
 // distributions (ganesha's own default, -2, shows up as 4294967294).
@@ -196,6 +206,9 @@ func (c GaneshaConfig) normalized() (GaneshaConfig, error) {
 	if err := checkSeconds("lease lifetime", c.LeaseLifetime, 120); err != nil {
 		return bad("%v", err)
 	}
+	if grace, lease := cmp.Or(c.GracePeriod, ganeshaGrace), cmp.Or(c.LeaseLifetime, ganeshaLease); grace < lease {
+		return bad("grace period %v shorter than the lease lifetime %v: clients could miss it", grace, lease)
+	}
 	for _, d := range []time.Duration{c.StartTimeout, c.StopTimeout, c.ReloadTimeout, c.RestartDelay, c.MaxRestartDelay} {
 		if d < 0 {
 			return bad("negative timeout %v", d)
@@ -205,6 +218,21 @@ func (c GaneshaConfig) normalized() (GaneshaConfig, error) {
 		return bad("max restart delay %v below restart delay %v", c.MaxRestartDelay, c.RestartDelay)
 	}
 	return c, nil
+}
+
+// GraceTiming is how ganesha 4.x (MainNFSD/nfs_reaper_thread.c,
+// SAL/nfs4_recovery.c) applies the configured grace period: it checks
+// whether grace can end only when its reaper runs, every tick (half the
+// lease, at most 10 s). Grace ends at the first run after every recorded
+// client reclaimed (RECLAIM_COMPLETE, NFSv4.1+), else at the first run
+// after the grace period: full is how long that lasts. cfg must be valid.
+func (c GaneshaConfig) GraceTiming() (tick, full time.Duration) {
+	grace, lease := cmp.Or(c.GracePeriod, ganeshaGrace), cmp.Or(c.LeaseLifetime, ganeshaLease)
+	tick = min(10*time.Second, (lease/time.Second/2)*time.Second)
+	if tick <= 0 {
+		return 0, grace
+	}
+	return tick, (grace + tick - 1) / tick * tick
 }
 
 func checkSeconds(what string, d time.Duration, maxSeconds int) error {

@@ -48,8 +48,15 @@
 // node serves it.
 //
 // zfs-fuse, used on development machines, reports f_fsid 0, so there
-// ganesha falls back to the FUSE device number: handles survive a ganesha
-// restart but not a remount. Production runs OpenZFS.
+// ganesha falls back to the FUSE device number, which a remount usually
+// gets back (the kernel hands out the lowest free one) but not always.
+// Worse, its FUSE mount has no export support: open_by_handle_at finds
+// only inodes the kernel still caches (measured: a handle taken before a
+// pool export and import opens while its inode is cached, and fails with
+// ESTALE after `echo 3 > /proc/sys/vm/drop_caches`). A pool export drops
+// them all, so there handles survive a ganesha restart but not a server
+// restart or move (test/failover counts the ESTALE). OpenZFS resolves
+// handles from the pool (zpl_fh_to_dentry): they survive both.
 //
 // NFSv4 client state (for lock and open reclaim after a restart or move)
 // is kept with RecoveryBackend fs under GaneshaConfig.RecoveryDir, which

@@ -174,8 +174,12 @@ func TestConfigValidate(t *testing.T) {
 		"grace fraction":      func(c *GaneshaConfig) { c.GracePeriod = 1500 * time.Millisecond },
 		"grace too long":      func(c *GaneshaConfig) { c.GracePeriod = 181 * time.Second },
 		"lease too long":      func(c *GaneshaConfig) { c.LeaseLifetime = 121 * time.Second },
-		"negative timeout":    func(c *GaneshaConfig) { c.StopTimeout = -time.Second },
-		"max delay below min": func(c *GaneshaConfig) { c.RestartDelay = time.Minute; c.MaxRestartDelay = time.Second },
+		"grace below lease":   func(c *GaneshaConfig) { c.GracePeriod, c.LeaseLifetime = 20*time.Second, 30*time.Second },
+		// Ganesha's own lease is 60 s.
+		"grace below default lease": func(c *GaneshaConfig) { c.GracePeriod = 30 * time.Second },
+		"default grace below lease": func(c *GaneshaConfig) { c.LeaseLifetime = 100 * time.Second },
+		"negative timeout":          func(c *GaneshaConfig) { c.StopTimeout = -time.Second },
+		"max delay below min":       func(c *GaneshaConfig) { c.RestartDelay = time.Minute; c.MaxRestartDelay = time.Second },
 	} {
 		c := validConfig()
 		mutate(&c)
@@ -219,6 +223,24 @@ func TestExportClients(t *testing.T) {
 		e.Clients = []string{c}
 		if err := cfg.within(e); (err == nil) != ok {
 			t.Errorf("within(%s) = %v, want ok=%v", c, err, ok)
+		}
+	}
+}
+
+// Grace ends at one of ganesha's reaper runs (every half lease, at most
+// 10 s): measured by test/failover (30 s with a 15 s lease lasted 35 s).
+func TestGraceTiming(t *testing.T) {
+	for _, c := range []struct{ grace, lease, tick, full time.Duration }{
+		{32 * time.Second, 16 * time.Second, 8 * time.Second, 32 * time.Second},
+		{30 * time.Second, 15 * time.Second, 7 * time.Second, 35 * time.Second},
+		{30 * time.Second, 20 * time.Second, 10 * time.Second, 30 * time.Second},
+		{0, 0, 10 * time.Second, 90 * time.Second}, // ganesha's 90 s and 60 s
+		{2 * time.Second, 2 * time.Second, time.Second, 2 * time.Second},
+		{5 * time.Second, time.Second, 0, 5 * time.Second},
+	} {
+		cfg := GaneshaConfig{GracePeriod: c.grace, LeaseLifetime: c.lease}
+		if tick, full := cfg.GraceTiming(); tick != c.tick || full != c.full {
+			t.Errorf("grace %v lease %v: tick %v full %v, want %v %v", c.grace, c.lease, tick, full, c.tick, c.full)
 		}
 	}
 }

@@ -40,6 +40,14 @@ type Config struct {
 	ZpoolBinary  string
 	ZFSTimeouts  command.Timeouts
 	ExportOnExit bool
+	// Fencing (see pkg/zfs fence.go): this node's hostid, given or derived
+	// from a name (the node's), written to HostIDFile before the import;
+	// ForceImport is the operator's word that the host that last used an
+	// unexported pool is gone.
+	HostID      string
+	HostIDFrom  string
+	HostIDFile  string
+	ForceImport bool
 	// ReconcileInterval is how often the pool and the exports are compared
 	// and repaired, and the trash reaped.
 	ReconcileInterval time.Duration
@@ -75,6 +83,10 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ZpoolBinary, "zpool-binary", command.Zpool, "the zpool program (a path, or a name looked up in PATH)")
 	c.ZFSTimeouts.AddFlags(fs)
 	fs.BoolVar(&c.ExportOnExit, "export-pool-on-exit", true, "export the pool on shutdown so another node can import it")
+	fs.StringVar(&c.HostID, "hostid", "", "this node's hostid (8 hex digits), written to --hostid-file before the pool is imported; with OpenZFS the pool is fenced with multihost=on. Unique per node")
+	fs.StringVar(&c.HostIDFrom, "hostid-from", "", "derive this node's hostid from this name (in Kubernetes: the node name), instead of --hostid")
+	fs.StringVar(&c.HostIDFile, "hostid-file", zfs.DefaultHostIDFile, "where OpenZFS reads the hostid")
+	fs.BoolVar(&c.ForceImport, "force-import", false, "import a pool another host used last and did not export, without multihost to prove that host gone: only when it is (detached, powered off)")
 	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", time.Minute, "how often the pool and the exports are compared and repaired (volumes not mounted or not exported, exports of nothing, trash)")
 
 	fs.IntVar(&c.NFS.NFSPort, "nfs-port", 2049, "NFS port")
@@ -90,9 +102,28 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	})
 	fs.StringVar(&c.NFS.Squash, "nfs-squash", nfs.SquashRoot, "squashing of volumes created without the squash parameter: root_squash, root_id_squash, all_squash or no_root_squash")
 	fs.StringVar(&c.NFS.Binary, "ganesha", "ganesha.nfsd", "NFS-Ganesha binary")
-	fs.DurationVar(&c.NFS.GracePeriod, "nfs-grace-period", 90*time.Second, "NFSv4 grace period after a start, for clients to reclaim their state")
+	fs.DurationVar(&c.NFS.GracePeriod, "nfs-grace-period", DefaultGracePeriod,
+		"NFSv4 grace period after a start, for clients to reclaim their state; new opens wait for its end (ganesha ends it early once every client it knew has reclaimed). At least --nfs-lease-lifetime")
+	fs.DurationVar(&c.NFS.LeaseLifetime, "nfs-lease-lifetime", 0,
+		"NFSv4 lease: a client silent this long loses its opens and locks; clients reconnect to a restarted server within half of it (default 16s, or the grace period if that is shorter)")
 	c.Ops.AddFlags(fs)
 }
+
+// NFSv4 timing defaults, from test/failover's measurements (README
+// "Failover"). Ganesha checks whether grace can end only when its reaper
+// runs, every half lease (at most 10 s): with every client it recorded
+// reclaimed, grace ends at the first run, 8 s after a start with a 16 s
+// lease (measured 7.0 s with 15 s, 10.0 s with 20 s); without (a client
+// died with the node), at the first run after the full grace period, so
+// the period is a multiple of the run interval (30 s with 7 s runs lasted
+// 35 s). A grace period must be at least a lease, so that an idle client
+// notices the restart at its next renewal and can still reclaim; twice
+// gives Linux clients, which reconnect within half a lease, room to spare.
+// A 16 s lease keeps a client's opens and locks through 16 s of silence.
+const (
+	DefaultLeaseLifetime = 16 * time.Second
+	DefaultGracePeriod   = 32 * time.Second
+)
 
 func intList(dst *[]int) func(string) error {
 	return func(v string) error {
@@ -150,11 +181,18 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("--export-access %q: want %s or %s", c.ExportAccess, AccessPerNode, AccessClients)
 	}
+	if _, err := c.hostID(); err != nil {
+		return err
+	}
 	if err := c.poolConfig(nil).Validate(); err != nil {
 		return err
 	}
 	if err := c.Ops.Validate(); err != nil {
 		return err
+	}
+	if c.NFS.LeaseLifetime == 0 && c.NFS.GracePeriod > 0 {
+		// A shorter grace period asks for a lease that fits in it.
+		c.NFS.LeaseLifetime = min(DefaultLeaseLifetime, c.NFS.GracePeriod)
 	}
 	g := c.nfsConfig()
 	g.RecoveryDir = "/on-the-pool" // set by Run once the pool is open
@@ -169,10 +207,30 @@ func (c *Config) defaultSize() (int64, error) {
 	return n, err
 }
 
+// hostID is the node's hostid from --hostid or --hostid-from; 0 when
+// neither is given (the pool is then not fenced by multihost).
+func (c *Config) hostID() (uint32, error) {
+	switch {
+	case c.HostID != "" && c.HostIDFrom != "":
+		return 0, errors.New("--hostid and --hostid-from: give one")
+	case c.HostID != "":
+		id, err := zfs.ParseHostID(c.HostID)
+		if err != nil {
+			return 0, fmt.Errorf("--hostid: %w", err)
+		}
+		return id, nil
+	case c.HostIDFrom != "":
+		return zfs.HostIDFromName(c.HostIDFrom), nil
+	}
+	return 0, nil
+}
+
 func (c *Config) poolConfig(r command.Runner) zfs.Config {
 	size, _ := capacity.ParseSize(c.PoolFileSize)
+	id, _ := c.hostID()
 	return zfs.Config{Pool: c.Pool, Vdevs: c.Vdevs, Mountpoint: c.MountRoot, Create: c.CreatePool, FileSize: size,
-		Runner: r, CLI: zfs.CLI(c.ZFSCLI)}
+		Runner: r, CLI: zfs.CLI(c.ZFSCLI), HostID: id, HostIDFile: c.HostIDFile, ForceImport: c.ForceImport,
+		Exclusive: true}
 }
 
 func (c *Config) binaries() map[string]string {

@@ -40,4 +40,7 @@ var ErrorCodes = csirpc.NewCodes(api.ErrorCodes, []csirpc.ErrorCode{
 	{Err: api.ErrUnknownNode, Code: codes.NotFound},
 	{Err: zfs.ErrTooManyNodes, Code: codes.ResourceExhausted},
 	{Err: nfs.ErrUnavailable, Code: codes.Unavailable},
+	// Fencing refusals, met when a server opens its pool.
+	{Err: zfs.ErrPoolInUse, Code: codes.Unavailable},
+	{Err: zfs.ErrPoolForeign, Code: codes.FailedPrecondition},
 })

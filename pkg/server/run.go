@@ -51,6 +51,9 @@ func Run(ctx context.Context, cfg Config, ready func(Running)) error {
 	}
 	defer func() {
 		if !cfg.ExportOnExit {
+			// Imported but no longer served: the next server on this
+			// host may take it.
+			_ = pool.Close()
 			return
 		}
 		// A fresh context: ctx is already cancelled when we get here.
@@ -63,6 +66,15 @@ func Run(ctx context.Context, cfg Config, ready func(Running)) error {
 
 	gcfg := cfg.nfsConfig()
 	gcfg.RecoveryDir = filepath.Join(pool.StateDir(), "nfs-recovery")
+	// What NFS clients wait for after this start: new opens until grace
+	// ends, early once every client it recorded reclaimed.
+	tick, full := gcfg.GraceTiming()
+	klog.InfoS("NFSv4 grace", "gracePeriod", gcfg.GracePeriod, "leaseLifetime", gcfg.LeaseLifetime,
+		"checkedEvery", tick, "lastsWithoutReclaims", full)
+	if full != gcfg.GracePeriod && gcfg.GracePeriod > 0 {
+		klog.InfoS("The grace period is not a multiple of ganesha's check interval (half the lease, at most 10s): it lasts longer",
+			"gracePeriod", gcfg.GracePeriod, "lasts", full)
+	}
 	ganesha, err := nfs.NewGanesha(gcfg)
 	if err != nil {
 		return err

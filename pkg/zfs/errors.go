@@ -20,4 +20,11 @@ var (
 	// ErrNotMounted: a volume's dataset is not mounted and cannot be now;
 	// it is not exported until it is.
 	ErrNotMounted = errors.New("volume not mounted")
+	// ErrPoolInUse: another host still writes the pool (multihost's
+	// activity check saw it) or another server on this host serves it.
+	// Never forced.
+	ErrPoolInUse = errors.New("pool in use by another host or server")
+	// ErrPoolForeign: the pool was last imported by another host and not
+	// exported, and nothing proves that host gone (see fence.go).
+	ErrPoolForeign = errors.New("pool last used by another host and not exported")
 )

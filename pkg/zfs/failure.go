@@ -56,6 +56,14 @@ func stderrOf(err error) (string, bool) {
 func classify(stderr string) error {
 	s := strings.ToLower(stderr)
 	switch {
+	// zpool import: OpenZFS says "pool is imported on HOST (hostid: ...)"
+	// when multihost sees the other host write, "was previously in use
+	// from another system" when it was not exported (and, with multihost,
+	// the other host is quiet); zfs-fuse "may be in use from other system".
+	case strings.Contains(s, "is imported on"), strings.Contains(s, "currently imported by another system"):
+		return ErrPoolInUse
+	case strings.Contains(s, "in use from another system"), strings.Contains(s, "in use from other system"):
+		return ErrPoolForeign
 	case strings.Contains(s, "dependent clones"):
 		return errHasClones
 	case strings.Contains(s, "has children"):

@@ -12,18 +12,21 @@ import (
 
 func TestWrapErrClassifies(t *testing.T) {
 	cases := map[string]error{
-		"cannot open 'p/x': dataset does not exist":                                        ErrNotFound,
-		"cannot open 'p': no such pool":                                                    ErrNotFound,
-		"cannot import 'p': no such pool available":                                        ErrNotFound,
-		"cannot create 'p/x': dataset already exists":                                      ErrExists,
-		"cannot create 'p/x': out of space":                                                ErrNoSpace,
-		"cannot set property for 'p/x': size is greater than available space":              ErrNoSpace,
-		"cannot destroy 'p/x': dataset is busy":                                            ErrBusy,
-		"cannot create 'p/x': 'compression' must be one of 'on | off'":                     ErrInvalid,
-		"cannot create 'p/x': 'recordsize' must be power of 2 from 512 to 128k":            ErrInvalid,
-		"cannot create 'p/x': invalid property 'sync'":                                     ErrInvalid,
-		"cannot destroy 'p/x@s': snapshot has dependent clones\nuse '-R' to destroy":       errHasClones,
-		"cannot destroy 'p/x': filesystem has children\nuse '-r' to destroy the following": errHasChildren,
+		"cannot open 'p/x': dataset does not exist":                                                              ErrNotFound,
+		"cannot open 'p': no such pool":                                                                          ErrNotFound,
+		"cannot import 'p': no such pool available":                                                              ErrNotFound,
+		"cannot create 'p/x': dataset already exists":                                                            ErrExists,
+		"cannot create 'p/x': out of space":                                                                      ErrNoSpace,
+		"cannot set property for 'p/x': size is greater than available space":                                    ErrNoSpace,
+		"cannot destroy 'p/x': dataset is busy":                                                                  ErrBusy,
+		"cannot create 'p/x': 'compression' must be one of 'on | off'":                                           ErrInvalid,
+		"cannot create 'p/x': 'recordsize' must be power of 2 from 512 to 128k":                                  ErrInvalid,
+		"cannot create 'p/x': invalid property 'sync'":                                                           ErrInvalid,
+		"cannot destroy 'p/x@s': snapshot has dependent clones\nuse '-R' to destroy":                             errHasClones,
+		"cannot destroy 'p/x': filesystem has children\nuse '-r' to destroy the following":                       errHasChildren,
+		"cannot import 'p': pool is imported on node-a (hostid: 0x5ac3e1)\nExport the pool on the other system":  ErrPoolInUse,
+		"cannot import 'p': pool was previously in use from another system.\nLast accessed by node-a":            ErrPoolForeign,
+		"cannot import 'p': pool may be in use from other system, it was last accessed by vm (hostid: 0x7f0100)": ErrPoolForeign,
 	}
 	for stderr, want := range cases {
 		for _, src := range []error{

@@ -45,11 +45,15 @@ type Flavor struct {
 	// know the fragmentation property (OpenZFS 0.7+). zfs-fuse prints
 	// sizes rounded to three digits and has no fragmentation.
 	ExactZpool bool
+	// Multihost: the pool property multihost (OpenZFS 0.7+), whose
+	// activity check refuses to import a pool another host still writes.
+	// zfs-fuse (pool version 23) has none.
+	Multihost bool
 }
 
 // flavors are the known flavours' features.
 var flavors = map[CLI]Flavor{
-	CLIOpenZFS: {CLI: CLIOpenZFS, AtomicMultiSet: true, ExactZpool: true},
+	CLIOpenZFS: {CLI: CLIOpenZFS, AtomicMultiSet: true, ExactZpool: true, Multihost: true},
 	CLIZFSFuse: {CLI: CLIZFSFuse},
 }
 
@@ -74,6 +78,6 @@ func DetectFlavor(ctx context.Context, r command.Runner, cli CLI) (Flavor, error
 		}
 	}
 	f := flavors[chosen]
-	klog.InfoS("ZFS CLI", "flavor", f.CLI, "requested", cli, "atomicMultiSet", f.AtomicMultiSet, "exactZpool", f.ExactZpool)
+	klog.InfoS("ZFS CLI", "flavor", f.CLI, "requested", cli, "atomicMultiSet", f.AtomicMultiSet, "exactZpool", f.ExactZpool, "multihost", f.Multihost)
 	return f, nil
 }

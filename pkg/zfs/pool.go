@@ -38,10 +38,20 @@ type Config struct {
 	Mountpoint string   // mountpoint of the pool's root dataset; "" keeps ZFS's default
 	Create     bool     // create the pool when it is neither imported nor importable
 	FileSize   int64    // size of vdev files Open creates (sparse)
-	// ForceImport passes -f to `zpool import`, for a pool whose previous
-	// node died without exporting it. Only safe when nothing else can
-	// still have the disk attached.
+	// ForceImport allows `zpool import -f` of a pool another host used
+	// last and did not export, when nothing else can prove that host gone
+	// (no multihost): the operator's word that the disk is detached from
+	// it. Never needed with multihost fencing (see fence.go).
 	ForceImport bool
+	// HostID, when not 0, is this node's hostid: written to HostIDFile
+	// before the pool is imported, and the pool fenced with multihost
+	// (OpenZFS). It must differ between nodes and stay the same on one.
+	HostID     uint32
+	HostIDFile string // default DefaultHostIDFile
+	// Exclusive takes the same-host lock while the pool is open, so a
+	// second server on this host refuses it (ErrPoolInUse). Servers set
+	// it; tests that open one pool twice in a process do not.
+	Exclusive bool
 	// Runner runs the zfs and zpool commands (required).
 	Runner command.Runner
 	// CLI is the ZFS flavour; "" means CLIAuto.
@@ -74,6 +84,9 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
+	if c.HostIDFile != "" && (!filepath.IsAbs(c.HostIDFile) || filepath.Clean(c.HostIDFile) != c.HostIDFile) {
+		return fmt.Errorf("%w: hostid file %q must be a clean absolute path", ErrInvalid, c.HostIDFile)
+	}
 	if c.FileSize < 0 || (c.FileSize > 0 && c.FileSize < minFileSize) {
 		return fmt.Errorf("%w: file size %d: must be 0 or at least %d", ErrInvalid, c.FileSize, minFileSize)
 	}
@@ -103,6 +116,9 @@ type Pool struct {
 
 	trashMu sync.Mutex
 	pending map[string]trashEntry // deleted volumes still under volumes/, by dataset
+
+	lockMu sync.Mutex
+	lock   *os.File // the same-host lock (Config.Exclusive), nil when not held
 }
 
 // Open imports or creates the pool described by cfg and makes sure dots'
@@ -125,12 +141,32 @@ func Open(ctx context.Context, cfg Config) (*Pool, error) {
 		return nil, err
 	}
 	p.flavor = flavor
+	if err := p.attach(ctx, cfg); err != nil {
+		return nil, err
+	}
+	if err := p.setup(ctx, cfg); err != nil {
+		_ = p.Close()
+		return nil, fmt.Errorf("pool %s: %w", p.name, err)
+	}
+	return p, nil
+}
+
+// attach makes the pool imported on this host: it writes the hostid,
+// then uses the imported pool, imports it (fenced, see fence.go) or
+// creates it.
+func (p *Pool) attach(ctx context.Context, cfg Config) error {
+	if err := p.prepareHost(cfg); err != nil {
+		return err
+	}
 	imported, err := p.imported(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	switch {
 	case imported:
+		// Left by a server on this host that died (the same-host lock,
+		// taken below, tells it from one that still runs), or by the
+		// node's own boot.
 		klog.InfoS("Using imported pool", "pool", p.name)
 	default:
 		err := p.importPool(ctx, cfg)
@@ -147,17 +183,17 @@ func Open(ctx context.Context, cfg Config) (*Pool, error) {
 			klog.InfoS("Imported pool", "pool", p.name, "vdevs", cfg.Vdevs)
 		case errors.Is(err, ErrNotFound) && cfg.Create:
 			if err := p.createPool(ctx, cfg); err != nil {
-				return nil, err
+				return err
 			}
 			klog.InfoS("Created pool", "pool", p.name, "vdevs", cfg.Vdevs, "mountpoint", cfg.Mountpoint)
 		default:
-			return nil, fmt.Errorf("pool %s: %w", p.name, err)
+			return fmt.Errorf("pool %s: %w", p.name, err)
 		}
 	}
-	if err := p.setup(ctx, cfg); err != nil {
-		return nil, fmt.Errorf("pool %s: %w", p.name, err)
+	if err := p.fenceImported(ctx, cfg); err != nil {
+		return fmt.Errorf("pool %s: %w", p.name, err)
 	}
-	return p, nil
+	return nil
 }
 
 // setup runs on every Open: mountpoint, layout, backend capabilities,
@@ -177,16 +213,8 @@ func (p *Pool) setup(ctx context.Context, cfg Config) error {
 	if err := p.ensureLayout(ctx); err != nil {
 		return err
 	}
-	if err := p.ensureReserve(ctx); err != nil {
-		// A full pool serves without its reserve until space frees up.
-		klog.ErrorS(err, "The pool has no emergency reserve yet", "pool", p.name)
-	}
-	if err := p.detectTunables(ctx); err != nil {
-		return err
-	}
-	if err := p.recover(ctx); err != nil {
-		return err
-	}
+	// The state dataset holds the same-host lock: mount it and take the
+	// lock before anything else changes the pool.
 	t, err := p.getProps(ctx, depthSelf, []string{propMountpoint, propMounted}, p.stateDataset())
 	if err != nil {
 		return err
@@ -198,7 +226,19 @@ func (p *Pool) setup(ctx context.Context, cfg Config) error {
 		}
 	}
 	p.stateDir = st.str(propMountpoint)
-	return nil
+	if cfg.Exclusive {
+		if err := p.lockHost(p.stateDir); err != nil {
+			return err
+		}
+	}
+	if err := p.ensureReserve(ctx); err != nil {
+		// A full pool serves without its reserve until space frees up.
+		klog.ErrorS(err, "The pool has no emergency reserve yet", "pool", p.name)
+	}
+	if err := p.detectTunables(ctx); err != nil {
+		return err
+	}
+	return p.recover(ctx)
 }
 
 // Name is the pool's name.
@@ -226,25 +266,6 @@ func (p *Pool) imported(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	return false, err
-}
-
-// importPool runs `zpool import`, searching the directories of the vdevs.
-func (p *Pool) importPool(ctx context.Context, cfg Config) error {
-	args := []string{"import"}
-	dirs := map[string]bool{}
-	for _, v := range cfg.Vdevs {
-		d := filepath.Dir(v)
-		if !dirs[d] {
-			dirs[d] = true
-			args = append(args, "-d", d)
-		}
-	}
-	if cfg.ForceImport {
-		args = append(args, "-f")
-	}
-	args = append(args, p.name)
-	_, err := p.run(ctx, command.Pool(args...))
-	return wrapErr("zpool import "+p.name, err)
 }
 
 // createPool creates missing vdev files (sparse) and the pool. Files it
@@ -283,13 +304,7 @@ func (p *Pool) createPool(ctx context.Context, cfg Config) (err error) {
 			return fmt.Errorf("vdev %s: %w", v, terr)
 		}
 	}
-	args := []string{"create"}
-	if cfg.Mountpoint != "" {
-		args = append(args, "-m", cfg.Mountpoint)
-	}
-	args = append(args, p.name)
-	args = append(args, cfg.Vdevs...)
-	_, err = p.run(ctx, command.Pool(args...))
+	_, err = p.run(ctx, command.Pool(p.createArgs(cfg)...))
 	return wrapErr("zpool create "+p.name, err)
 }
 
@@ -375,6 +390,10 @@ func (p *Pool) Healthy() error {
 
 // ExportPool exports the pool cleanly so another node can import it.
 func (p *Pool) ExportPool(ctx context.Context) error {
+	// The lock file is on a dataset the export unmounts.
+	if err := p.Close(); err != nil {
+		klog.ErrorS(err, "Releasing the same-host lock", "pool", p.name)
+	}
 	op := "zpool export " + p.name
 	err := retryBusy(ctx, op, func() error {
 		_, err := p.run(ctx, command.Pool("export", p.name))
@@ -388,6 +407,7 @@ func (p *Pool) ExportPool(ctx context.Context) error {
 
 // DestroyPool destroys the pool and everything in it (tests, local stack).
 func (p *Pool) DestroyPool(ctx context.Context) error {
+	_ = p.Close() // the lock file is on a dataset the destroy unmounts
 	return DestroyImportedPool(ctx, p.runner, p.name)
 }
 

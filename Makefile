@@ -10,7 +10,7 @@ GOTESTFLAGS ?=
 SHELL       := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: all build deps test test-unit test-integration test-faults test-failover verify lint bench demo e2e k8s-tools clean image image-push test-image
+.PHONY: all build deps test test-unit test-integration test-faults test-failover test-replicas test-replicas-short verify lint bench bench-short bench-go demo e2e k8s-tools clean image image-push test-image
 
 all: build
 
@@ -28,17 +28,21 @@ test-unit:
 # The whole suite: unit tests, then everything against the real thing
 # (integration tests on zfs-fuse/ganesha/libnfs, csi-sanity, fault
 # injection, the local stack end to end), the Kubernetes end-to-end test,
-# the demo, and the image (built, then run from the inside: about 2 minutes).
+# the demo, and the image (built, then run from the inside: about 2 minutes),
+# and the benchmark's -short mode (fails when a target it measures is missed).
 test: deps verify build test-unit test-integration
+	$(MAKE) --no-print-directory test-replicas-short
+	$(MAKE) --no-print-directory bench-short
 	$(MAKE) --no-print-directory e2e
 	$(MAKE) --no-print-directory demo
 	$(MAKE) --no-print-directory test-image
 
 # Integration tests: the tests behind the `integration` build tag, which
 # start zfs-fuse pools, NFS-Ganesha and mounts (as root). Figures the tests
-# measure are printed as `name: key=value ...` lines.
+# measure are printed as `name: key=value ...` lines. The benchmark
+# (test/bench) runs in bench and bench-short, not here.
 test-integration: deps build
-	$(GO) test -tags integration -count=1 -timeout 25m -v $(GOTESTFLAGS) ./... | hack/figures.sh bin/test-integration.log
+	$(GO) test -tags integration -count=1 -timeout 25m -v $(GOTESTFLAGS) $$($(GO) list ./... | grep -v -e '/test/bench$$' -e '/test/replicas$$') | hack/figures.sh bin/test-integration.log
 
 # Fault injection on real servers: hung and killed zfs commands, servers
 # that stop; prints one `faults: ...` line per scenario.
@@ -52,6 +56,17 @@ test-faults: deps build
 # test-integration).
 test-failover: deps build
 	DOTS_FAILOVER_FULL=1 $(GO) test -tags integration -count=1 -timeout 20m -v $(GOTESTFLAGS) ./test/failover/ | hack/figures.sh bin/test-failover.log
+
+# Replicas on real servers (`dots server` processes, zfs-fuse pools,
+# ganesha, libnfs): replication with checksums and its lag, promotion after
+# a lost pool (RPO, RTO), split brain, an interrupted stream. Prints
+# `replication: ...` and `promotion: ...` lines. `make test` runs the short
+# mode (1 s interval, shorter windows: about 2 minutes).
+test-replicas: deps build
+	$(GO) test -tags integration -count=1 -timeout 20m -v $(GOTESTFLAGS) ./test/replicas/ | hack/figures.sh bin/test-replicas.log
+
+test-replicas-short: deps build
+	$(GO) test -tags integration -count=1 -short -timeout 10m -v $(GOTESTFLAGS) ./test/replicas/ | hack/figures.sh bin/test-replicas-short.log
 
 # Kubernetes tools (etcd, apiserver, controller-manager, scheduler, CSI
 # sidecars, helm) built once from the Go module proxy into
@@ -76,10 +91,26 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-# Benchmarks report ratios against a baseline measured in the same run
-# (e.g. copy/restore: copying a volume's data vs restoring it from a snapshot).
-bench: deps
-	$(GO) test -tags integration -run '^$$' -bench . -benchtime 3x ./...
+# The benchmark (test/bench, see README "Performance"): every figure with
+# dots' value, a baseline measured in the same run on the same pool, their
+# ratio and spread over repetitions, and the issue's target; a table at the
+# end and bench/results.json (DOTS_BENCH_OUT). Misses are reported, not
+# fatal. About 15 minutes. Then the packages' own Go benchmarks (bench-go).
+bench: deps build
+	mkdir -p bin
+	$(GO) test -tags integration -count=1 -timeout 90m $(GOTESTFLAGS) ./test/bench/ | tee bin/bench.log
+	$(MAKE) --no-print-directory bench-go
+
+# The benchmark's -short mode: smaller sizes, fewer repetitions, under 2
+# minutes; a miss of a target it measures fails it (README "Performance").
+bench-short: deps build
+	mkdir -p bin
+	$(GO) test -tags integration -count=1 -short -timeout 10m -v $(GOTESTFLAGS) ./test/bench/ | hack/figures.sh bin/bench-short.log
+
+# The packages' Go benchmarks, each with its baseline in the same run
+# (e.g. pkg/zfs copy vs clone, pkg/nfs export readiness).
+bench-go: deps
+	$(GO) test -tags integration -run '^$$' -bench . -benchtime 3x $$($(GO) list ./... | grep -v '/test/bench$$')
 
 demo: deps build
 	hack/demo.sh

@@ -18,8 +18,8 @@ import (
 
 func clientCommands() []command {
 	return []command{
-		{"servers", "list the storage servers: pool state, size, used, free, volumes (read when asked)", explained("servers", cmdServers)},
-		{"volume", "create, list, get, expand, clone, delete volumes; put and cat files through NFS; mount, unmount, stats", explained("volume", cmdVolume)},
+		{"servers", "list the storage servers: pool state, size, used, free, volumes, replicas held, orphaned pools (read when asked)", explained("servers", cmdServers)},
+		{"volume", "create, list, get, expand, clone, delete, promote volumes; put and cat files through NFS; mount, unmount, stats", explained("volume", cmdVolume)},
 		{"snapshot", "create, list, delete snapshots; restore one into a new volume", explained("snapshot", cmdSnapshot)},
 	}
 }
@@ -34,8 +34,11 @@ type session struct {
 	output   string
 	timeout  time.Duration
 	args     []string
-	client   *client.Client
-	print    client.Printer
+	// admin: the command talks to the controller's admin socket, found
+	// in the local stack's state when --http does not name it.
+	admin  bool
+	client *client.Client
+	print  client.Printer
 }
 
 func newSession(name, usage string) *session {
@@ -43,7 +46,7 @@ func newSession(name, usage string) *session {
 	current = s
 	s.fs.StringVar(&s.stateDir, "state-dir", envOr("DOTS_STATE_DIR", local.DefaultStateDir), "state directory of the local stack to talk to")
 	s.fs.StringVar(&s.endpoint, "endpoint", os.Getenv("DOTS_ENDPOINT"), "CSI endpoint, unix:///PATH (default: the local stack's)")
-	s.fs.StringVar(&s.http, "http", os.Getenv("DOTS_HTTP"), "the controller's admin socket, for `servers`: unix:///PATH of its --admin-socket (default: the local stack's)")
+	s.fs.StringVar(&s.http, "http", os.Getenv("DOTS_HTTP"), "the controller's admin socket, `unix:///PATH` of its --admin-socket, for servers, volume promote, server drain and server rebalance (default: the local stack's)")
 	s.fs.StringVar(&s.output, "o", "table", "output format: table or json")
 	s.fs.DurationVar(&s.timeout, "timeout", time.Minute, "how long to wait for an answer")
 	s.fs.Usage = func() {
@@ -82,7 +85,7 @@ func (s *session) parse(args []string, want int) error {
 		return err
 	}
 	s.print = client.Printer{W: os.Stdout, Format: f}
-	if s.endpoint == "" || (s.http == "" && s.fs.Name() == "dots servers") {
+	if s.endpoint == "" || (s.http == "" && s.admin) {
 		info, err := local.ReadInfo(s.stateDir)
 		if err != nil {
 			return err
@@ -112,7 +115,20 @@ func (s *session) mountPorts() client.MountPorts {
 }
 
 func (s *session) ctx(parent context.Context) (context.Context, context.CancelFunc) {
+	if s.timeout == 0 {
+		return context.WithCancel(parent)
+	}
 	return context.WithTimeout(parent, s.timeout)
+}
+
+// newAdminSession is a session of a command served by the controller's
+// admin socket, waiting timeout by default (0: until it ends).
+func newAdminSession(name, usage string, timeout time.Duration) *session {
+	s := newSession(name, usage)
+	s.admin = true
+	s.timeout = timeout
+	s.fs.Lookup("timeout").DefValue = timeout.String()
+	return s
 }
 
 func size(v string) (int64, error) {
@@ -124,6 +140,7 @@ func size(v string) (int64, error) {
 
 func cmdServers(ctx context.Context, args []string) error {
 	s := newSession("servers", "")
+	s.admin = true
 	if err := s.parse(args, 0); err != nil {
 		return err
 	}
@@ -133,7 +150,11 @@ func cmdServers(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return s.print.Servers(list)
+	orphans, err := s.client.OrphanedPools(ctx)
+	if err != nil {
+		return err
+	}
+	return s.print.Servers(client.WithOrphans(list, orphans))
 }
 
 func subcommand(ctx context.Context, group string, args []string, subs map[string]func(context.Context, []string) error) error {

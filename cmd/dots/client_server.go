@@ -16,7 +16,9 @@ import (
 // serverAdmin are the `dots server VERB` commands; `dots server` with flags
 // runs a storage server.
 var serverAdmin = map[string]func(context.Context, []string) error{
-	"forget": cmdServerForget,
+	"forget":    cmdServerForget,
+	"drain":     explained("servers", cmdServerDrain),
+	"rebalance": explained("servers", cmdServerRebalance),
 }
 
 // cmdServerForget declares a storage server gone for good: the controller

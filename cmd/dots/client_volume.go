@@ -14,7 +14,7 @@ func cmdVolume(ctx context.Context, args []string) error {
 	return subcommand(ctx, "volume", args, map[string]func(context.Context, []string) error{
 		"create": volumeCreate, "list": volumeList, "get": volumeGet, "expand": volumeExpand,
 		"delete": volumeDelete, "clone": volumeClone, "mount": volumeMount, "unmount": volumeUnmount, "stats": volumeStats,
-		"put": volumePut, "cat": volumeCat, "publish": volumePublish, "unpublish": volumeUnpublish,
+		"put": volumePut, "cat": volumeCat, "publish": volumePublish, "unpublish": volumeUnpublish, "promote": volumePromote,
 	})
 }
 

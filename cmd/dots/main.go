@@ -23,7 +23,7 @@ type command struct {
 
 func commands() []command {
 	return append([]command{
-		{"server", "run a storage server: one ZFS pool and its NFS server (`dots server forget NAME`: declare one gone)", runServer},
+		{"server", "run a storage server: one ZFS pool, its NFS server, and replicas to and from other servers (`dots server drain|rebalance|forget`: move volumes off one, even them out, declare one gone)", runServer},
 		{"controller", "run the cluster-wide CSI controller", runController},
 		{"node", "run the CSI node plugin", runNode},
 		{"local", "run the whole system on this machine (development and demo)", runLocal},

@@ -7,6 +7,8 @@
 package mountfake
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -33,6 +35,15 @@ type Seams struct {
 	unmountLog  []int
 	groups      map[string]uint32
 	groupErr    error
+	mountErr    map[string]error
+	mountHang   map[string]bool
+	mountTries  []MountTry
+}
+
+// MountTry is one NFS mount attempt (MountNFS): its source and options.
+type MountTry struct {
+	Source  string
+	Options []string
 }
 
 // DefaultStatfs is what statfs answers for a path the test did not set: a
@@ -51,6 +62,8 @@ func New() *Seams {
 		statfsErr: map[string]error{},
 		statfsOK:  DefaultStatfs,
 		groups:    map[string]uint32{},
+		mountErr:  map[string]error{},
+		mountHang: map[string]bool{},
 	}
 }
 
@@ -64,6 +77,45 @@ func (s *Seams) ShareGroup(path string, gid uint32) error {
 	}
 	s.groups[path] = gid
 	return nil
+}
+
+// MountNFS is the fake NFS mount (mounter.Config.NFSMount): it logs the
+// try, then fails with the error set for source, or hangs until ctx ends
+// (a dead server: the mounter ends the try), or mounts in the fake table.
+func (s *Seams) MountNFS(ctx context.Context, source, target string, options []string) error {
+	s.mu.Lock()
+	s.mountTries = append(s.mountTries, MountTry{Source: source, Options: append([]string(nil), options...)})
+	err, hang := s.mountErr[source], s.mountHang[source]
+	s.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return fmt.Errorf("mount %s: %w", source, ctx.Err())
+	}
+	if err != nil {
+		return err
+	}
+	return s.Mounter.Mount(source, target, "nfs4", options)
+}
+
+// SetMountErr makes NFS mounts of source fail with err (nil: succeed).
+func (s *Seams) SetMountErr(source string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mountErr[source] = err
+}
+
+// HangMount makes NFS mounts of source hang until their context ends.
+func (s *Seams) HangMount(source string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mountHang[source] = true
+}
+
+// MountTries lists every NFS mount attempt so far.
+func (s *Seams) MountTries() []MountTry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]MountTry(nil), s.mountTries...)
 }
 
 // SetShareGroupErr makes ShareGroup fail with err (nil: succeed).

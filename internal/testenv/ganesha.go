@@ -89,7 +89,9 @@ func StartGanesha(t testing.TB, exports []nfs.Export, mutate ...func(*nfs.Ganesh
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// A minute, or longer when the test gave ganesha longer to start
+	// (thousands of exports take minutes).
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute+cfg.StartTimeout)
 	defer cancel()
 	if err := g.SetExports(ctx, exports); err != nil {
 		t.Fatal(err)
@@ -259,15 +261,23 @@ func PidAlive(pid int) bool {
 // (what ganesha was told to serve).
 func ExportedPseudos(t testing.TB, runDir string) map[string]bool {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(runDir, "ganesha", "exports.conf"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]bool{}
-	for _, l := range strings.Split(string(b), "\n") {
+	for _, l := range strings.Split(ExportsText(t, runDir), "\n") {
 		if rest, ok := strings.CutPrefix(strings.TrimSpace(l), "Pseudo = "); ok {
 			out[strings.Trim(strings.TrimSuffix(rest, ";"), `"`)] = true
 		}
 	}
 	return out
+}
+
+// ExportsText is the exports file in a storage server's run directory
+// (RUN-DIR/ganesha/exports.conf) with the files it includes in their
+// place, as ganesha reads it: every EXPORT block the server asked for.
+func ExportsText(t testing.TB, runDir string) string {
+	t.Helper()
+	text, err := nfs.ReadExports(filepath.Join(runDir, "ganesha"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return text
 }

@@ -20,7 +20,12 @@ import (
 // It makes sure ZFS answers (starting zfs-fuse, which it leaves running: it
 // serves the whole machine), removes pools left by crashed runs, and runs
 // the tests.
-func Main(m *testing.M) {
+func Main(m *testing.M) { MainThen(m, nil) }
+
+// MainThen is Main with after run once the tests have ended, before the
+// process exits (a benchmark writes its report there); an error from it
+// fails the run.
+func MainThen(m *testing.M, after func() error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	err := ensureZFS(ctx)
 	if err == nil {
@@ -36,6 +41,12 @@ func Main(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	if after != nil {
+		if err := after(); err != nil {
+			fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
+			code = max(code, 1)
+		}
+	}
 	removeDotsBinary()
 	os.Exit(code)
 }

@@ -36,13 +36,16 @@ var runner struct {
 // Runner is the command runner tests use for their own zfs and zpool
 // commands and for the pools they open: the real binaries, with the
 // production deadlines.
+//
+// The tests' ZFS is zfs-fuse, so their mounting commands take turns with
+// every server's on the host (zfs.SerializeMounts says why).
 func Runner(t testing.TB) command.Runner {
 	t.Helper()
 	r, err := hostRunner()
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	return r
+	return zfs.SerializeMounts(r, zfs.DefaultMountLock)
 }
 
 func hostRunner() (*command.Host, error) {

@@ -7,11 +7,12 @@ import (
 )
 
 // PluginCapabilities are what the controller and every server advertise:
-// the controller service, and expansion while mounted (NFS clients see a new
+// the controller and group controller services, and expansion while mounted (NFS clients see a new
 // refquota at once).
 func PluginCapabilities() []*csi.PluginCapability {
 	return []*csi.PluginCapability{
 		{Type: &csi.PluginCapability_Service_{Service: &csi.PluginCapability_Service{Type: csi.PluginCapability_Service_CONTROLLER_SERVICE}}},
+		{Type: &csi.PluginCapability_Service_{Service: &csi.PluginCapability_Service{Type: csi.PluginCapability_Service_GROUP_CONTROLLER_SERVICE}}},
 		{Type: &csi.PluginCapability_VolumeExpansion_{VolumeExpansion: &csi.PluginCapability_VolumeExpansion{Type: csi.PluginCapability_VolumeExpansion_ONLINE}}},
 	}
 }
@@ -33,6 +34,7 @@ func ControllerCapabilities(publish bool) []*csi.ControllerServiceCapability {
 		csi.ControllerServiceCapability_RPC_GET_VOLUME_HEALTH,
 		csi.ControllerServiceCapability_RPC_LIST_VOLUME_HEALTH,
 		csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
+		csi.ControllerServiceCapability_RPC_MODIFY_VOLUME,
 	}
 	if publish {
 		rpcs = append(rpcs, csi.ControllerServiceCapability_RPC_PUBLISH_UNPUBLISH_VOLUME,

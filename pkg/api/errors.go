@@ -21,6 +21,15 @@ var (
 	ErrMalformedID = errors.New("malformed id")
 	// ErrNotReady is a Probe of a daemon that cannot serve yet.
 	ErrNotReady = errors.New("not ready")
+	// ErrStaleGeneration is a copy of a volume, or a stream from one, older
+	// than a generation the answering server holds: it must not serve.
+	ErrStaleGeneration = errors.New("stale generation")
+	// ErrNotReplica is a replica-only operation on a primary (or on a
+	// server holding no copy).
+	ErrNotReplica = errors.New("not a replica")
+	// ErrNotPrimary is a primary-only operation on a server that holds no
+	// primary copy of the volume.
+	ErrNotPrimary = errors.New("not the primary")
 )
 
 // ErrorCode pairs a sentinel error with the gRPC code it means. It is an
@@ -39,4 +48,7 @@ var ErrorCodes = []ErrorCode{
 	{Err: ErrOutOfRange, Code: codes.OutOfRange},
 	{Err: ErrMalformedID, Code: codes.NotFound},
 	{Err: ErrNotReady, Code: codes.FailedPrecondition},
+	{Err: ErrStaleGeneration, Code: codes.FailedPrecondition},
+	{Err: ErrNotReplica, Code: codes.FailedPrecondition},
+	{Err: ErrNotPrimary, Code: codes.FailedPrecondition},
 }

@@ -18,6 +18,21 @@ const (
 	ManifestUsedBytes      = "usedBytes"      // used of the root dataset
 	ManifestAvailableBytes = "availableBytes" // available of the root dataset: what a volume can get
 	ManifestReadAt         = "readAt"         // RFC 3339: when the figures were read
+	// The server's volumes: how many, and the sum of their capacities
+	// (what placement has promised). With the space above they are the
+	// summary the controller probes and places by, without a listing.
+	ManifestVolumes          = "volumes"
+	ManifestProvisionedBytes = "provisionedBytes"
+	ManifestSnapshots        = "snapshots"
+	// ManifestVolumesPath is the mountpoint of the server's volumes (the
+	// local-bind mode reaches a candidate's copy there); ManifestReplicas
+	// is how many replicas of other servers' volumes it holds.
+	ManifestVolumesPath = "volumesPath"
+	ManifestReplicas    = "replicas"
+	// ManifestZone is the server's failure zone (absent: none): a
+	// volume's replicas go to other zones than its primary's when they
+	// can.
+	ManifestZone = "zone"
 )
 
 // PoolInfo is what a server's manifest says of its pool.
@@ -26,6 +41,10 @@ type PoolInfo struct {
 	Health                string
 	Size, Used, Available int64
 	ReadAt                time.Time
+	// Counts: HasCounts is false when the manifest carries none.
+	HasCounts          bool
+	Volumes, Snapshots int
+	Provisioned        int64
 }
 
 // Manifest renders p into manifest keys.
@@ -36,6 +55,11 @@ func (p PoolInfo) Manifest(m map[string]string) {
 	m[ManifestUsedBytes] = strconv.FormatInt(p.Used, 10)
 	m[ManifestAvailableBytes] = strconv.FormatInt(p.Available, 10)
 	m[ManifestReadAt] = p.ReadAt.UTC().Format(time.RFC3339Nano)
+	if p.HasCounts {
+		m[ManifestVolumes] = strconv.Itoa(p.Volumes)
+		m[ManifestSnapshots] = strconv.Itoa(p.Snapshots)
+		m[ManifestProvisionedBytes] = strconv.FormatInt(p.Provisioned, 10)
+	}
 }
 
 // ParsePoolInfo reads a manifest; ok is false when it carries no pool
@@ -52,5 +76,11 @@ func ParsePoolInfo(m map[string]string) (p PoolInfo, ok bool) {
 		}
 	}
 	p.ReadAt, _ = time.Parse(time.RFC3339Nano, m[ManifestReadAt])
+	v, err1 := strconv.Atoi(m[ManifestVolumes])
+	sn, err2 := strconv.Atoi(m[ManifestSnapshots])
+	pr, err3 := strconv.ParseInt(m[ManifestProvisionedBytes], 10, 64)
+	if err1 == nil && err2 == nil && err3 == nil {
+		p.HasCounts, p.Volumes, p.Snapshots, p.Provisioned = true, v, sn, pr
+	}
 	return p, true
 }

@@ -34,6 +34,10 @@ func IDFor(name string) string {
 	if len(name) <= MaxIDLen {
 		return name
 	}
+	return hashedID(name)
+}
+
+func hashedID(name string) string {
 	sum := sha256.Sum256([]byte(name))
 	return hashedIDPrefix + hex.EncodeToString(sum[:20])
 }

@@ -12,8 +12,9 @@ import (
 // MaxNodeIDLen is the CSI bound on a node ID.
 const MaxNodeIDLen = 256
 
-// maxNodeAddresses bounds the addresses of one node (dual stack needs two).
-const maxNodeAddresses = 4
+// MaxNodeAddresses bounds the addresses of one node (dual stack needs two;
+// an overlay network's tunnel and bridge addresses add some).
+const MaxNodeAddresses = 4
 
 // ErrUnknownNode is a node ID that names no dots node (it carries no
 // address an export could admit): for the caller, that node does not
@@ -106,8 +107,8 @@ func ParseNodeID(s string) (NodeID, error) {
 			n.Addresses = append(n.Addresses, a)
 		}
 	}
-	if len(n.Addresses) > maxNodeAddresses {
-		return n, fmt.Errorf("%w: node_id %q has more than %d addresses", ErrInvalid, s, maxNodeAddresses)
+	if len(n.Addresses) > MaxNodeAddresses {
+		return n, fmt.Errorf("%w: node_id %q has more than %d addresses", ErrInvalid, s, MaxNodeAddresses)
 	}
 	return n, nil
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // StorageClass parameters of a dots volume. They arrive in every
@@ -35,7 +36,7 @@ const kubernetesPrefix = "csi.storage.k8s.io/"
 var zfsParams = []string{ParamCompression, ParamRecordSize, ParamAtime, ParamSync}
 
 // knownParams, for the error that names them.
-var knownParams = append([]string{ParamServer, ParamThick, ParamSquash, ParamAnonUID, ParamAnonGID, ParamUID, ParamGID, ParamMode}, zfsParams...)
+var knownParams = append([]string{ParamServer, ParamThick, ParamSquash, ParamAnonUID, ParamAnonGID, ParamUID, ParamGID, ParamMode, ParamReplicas, ParamReplicationInterval}, zfsParams...)
 
 // Params is a parsed parameter set.
 type Params struct {
@@ -43,6 +44,10 @@ type Params struct {
 	Thick      bool              // reserve the whole capacity up front
 	Properties map[string]string // ZFS tunables, values unchecked
 	Access     Access            // squashing and root ownership
+	// Replicas counts the volume's copies, the primary included (1: none);
+	// ReplicationInterval is how often the primary sends increments.
+	Replicas            int
+	ReplicationInterval time.Duration
 }
 
 // ParseParams checks a parameter map. Unknown keys are refused, so a typo
@@ -50,7 +55,8 @@ type Params struct {
 // the external-provisioner adds are accepted and ignored. Errors wrap
 // ErrInvalid.
 func ParseParams(in map[string]string) (Params, error) {
-	p := Params{Properties: map[string]string{}, Access: Access{AnonUID: DefaultAnonID, AnonGID: DefaultAnonID}}
+	p := Params{Properties: map[string]string{}, Access: Access{AnonUID: DefaultAnonID, AnonGID: DefaultAnonID},
+		Replicas: 1, ReplicationInterval: DefaultReplicationInterval}
 	for _, k := range slices.Sorted(maps.Keys(in)) {
 		v := in[k]
 		switch {
@@ -93,6 +99,18 @@ func ParseParams(in map[string]string) (Params, error) {
 				return p, err
 			}
 			p.Access.Mode = &m
+		case k == ParamReplicas:
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > MaxReplicas {
+				return p, fmt.Errorf("%w: parameter %s=%q: want a whole number of copies from 1 to %d (the primary included)", ErrInvalid, k, v, MaxReplicas)
+			}
+			p.Replicas = n
+		case k == ParamReplicationInterval:
+			d, err := time.ParseDuration(v)
+			if err != nil || d < MinReplicationInterval {
+				return p, fmt.Errorf("%w: parameter %s=%q: want a duration of at least %s (e.g. 10s)", ErrInvalid, k, v, MinReplicationInterval)
+			}
+			p.ReplicationInterval = d
 		case slices.Contains(zfsParams, k):
 			if v == "" {
 				return p, fmt.Errorf("%w: parameter %q is empty", ErrInvalid, k)
@@ -105,10 +123,14 @@ func ParseParams(in map[string]string) (Params, error) {
 	return p, nil
 }
 
-// WithoutServer returns the parameters minus ParamServer: what the
-// controller forwards to the server it chose.
+// WithoutServer returns the parameters minus those of placement
+// (ParamServer) and replication (ParamReplicas, ParamReplicationInterval):
+// what the controller forwards to the server it chose. Replication reaches
+// a server as SetReplicas, never as a create's parameter.
 func WithoutServer(in map[string]string) map[string]string {
 	out := maps.Clone(in)
 	delete(out, ParamServer)
+	delete(out, ParamReplicas)
+	delete(out, ParamReplicationInterval)
 	return out
 }

@@ -72,3 +72,26 @@ func FuzzParseParams(f *testing.F) {
 		}
 	})
 }
+
+func TestParseReplication(t *testing.T) {
+	p, err := ParseParams(nil)
+	if err != nil || p.Replicas != 1 || p.ReplicationInterval != DefaultReplicationInterval {
+		t.Fatalf("defaults: %+v %v", p, err)
+	}
+	p, err = ParseParams(map[string]string{ParamReplicas: "3", ParamReplicationInterval: "2s"})
+	if err != nil || p.Replicas != 3 || p.ReplicationInterval.Seconds() != 2 {
+		t.Fatalf("got %+v %v", p, err)
+	}
+	for _, bad := range []map[string]string{
+		{ParamReplicas: "0"}, {ParamReplicas: "6"}, {ParamReplicas: "two"}, {ParamReplicas: ""},
+		{ParamReplicationInterval: "500ms"}, {ParamReplicationInterval: "10"}, {ParamReplicationInterval: "-1s"},
+	} {
+		if _, err := ParseParams(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%v: want ErrInvalid, got %v", bad, err)
+		}
+	}
+	fwd := WithoutServer(map[string]string{ParamServer: "s", ParamReplicas: "2", ParamReplicationInterval: "5s", ParamThick: "true"})
+	if len(fwd) != 1 || fwd[ParamThick] != "true" {
+		t.Fatalf("forwarded %v", fwd)
+	}
+}

@@ -37,7 +37,8 @@ type CreateVolume struct {
 }
 
 // ParseCreateVolume runs the checks of a CreateVolume request shared by the
-// controller and the servers: name, capabilities, parameters, size (def
+// controller and the servers: name, capabilities, parameters (with the
+// mutable parameters of a VolumeAttributesClass laid over them), size (def
 // when the request names none) and content source.
 func ParseCreateVolume(req *csi.CreateVolumeRequest, def int64) (CreateVolume, error) {
 	var cv CreateVolume
@@ -54,6 +55,11 @@ func ParseCreateVolume(req *csi.CreateVolumeRequest, def int64) (CreateVolume, e
 	if err != nil {
 		return cv, err
 	}
+	m, err := ParseMutableParams(req.GetMutableParameters())
+	if err != nil {
+		return cv, err
+	}
+	m.Apply(&p)
 	size, err := ResolveCapacity(req.GetCapacityRange(), def)
 	if err != nil {
 		return cv, err

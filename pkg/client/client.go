@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -21,7 +20,6 @@ import (
 
 	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/csirpc"
-	"github.com/dots-csi/dots/pkg/registry"
 )
 
 // Client talks to one dots endpoint.
@@ -29,12 +27,12 @@ type Client struct {
 	conn       *grpc.ClientConn
 	controller csi.ControllerClient
 	node       csi.NodeClient
-	admin      string
+	adminAddr  string
 }
 
 // Dial connects to a CSI endpoint, a unix socket (plaintext, owner-only);
 // admin (the controller's admin socket, unix:///PATH, or an http:// URL
-// that forwards to it) is needed only to list servers.
+// that forwards to it) is needed only for servers and for moving volumes.
 func Dial(endpoint, admin string) (*Client, error) {
 	network, _, err := csirpc.ParseEndpoint(endpoint)
 	if err != nil {
@@ -53,7 +51,7 @@ func Dial(endpoint, admin string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{conn: conn, controller: csi.NewControllerClient(conn), node: csi.NewNodeClient(conn), admin: admin}, nil
+	return &Client{conn: conn, controller: csi.NewControllerClient(conn), node: csi.NewNodeClient(conn), adminAddr: admin}, nil
 }
 
 // Close closes the connection.
@@ -70,6 +68,10 @@ type Volume struct {
 	Export     string `json:"export"`
 	LocalPath  string `json:"localPath,omitempty"`
 	Source     string `json:"source,omitempty"`
+	// Generation and Replicas: a replicated volume's (Server is its
+	// primary); zero and empty for a volume without replicas.
+	Generation uint64              `json:"generation,omitempty"`
+	Replicas   []api.ReplicaStatus `json:"replicas,omitempty"`
 	// Health lists what is wrong with the volume (empty when nothing is);
 	// HealthKnown is false when the controller could not say.
 	Health      []HealthEntry `json:"health"`
@@ -83,6 +85,11 @@ func volumeOf(v *csi.Volume) Volume {
 		Health: []HealthEntry{}}
 	out.NFSPort, _ = strconv.Atoi(ctx[api.ContextNFSPort])
 	out.Used, _ = strconv.ParseInt(ctx[api.ContextUsedBytes], 10, 64)
+	out.Generation, _ = strconv.ParseUint(ctx[api.ContextGeneration], 10, 64)
+	if r := ctx[api.ContextReplicas]; r != "" {
+		// A malformed list shows as none rather than failing the read.
+		_ = json.Unmarshal([]byte(r), &out.Replicas)
+	}
 	switch {
 	case v.GetContentSource().GetSnapshot() != nil:
 		out.Source = "snapshot " + v.GetContentSource().GetSnapshot().GetSnapshotId()
@@ -329,34 +336,6 @@ func (c *Client) Stats(ctx context.Context, id, target string) (Stats, error) {
 	}
 	s.Health = healthOf(health.GetVolumeHealth())
 	return s, nil
-}
-
-// Servers lists the storage servers with their capacity, from the
-// controller's /servers on its admin socket, which probes each server
-// first unless it answered within the last seconds.
-func (c *Client) Servers(ctx context.Context) ([]registry.ServerView, error) {
-	if c.admin == "" {
-		return nil, fmt.Errorf("listing servers needs the controller's admin socket (--http unix:///PATH, its --admin-socket)")
-	}
-	base, hc := adminHTTP(c.admin)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/servers", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s/servers: %s", c.admin, resp.Status)
-	}
-	var out []registry.ServerView
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return nil, err
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
 }
 
 // adminHTTP returns the base URL and the HTTP client of the admin address:

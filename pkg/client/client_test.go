@@ -42,7 +42,7 @@ func TestServersFromAdminSocket(t *testing.T) {
 	if len(list) != 2 || list[0].Name != "a" || list[1].Name != "b" {
 		t.Fatalf("servers %+v", list)
 	}
-	c.admin = ""
+	c.adminAddr = ""
 	if _, err := c.Servers(context.Background()); err == nil || !strings.Contains(err.Error(), "admin socket") {
 		t.Fatalf("no admin address: %v", err)
 	}

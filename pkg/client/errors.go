@@ -3,12 +3,14 @@ package client
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/dots-csi/dots/internal/libnfs"
+	"github.com/dots-csi/dots/pkg/api"
 )
 
 // Context says what a command was about, for the hints of its errors.
@@ -28,12 +30,22 @@ func Explain(err error, c Context) string {
 	if errors.Is(err, libnfs.ErrAccess) {
 		return withHint(err.Error(), fmt.Sprintf("the export admits only the nodes the volume is published to: `dots volume publish %s`", orID(c.ID)))
 	}
+	var ae *AdminError
+	if errors.As(err, &ae) {
+		return explainAdmin(ae, c)
+	}
 	st, ok := status.FromError(unwrapStatus(err))
 	if !ok {
+		if errors.Is(err, ErrMovesCut) {
+			return withHint(err.Error(), "what was reported moved did move; run the command again to move the rest (`dots servers` shows where volumes are)")
+		}
 		return err.Error()
 	}
 	msg := st.Message()
 	text := st.Code().String() + ": " + msg
+	if hint := replicaHint(msg, c, st.Code() == codes.ResourceExhausted); hint != "" {
+		return withHint(text, hint)
+	}
 	switch st.Code() {
 	case codes.NotFound:
 		list := "`dots volume list`"
@@ -92,4 +104,50 @@ func kindOr(kind string) string {
 		return "snapshot"
 	}
 	return "volume"
+}
+
+// replicaHint words the failures of replicated volumes, which the
+// controller and servers report under several codes (FailedPrecondition,
+// ResourceExhausted, an admin request's HTTP status), by their contract
+// errors' texts and the controller's wording; exhausted says the code
+// means "not enough" (then a message about replicas is a placement short
+// of servers).
+func replicaHint(msg string, c Context, exhausted bool) string {
+	switch {
+	case strings.Contains(msg, api.ErrStaleGeneration.Error()):
+		return "a copy of this volume is older than one promoted since (a server that was away): it never serves again; it rejoins as a replica, its divergent writes kept in a dots-diverged-* snapshot (README \"Replicas\")"
+	case strings.Contains(msg, api.ErrNotPrimary.Error()):
+		return fmt.Sprintf("that server no longer holds the volume's primary (it moved): `dots volume get %s` shows the primary now; retry", orID(c.ID))
+	case strings.Contains(msg, api.ErrNotReplica.Error()) || strings.Contains(msg, "holds no replica"):
+		return fmt.Sprintf("that server holds no replica of the volume: `dots volume get %s` lists its replicas (promote --to one of them)", orID(c.ID))
+	case strings.Contains(msg, "has no replicas"):
+		return "only a volume with replicas (a StorageClass with replicas: \"2\" or more) can move to another server"
+	case strings.Contains(msg, "no storage server \""):
+		return "`dots servers` lists the storage servers by name"
+	case exhausted && strings.Contains(msg, "replica"):
+		return "each replica needs a healthy server of its own besides the primary's: lower the StorageClass's replicas, or add servers (server.replicas); `dots servers` shows which answer"
+	}
+	return ""
+}
+
+// explainAdmin words a refusal of the controller's admin socket.
+func explainAdmin(e *AdminError, c Context) string {
+	text := http.StatusText(e.Status) + ": " + e.Message
+	if hint := replicaHint(e.Message, c, e.Status == http.StatusInsufficientStorage); hint != "" {
+		return withHint(text, hint)
+	}
+	switch e.Status {
+	case http.StatusNotFound:
+		if strings.HasPrefix(e.Message, "404 page not found") || e.Message == "" {
+			return withHint(text, "this controller has no "+e.Path+": it predates replicas; upgrade it")
+		}
+		return withHint(text, "`dots volume list` and `dots servers` show what exists (IDs are SERVER/NAME)")
+	case http.StatusConflict, http.StatusPreconditionFailed:
+		return withHint(text, fmt.Sprintf("`dots volume get %s` shows its primary, replicas and their lag; `dots servers` which servers answer", orID(c.ID)))
+	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
+		return withHint(text, "a storage server it needs does not answer: `dots servers` says which; retry once it is up")
+	case http.StatusInsufficientStorage:
+		return withHint(text, "no other server has room: `dots servers` shows each one's free bytes; add a server or free space")
+	}
+	return text
 }

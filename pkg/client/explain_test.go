@@ -32,6 +32,16 @@ func TestExplain(t *testing.T) {
 		{"no node service", status.Error(codes.Unimplemented, "unknown service csi.v1.Node"), "", []string{"Unimplemented: ", "node service"}},
 		{"invalid", status.Error(codes.InvalidArgument, "bad name"), "", []string{"InvalidArgument: bad name"}},
 		{"plain", errors.New("no dots local stack runs on /x"), "", []string{"no dots local stack runs on /x"}},
+		{"stale generation", status.Error(codes.FailedPrecondition, "volume v on s0: generation 2 < 3: stale generation"), "", []string{"FailedPrecondition: ", "never serves again", "dots-diverged-"}},
+		{"not primary", status.Error(codes.FailedPrecondition, "s0 holds v as a replica: not the primary"), "", []string{"FailedPrecondition: ", "`dots volume get s0/data`"}},
+		{"fewer servers", status.Error(codes.ResourceExhausted, "replicas 3 need 3 healthy servers, 2 answer"), "", []string{"ResourceExhausted: replicas 3", "lower the StorageClass's replicas"}},
+		{"admin not replica", &AdminError{Path: "/volumes/promote", Status: 409, Message: "s9: not a replica"}, "", []string{"Conflict: s9: not a replica", "promote --to one of them"}},
+		{"admin no replica there", &AdminError{Path: "/volumes/promote", Status: 400, Message: `invalid argument: server "s9" holds no replica of volume "s0/v"`}, "", []string{"Bad Request: ", "promote --to one of them"}},
+		{"admin unreplicated", &AdminError{Path: "/volumes/promote", Status: 409, Message: `volume "plain" on dots-server-1: the volume has no replicas`}, "", []string{"Conflict: ", "only a volume with replicas"}},
+		{"admin unknown server", &AdminError{Path: "/servers/drain", Status: 400, Message: `invalid argument: no storage server "s7"`}, "", []string{"Bad Request: ", "`dots servers` lists"}},
+		{"admin too few servers", &AdminError{Path: "/servers/drain", Status: 507, Message: "3 replicas need 3 more healthy servers"}, "", []string{"Insufficient Storage: ", "lower the StorageClass's replicas"}},
+		{"admin old controller", &AdminError{Path: "/servers/drain", Status: 404, Message: "404 page not found"}, "", []string{"Not Found: ", "predates replicas"}},
+		{"moves cut", fmt.Errorf("%w: unexpected EOF", ErrMovesCut), "", []string{"before its final line", "run the command again"}},
 	} {
 		c := ctx
 		if tc.kind != "" {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/dots-csi/dots/pkg/capacity"
-	"github.com/dots-csi/dots/pkg/registry"
 )
 
 // Format is "table" (for people) or "json" (for scripts).
@@ -72,9 +71,9 @@ func (p Printer) Volumes(vs []Volume) error {
 	rows := make([][]string, 0, len(vs))
 	for _, v := range vs {
 		rows = append(rows, []string{v.ID, capacity.Human(v.Capacity), capacity.Human(v.Used), healthText(v.Health, v.HealthKnown),
-			v.Server, nfsExport(v), portOrDefault(v.NFSPort), orDash(v.Source)})
+			v.Server, replicaServers(v), nfsExport(v), portOrDefault(v.NFSPort), orDash(v.Source)})
 	}
-	return p.table([]string{"ID", "SIZE", "USED", "HEALTH", "SERVER", "NFS EXPORT", "PORT", "SOURCE"}, rows)
+	return p.table([]string{"ID", "SIZE", "USED", "HEALTH", "SERVER", "REPLICAS", "NFS EXPORT", "PORT", "SOURCE"}, rows)
 }
 
 // Volume prints one volume in detail.
@@ -88,6 +87,7 @@ func (p Printer) Volume(v Volume) error {
 		{"Server", v.Server}, {"NFS address", v.NFSAddress}, {"NFS port", portOrDefault(v.NFSPort)}, {"Export", v.Export},
 		{"Mount with", "mount -t nfs4 -o vers=4.1,port=" + portOrDefault(v.NFSPort) + " " + v.NFSAddress + ":" + v.Export + " DIR"},
 		{"Source", orDash(v.Source)}}
+	rows = append(rows, replicaRows(v, time.Now())...)
 	if v.LocalPath != "" {
 		rows = append(rows, []string{"Local path", v.LocalPath})
 	}
@@ -122,11 +122,13 @@ func (p Printer) Snapshot(s Snapshot) error {
 
 // Servers prints storage servers. Size, used and free are the pool's
 // root dataset's (what volumes can use), as read when the controller
-// answered; CHECKED says how long ago that was.
-func (p Printer) Servers(ss []registry.ServerView) error {
+// answered; CHECKED says how long ago that was. REPLICAS counts the
+// replicas of volumes it holds; an orphaned pool (its pod gone after a
+// scale-down, README "Replicas") shows in STATE.
+func (p Printer) Servers(ss []ServerRow) error {
 	if p.Format == JSON {
 		if ss == nil {
-			ss = []registry.ServerView{}
+			ss = []ServerRow{}
 		}
 		return p.json(ss)
 	}
@@ -137,6 +139,14 @@ func (p Printer) Servers(ss []registry.ServerView) error {
 		if !s.Healthy {
 			state = "down: " + s.Error
 		}
+		free, provisioned := capacity.Human(s.Available), capacity.Human(s.Provisioned)
+		volumes, replicas := strconv.Itoa(s.Volumes), strconv.Itoa(s.Replicas)
+		if o := s.Orphaned; o != nil {
+			state = fmt.Sprintf("ORPHANED pool %s/%s (statefulset %s: replicas=%d; %s)", o.Namespace, o.Claim, o.StatefulSet, o.Replicas, heldVolumes(o.Volumes))
+			if s.Checked.IsZero() {
+				free, provisioned, volumes, replicas = "-", "-", "-", "-" // never probed: nothing known
+			}
+		}
 		size, used := "-", "-"
 		if s.Size > 0 {
 			size, used = capacity.Human(s.Size), capacity.Human(s.Used)
@@ -145,10 +155,10 @@ func (p Printer) Servers(ss []registry.ServerView) error {
 		if !s.Checked.IsZero() {
 			checked = now.Sub(s.Checked).Round(100*time.Millisecond).String() + " ago"
 		}
-		rows = append(rows, []string{s.Name, state, orDash(s.PoolHealth), size, used, capacity.Human(s.Available),
-			capacity.Human(s.Provisioned), strconv.Itoa(s.Volumes), checked, s.NFSAddress + ":" + portOrDefault(s.NFSPort), s.APIAddress})
+		rows = append(rows, []string{s.Name, state, orDash(s.PoolHealth), size, used, free,
+			provisioned, volumes, replicas, checked, nfsOf(s), orDash(s.APIAddress)})
 	}
-	return p.table([]string{"SERVER", "STATE", "POOL", "SIZE", "USED", "FREE", "PROVISIONED", "VOLUMES", "CHECKED", "NFS", "API"}, rows)
+	return p.table([]string{"SERVER", "STATE", "POOL", "SIZE", "USED", "FREE", "PROVISIONED", "VOLUMES", "REPLICAS", "CHECKED", "NFS", "API"}, rows)
 }
 
 // Stats prints a mounted volume's usage.
@@ -167,6 +177,20 @@ func (p Printer) Stats(s Stats) error {
 	return p.table([]string{"USED", "AVAILABLE", "TOTAL", "INODES USED", "INODES FREE", "CONDITION"},
 		[][]string{{capacity.Human(s.UsedBytes), capacity.Human(s.AvailableBytes), capacity.Human(s.TotalBytes),
 			strconv.FormatInt(s.UsedInodes, 10), strconv.FormatInt(s.AvailableInodes, 10), cond}})
+}
+
+func nfsOf(s ServerRow) string {
+	if s.NFSAddress == "" {
+		return "-"
+	}
+	return s.NFSAddress + ":" + portOrDefault(s.NFSPort)
+}
+
+func heldVolumes(n int) string {
+	if n < 0 {
+		return "may hold volumes"
+	}
+	return "volumes: " + strconv.Itoa(n)
 }
 
 func orDash(s string) string {

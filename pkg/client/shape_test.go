@@ -188,8 +188,15 @@ func TestJSONShapes(t *testing.T) {
 		{"no volumes", func() error { return p.Volumes(nil) }, "array"},
 		{"snapshots", func() error { return p.Snapshots([]Snapshot{snap}) }, "array"},
 		{"servers", func() error {
-			return p.Servers([]registry.ServerView{{Server: discovery.Server{Name: "s0"}, Status: registry.Status{Checked: created}}})
+			return p.Servers(WithOrphans([]registry.ServerView{{Server: discovery.Server{Name: "s0"}, Status: registry.Status{Checked: created}}},
+				[]api.OrphanedPool{{Server: "s3", Namespace: "dots", Claim: "pool-s-3", StatefulSet: "s", Ordinal: 3, Replicas: 2, Volumes: -1}}))
 		}, "array"},
+		{"replicated volume", func() error {
+			return p.Volume(Volume{ID: "s0/v", Health: []HealthEntry{}, Generation: 2,
+				Replicas: []api.ReplicaStatus{{Peer: api.Peer{Server: "s1", Address: "s1:7070"}, LastSync: created, LagSeconds: 1}}})
+		}, "object"},
+		{"promoted", func() error { return p.Promoted(api.PromoteVolumeResult{Volume: "s0/v", From: "s0", To: "s1"}) }, "object"},
+		{"progress line", func() error { return p.Progress(api.MoveEvent{Time: created, Kind: api.MovePrimary, Volume: "s0/v"}) }, "object"},
 	} {
 		buf.Reset()
 		if err := tc.print(); err != nil {

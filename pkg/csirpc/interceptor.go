@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/kubernetes-csi/csi-lib-utils/protosanitizer"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -58,8 +59,59 @@ func Interceptor(codes Codes, m *Metrics) grpc.UnaryServerInterceptor {
 		if err != nil {
 			klog.ErrorS(err, "CSI call failed", "method", info.FullMethod, "code", code.String(), "duration", time.Since(start))
 		} else {
-			klog.V(level).InfoS("CSI call done", "method", info.FullMethod, "response", protosanitizer.StripSecrets(resp), "duration", time.Since(start))
+			logDone(level, info.FullMethod, resp, time.Since(start))
 		}
 		return resp, err
 	}
+}
+
+// StreamInterceptor is Interceptor for streaming calls (the replication
+// service's Receive): the call is logged by method (a stream's messages
+// are data, not logged), its error mapped through codes and recorded in m.
+func StreamInterceptor(codes Codes, m *Metrics) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		start := time.Now()
+		klog.V(2).InfoS("Streaming call", "method", info.FullMethod)
+		err := codes.Status(handler(srv, ss))
+		code := status.Code(err)
+		if m != nil {
+			m.calls.WithLabelValues(info.FullMethod, code.String()).Observe(time.Since(start).Seconds())
+		}
+		if err != nil {
+			klog.ErrorS(err, "Streaming call failed", "method", info.FullMethod, "code", code.String(), "duration", time.Since(start))
+		} else {
+			klog.V(2).InfoS("Streaming call done", "method", info.FullMethod, "duration", time.Since(start))
+		}
+		return err
+	}
+}
+
+// logDone logs a call's answer. A listing's page (up to thousands of
+// entries) is logged in full only at high verbosity: rendering it at every
+// page would cost more than the page itself.
+func logDone(level klog.Level, method string, resp any, d time.Duration) {
+	if n, ok := entries(resp); ok && level < 5 {
+		if klog.V(5).Enabled() {
+			level = 5
+		} else {
+			klog.V(level).InfoS("CSI call done", "method", method, "entries", n, "duration", d)
+			return
+		}
+	}
+	klog.V(level).InfoS("CSI call done", "method", method, "response", protosanitizer.StripSecrets(resp), "duration", d)
+}
+
+// entries counts the entries of a listing's answer.
+func entries(resp any) (int, bool) {
+	switch r := resp.(type) {
+	case interface {
+		GetEntries() []*csi.ListVolumesResponse_Entry
+	}:
+		return len(r.GetEntries()), true
+	case interface {
+		GetEntries() []*csi.ListSnapshotsResponse_Entry
+	}:
+		return len(r.GetEntries()), true
+	}
+	return 0, false
 }

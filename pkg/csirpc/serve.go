@@ -9,10 +9,11 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// NewServer returns a gRPC server with the dots interceptor installed,
-// mapping errors through codes.
+// NewServer returns a gRPC server with the dots interceptors installed
+// (unary and streaming calls), mapping errors through codes.
 func NewServer(codes Codes, m *Metrics, opts ...grpc.ServerOption) *grpc.Server {
-	return grpc.NewServer(append([]grpc.ServerOption{grpc.UnaryInterceptor(Interceptor(codes, m))}, opts...)...)
+	return grpc.NewServer(append([]grpc.ServerOption{grpc.UnaryInterceptor(Interceptor(codes, m)),
+		grpc.StreamInterceptor(StreamInterceptor(codes, m))}, opts...)...)
 }
 
 // Serve serves srv on lis until ctx is done, then stops gracefully, giving

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"k8s.io/klog/v2"
 
@@ -25,11 +28,13 @@ import (
 // is never created on two servers.
 type ControllerServer struct {
 	csi.UnimplementedControllerServer
+	csi.UnimplementedGroupControllerServer
 	servers    *registry.Registry
 	placements placements.Store
 	locks      *lockset.LockSet
 	opts       ControllerOptions
 	metrics    *controllerMetrics
+	prefetch   prefetcher // ListVolumes pages read ahead
 }
 
 // ControllerOptions are the controller's settings.
@@ -39,12 +44,15 @@ type ControllerOptions struct {
 	// CallTimeout bounds each call that changes something on a server.
 	CallTimeout time.Duration
 	// ReadTimeout bounds each call that only reads from one server, and
-	// each server's part of a call that asks several (lists, capacity).
+	// each server's part of a call that asks several (lists).
 	ReadTimeout time.Duration
 	// Publish advertises ControllerPublishVolume: every volume is then
 	// published to each node that mounts it, and exports admit only those
 	// nodes (with servers in per-node export mode).
 	Publish bool
+	// VolumeMoved is told of every volume whose primary moved; nil:
+	// nothing is.
+	VolumeMoved api.VolumeMoved
 }
 
 // Default call timeouts.
@@ -98,47 +106,99 @@ func (c *ControllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolu
 		// and the server agree on the size.
 		fwd.CapacityRange = &csi.CapacityRange{RequiredBytes: cv.Capacity}
 	}
-	m, err := c.volumeServer(ctx, cv, fwd)
+	m, retry, err := c.volumeServer(ctx, cv, fwd)
 	if err != nil {
 		return nil, err
 	}
-	rec := placements.Record{Kind: placements.Volume, ID: cv.ID, Server: m.Name}
+	var copyFrom *registry.Member // a restore or clone copied from another server
+	if cv.Source.Kind != api.SourceNone {
+		if m, copyFrom, retry, err = c.copyTarget(ctx, cv, m); err != nil {
+			return nil, err
+		}
+	}
+	rec, err := c.replicaRecord(ctx, placements.Record{Kind: placements.Volume, ID: cv.ID, Server: m.Name}, cv, retry)
+	if err != nil {
+		return nil, err
+	}
 	if err := c.placements.Put(ctx, rec); err != nil {
 		return nil, c.placementErr(err)
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
-	defer cancel()
-	resp, err := m.Controller.CreateVolume(cctx, fwd)
-	if err != nil {
-		c.createFailed(ctx, rec, m, err)
+	var resp *csi.CreateVolumeResponse
+	if copyFrom == nil {
+		cctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
+		resp, err = m.Controller.CreateVolume(cctx, fwd)
+		cancel()
+		if err != nil {
+			c.createFailed(ctx, rec, m, err)
+			dst := c.copyElsewhere(cv, m)
+			if status.Code(err) != codes.ResourceExhausted || retry || dst == nil {
+				return nil, err
+			}
+			// The source's server has no room after all: copy.
+			if rec, err = c.replicaRecord(ctx, placements.Record{Kind: placements.Volume, ID: cv.ID, Server: dst.Name}, cv, false); err != nil {
+				return nil, err
+			}
+			if err := c.placements.Put(ctx, rec); err != nil {
+				return nil, c.placementErr(err)
+			}
+			m, copyFrom = dst, m
+		}
+	}
+	if copyFrom != nil {
+		if resp, err = c.copyCreate(ctx, copyFrom, m, cv, req, fwd); err != nil {
+			return nil, err // the record stays: a retry finds the copy, or copies again
+		}
+	}
+	if !retry {
+		// Counted at once, so a burst of creates spreads before the next
+		// probe reads the truth. A retry (its record was there) was
+		// counted by its first attempt, or by the probe that found it.
+		m.Account(createdVolume(resp.GetVolume().GetCapacityBytes(), cv.Params.Thick))
+	}
+	if err := c.startReplication(ctx, m, rec); err != nil {
 		return nil, err
 	}
-	// Counted at once, so a burst of creates spreads before the next probe
-	// reads the truth.
-	m.AddProvisioned(resp.GetVolume().GetCapacityBytes())
-	klog.V(2).InfoS("Volume created", "volume", cv.Name, "server", m.Name)
-	return &csi.CreateVolumeResponse{Volume: c.clusterVolume(m, resp.GetVolume())}, nil
+	klog.V(2).InfoS("Volume created", "volume", cv.Name, "server", m.Name, "replicas", rec.Replicas)
+	v := c.clusterVolume(m, resp.GetVolume())
+	c.withCandidates(v, rec)
+	if copyFrom != nil {
+		withSource(v, req)
+	}
+	return &csi.CreateVolumeResponse{Volume: v}, nil
 }
 
 // volumeServer picks the server of a new volume: the one holding its
 // content source (clones are O(1) only there), the one a record names (a
-// retry goes where the first attempt went), or a placement.
-func (c *ControllerServer) volumeServer(ctx context.Context, cv api.CreateVolume, fwd *csi.CreateVolumeRequest) (*registry.Member, error) {
+// retry goes where the first attempt went: retry is true), or a placement.
+// It asks no server: an existing name is found by its record alone.
+func (c *ControllerServer) volumeServer(ctx context.Context, cv api.CreateVolume, fwd *csi.CreateVolumeRequest) (m *registry.Member, retry bool, err error) {
 	if cv.Source.Kind != api.SourceNone {
 		m, err := c.routeSource(ctx, cv.Source, fwd)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if p := cv.Params.Server; p != "" && p != m.Name {
-			return nil, fmt.Errorf("%w: parameter server=%q conflicts with the content source on server %q", api.ErrInvalid, p, m.Name)
+			return nil, false, fmt.Errorf("%w: parameter server=%q conflicts with the content source on server %q", api.ErrInvalid, p, m.Name)
 		}
-		return m, nil
+		return m, false, nil
 	}
 	m, found, err := c.placed(ctx, placements.Volume, cv.ID)
 	if err != nil || found {
-		return m, err
+		return m, found, err
 	}
-	return c.place(cv.Params.Server, cv.Capacity)
+	m, err = c.place(cv.Params.Server, cv.Capacity)
+	return m, false, err
+}
+
+// createdVolume is what a new volume changes on its server: a thick one
+// takes its whole capacity from the free space at once, a thin one
+// nothing until data arrives.
+func createdVolume(capacity int64, thick bool) registry.Change {
+	ch := registry.Change{Volumes: 1, Provisioned: capacity}
+	if thick {
+		ch.Reserve = capacity
+	}
+	return ch
 }
 
 // routeSource rewrites the content source to the server's own ID and
@@ -157,9 +217,15 @@ func (c *ControllerServer) routeSource(ctx context.Context, src api.Source, fwd 
 }
 
 // clusterVolume turns a server's answer into what Kubernetes stores: cluster
-// IDs, and the context a node needs to mount the volume.
+// IDs, and the context a node needs to mount the volume. It rewrites v in
+// place (a server's answer, decoded for this call only): a listing passes
+// every volume of the cluster through here, and a copy of each would cost
+// as much as the rest of the pass.
 func (c *ControllerServer) clusterVolume(m *registry.Member, v *csi.Volume) *csi.Volume {
-	out := proto.Clone(v).(*csi.Volume)
+	if v == nil {
+		return nil
+	}
+	out := v
 	out.VolumeId = api.FormatID(m.Name, v.GetVolumeId())
 	ctx := map[string]string{
 		api.ContextServer:     m.Name,
@@ -172,8 +238,15 @@ func (c *ControllerServer) clusterVolume(m *registry.Member, v *csi.Volume) *csi
 	if m.LocalPaths {
 		ctx[api.ContextLocalPath] = v.GetVolumeContext()[api.ContextLocalPath]
 	}
-	if used, ok := v.GetVolumeContext()[api.ContextUsedBytes]; ok {
-		ctx[api.ContextUsedBytes] = used // reported, not recorded: see api.ContextUsedBytes
+	for _, k := range []string{api.ContextUsedBytes, api.ContextGeneration, api.ContextReplicas} {
+		if val, ok := v.GetVolumeContext()[k]; ok {
+			ctx[k] = val // reported, not recorded: see api.ContextUsedBytes
+		}
+	}
+	for k, val := range v.GetVolumeContext() {
+		if strings.HasPrefix(k, api.ContextParamPrefix) {
+			ctx[k] = val // reported like the used bytes
+		}
 	}
 	out.VolumeContext = ctx
 	switch {
@@ -195,7 +268,7 @@ func (c *ControllerServer) DeleteVolume(ctx context.Context, req *csi.DeleteVolu
 	if err := api.Required("volume_id", req.GetVolumeId()); err != nil {
 		return nil, err
 	}
-	m, id, err := c.memberForDelete(ctx, placements.Volume, req.GetVolumeId())
+	m, id, rec, err := c.routedForDelete(ctx, placements.Volume, req.GetVolumeId())
 	if err != nil || m == nil {
 		return &csi.DeleteVolumeResponse{}, err
 	}
@@ -209,6 +282,14 @@ func (c *ControllerServer) DeleteVolume(ctx context.Context, req *csi.DeleteVolu
 	if _, err := m.Controller.DeleteVolume(cctx, &csi.DeleteVolumeRequest{VolumeId: id, Secrets: req.GetSecrets()}); err != nil {
 		return nil, err
 	}
+	if rec.Server == m.Name && rec.Replicated() {
+		return &csi.DeleteVolumeResponse{}, c.deleteReplicas(ctx, rec)
+	}
+	// Not accounted: the answer says neither whether the volume existed nor
+	// its size, and asking first would cost a delete a round trip. The
+	// figures stay conservative (the space a delete frees is left to the
+	// next probe anyway: a volume with snapshots frees nothing until its
+	// last snapshot goes), and the next probe brings the server's own.
 	if err := c.placements.Delete(ctx, placements.Record{Kind: placements.Volume, ID: id, Server: m.Name}); err != nil {
 		// The volume is gone; a record left behind only pins a name no
 		// one uses to a server.
@@ -229,11 +310,26 @@ func (c *ControllerServer) ControllerExpandVolume(ctx context.Context, req *csi.
 	if err != nil {
 		return nil, err
 	}
-	fwd := proto.Clone(req).(*csi.ControllerExpandVolumeRequest)
-	fwd.VolumeId = id
-	cctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
-	defer cancel()
-	return m.Controller.ControllerExpandVolume(cctx, fwd)
+	return relay(ctx, c.opts.CallTimeout, req, func(r *csi.ControllerExpandVolumeRequest) { r.VolumeId = id },
+		m.Controller.ControllerExpandVolume)
+}
+
+// ControllerModifyVolume relays to the holding server, after the checks
+// that need no server: a misspelled or immutable key (server: moving a
+// volume) is refused here.
+func (c *ControllerServer) ControllerModifyVolume(ctx context.Context, req *csi.ControllerModifyVolumeRequest) (*csi.ControllerModifyVolumeResponse, error) {
+	if err := api.Required("volume_id", req.GetVolumeId()); err != nil {
+		return nil, err
+	}
+	if _, err := api.ParseMutableParams(req.GetMutableParameters()); err != nil {
+		return nil, err
+	}
+	m, id, err := c.member(ctx, "volume", req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	return relay(ctx, c.opts.CallTimeout, req, func(r *csi.ControllerModifyVolumeRequest) { r.VolumeId = id },
+		m.Controller.ControllerModifyVolume)
 }
 
 // ControllerGetVolume relays to the holding server.
@@ -241,7 +337,7 @@ func (c *ControllerServer) ControllerGetVolume(ctx context.Context, req *csi.Con
 	if err := api.Required("volume_id", req.GetVolumeId()); err != nil {
 		return nil, err
 	}
-	m, id, err := c.member(ctx, "volume", req.GetVolumeId())
+	m, id, rec, err := c.routed(ctx, "volume", req.GetVolumeId())
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +347,13 @@ func (c *ControllerServer) ControllerGetVolume(ctx context.Context, req *csi.Con
 	if err != nil {
 		return nil, err
 	}
-	return &csi.ControllerGetVolumeResponse{Volume: c.clusterVolume(m, resp.GetVolume()), Status: resp.GetStatus()}, nil
+	v := c.clusterVolume(m, resp.GetVolume())
+	if v != nil {
+		// The ID asked for: a volume keeps its ID when its primary moves.
+		v.VolumeId = req.GetVolumeId()
+		c.withCandidates(v, rec)
+	}
+	return &csi.ControllerGetVolumeResponse{Volume: v, Status: resp.GetStatus()}, nil
 }
 
 // ValidateVolumeCapabilities relays to the holding server.

@@ -62,3 +62,27 @@ func TestControllerConfigFailover(t *testing.T) {
 		t.Errorf("negative delay: %v", err)
 	}
 }
+
+// Automatic promotion is off by default; --restart-pods-on-promotion
+// reaches the hook's constructor.
+func TestControllerConfigPromotion(t *testing.T) {
+	parse := func(args ...string) (ControllerConfig, error) {
+		var c ControllerConfig
+		fs := flag.NewFlagSet("controller", flag.ContinueOnError)
+		c.AddFlags(fs)
+		err := fs.Parse(append([]string{"--placements=memory", "--insecure", "--server=name=s0,api=127.0.0.1:7070,nfs=127.0.0.1"}, args...))
+		if err == nil {
+			err = c.Validate()
+		}
+		return c, err
+	}
+	if c, err := parse(); err != nil || c.PromoteAfter != 0 || c.RestartPodsOnPromotion {
+		t.Errorf("defaults: %v %v %v", c.PromoteAfter, c.RestartPodsOnPromotion, err)
+	}
+	if c, err := parse("--promote-after=90s", "--restart-pods-on-promotion"); err != nil || c.PromoteAfter.Seconds() != 90 || !c.RestartPodsOnPromotion {
+		t.Errorf("set: %v %v %v", c.PromoteAfter, c.RestartPodsOnPromotion, err)
+	}
+	if _, err := parse("--promote-after=-1s"); err == nil || !strings.Contains(err.Error(), "promote-after") {
+		t.Errorf("negative: %v", err)
+	}
+}

@@ -40,7 +40,7 @@ func (c *ControllerServer) ControllerGetVolumeHealth(ctx context.Context, req *c
 		return nil, err
 	}
 	h := resp.GetVolumeHealth()
-	h.VolumeId = api.FormatID(m.Name, h.GetVolumeId())
+	h.VolumeId = req.GetVolumeId() // kept when the primary moved
 	return resp, nil
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/csirpc"
+	"github.com/dots-csi/dots/pkg/placements"
 	"github.com/dots-csi/dots/pkg/registry"
 )
 
@@ -96,16 +96,37 @@ func (c *ControllerServer) skipped(call string, m *registry.Member, err error) {
 	klog.InfoS("Storage server left out", "call", call, "server", m.Name, "err", err)
 }
 
-// ListVolumes pages through every server's volumes.
+// ListVolumes pages through every server's volumes, reading the next page
+// ahead while the caller reads this one (controller_prefetch.go).
 func (c *ControllerServer) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (*csi.ListVolumesResponse, error) {
+	key := pageKey{token: req.GetStartingToken(), max: req.GetMaxEntries()}
+	resp := c.prefetch.take(ctx, key)
+	if resp == nil {
+		var err error
+		if resp, err = c.listVolumesPage(ctx, key.token, key.max); err != nil {
+			return nil, err
+		}
+	}
+	if next := resp.GetNextToken(); next != "" {
+		c.prefetch.start(pageKey{token: next, max: key.max}, func(ctx context.Context) (*csi.ListVolumesResponse, error) {
+			return c.listVolumesPage(ctx, next, key.max)
+		})
+	}
+	return resp, nil
+}
+
+// listVolumesPage reads one page of the cluster's volumes.
+func (c *ControllerServer) listVolumesPage(ctx context.Context, token string, max int32) (*csi.ListVolumesResponse, error) {
 	resp := &csi.ListVolumesResponse{}
-	next, err := c.walk(ctx, "ListVolumes", req.GetStartingToken(), req.GetMaxEntries(), func(ctx context.Context, m *registry.Member, token string, max int32) (int, string, error) {
+	next, err := c.walk(ctx, "ListVolumes", token, max, func(ctx context.Context, m *registry.Member, token string, max int32) (int, string, error) {
 		r, err := m.Controller.ListVolumes(ctx, &csi.ListVolumesRequest{StartingToken: token, MaxEntries: max})
 		if err != nil {
 			return 0, "", err
 		}
 		for _, e := range r.GetEntries() {
-			resp.Entries = append(resp.Entries, &csi.ListVolumesResponse_Entry{Volume: c.clusterVolume(m, e.GetVolume()), Status: e.GetStatus()})
+			v := c.clusterVolume(m, e.GetVolume())
+			c.originalID(ctx, m, v)
+			resp.Entries = append(resp.Entries, &csi.ListVolumesResponse_Entry{Volume: v, Status: e.GetStatus()})
 		}
 		return len(r.GetEntries()), r.GetNextToken(), nil
 	})
@@ -116,15 +137,36 @@ func (c *ControllerServer) ListVolumes(ctx context.Context, req *csi.ListVolumes
 	return resp, nil
 }
 
-// GetCapacity reports one server's free bytes (parameter server) or the
-// sum over the servers that answer, asked in parallel with ReadTimeout each,
-// with the largest single volume possible.
+// originalID gives a listed replicated volume the ID it was created with
+// (its record's), which names the server it was created on, not the one
+// serving it now. Only replicated primaries (their context carries a
+// generation) are looked up: a listing of plain volumes reads no record.
+func (c *ControllerServer) originalID(ctx context.Context, m *registry.Member, v *csi.Volume) {
+	if _, ok := v.GetVolumeContext()[api.ContextGeneration]; !ok {
+		return
+	}
+	_, id, err := api.ParseID(v.GetVolumeId())
+	if err != nil {
+		return
+	}
+	if rec, ok, err := c.placements.Lookup(ctx, placements.Volume, id); err == nil && ok && rec.Server == m.Name {
+		v.VolumeId = rec.ClusterID()
+	}
+}
+
+// GetCapacity reports one server's free bytes (parameter server: asked of
+// that server, within ReadTimeout), or the sum over the healthy servers
+// with the largest single volume possible, answered from the registry's
+// figures without asking any server: each server's free bytes as its last
+// probe read them (every probe interval, and at once after it refused a
+// create for space), less what this controller's thick creates reserved
+// since. Those are the figures placement uses, so the capacity the CO sees
+// is the capacity the controller places by.
 func (c *ControllerServer) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (*csi.GetCapacityResponse, error) {
 	p, err := api.ParseParams(req.GetParameters())
 	if err != nil {
 		return nil, err
 	}
-	fwd := &csi.GetCapacityRequest{VolumeCapabilities: req.GetVolumeCapabilities()}
 	if p.Server != "" {
 		m, ok := c.servers.Get(p.Server)
 		if !ok {
@@ -132,35 +174,18 @@ func (c *ControllerServer) GetCapacity(ctx context.Context, req *csi.GetCapacity
 		}
 		sctx, cancel := context.WithTimeout(ctx, c.opts.ReadTimeout)
 		defer cancel()
-		return m.Controller.GetCapacity(sctx, fwd)
+		return m.Controller.GetCapacity(sctx, &csi.GetCapacityRequest{VolumeCapabilities: req.GetVolumeCapabilities()})
 	}
-	members := c.servers.List()
-	answers := make([]*csi.GetCapacityResponse, len(members))
-	var wg sync.WaitGroup
-	for i, m := range members {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sctx, cancel := context.WithTimeout(ctx, c.opts.ReadTimeout)
-			defer cancel()
-			resp, err := m.Controller.GetCapacity(sctx, fwd)
-			if err != nil {
-				c.skipped("GetCapacity", m, err)
-				return
-			}
-			answers[i] = resp
-		}()
+	if len(req.GetVolumeCapabilities()) > 0 && api.ValidateCapabilities(req.GetVolumeCapabilities()) != nil {
+		return &csi.GetCapacityResponse{}, nil // as each server answers: no capacity for what none can serve
 	}
-	wg.Wait()
-	out := &csi.GetCapacityResponse{}
+	out := &csi.GetCapacityResponse{MinimumVolumeSize: wrapperspb.Int64(api.MinCapacity)}
 	var largest int64
-	for _, resp := range answers {
-		if resp == nil {
-			continue
+	for _, m := range c.servers.List() {
+		if st := m.Status(); st.Healthy {
+			out.AvailableCapacity += st.Available
+			largest = max(largest, st.Available)
 		}
-		out.AvailableCapacity += resp.GetAvailableCapacity()
-		largest = max(largest, resp.GetMaximumVolumeSize().GetValue())
-		out.MinimumVolumeSize = resp.GetMinimumVolumeSize()
 	}
 	out.MaximumVolumeSize = wrapperspb.Int64(largest)
 	return out, nil

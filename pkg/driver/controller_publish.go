@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/placements"
@@ -37,11 +36,8 @@ func (c *ControllerServer) ControllerPublishVolume(ctx context.Context, req *csi
 		return nil, err
 	}
 	defer unlock()
-	fwd := proto.Clone(req).(*csi.ControllerPublishVolumeRequest)
-	fwd.VolumeId = id
-	cctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
-	defer cancel()
-	return m.Controller.ControllerPublishVolume(cctx, fwd)
+	return relay(ctx, c.opts.CallTimeout, req, func(r *csi.ControllerPublishVolumeRequest) { r.VolumeId = id },
+		m.Controller.ControllerPublishVolume)
 }
 
 // ControllerUnpublishVolume relays to the holding server. A volume no
@@ -71,9 +67,6 @@ func (c *ControllerServer) ControllerUnpublishVolume(ctx context.Context, req *c
 		return nil, err
 	}
 	defer unlock()
-	fwd := proto.Clone(req).(*csi.ControllerUnpublishVolumeRequest)
-	fwd.VolumeId = id
-	cctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
-	defer cancel()
-	return m.Controller.ControllerUnpublishVolume(cctx, fwd)
+	return relay(ctx, c.opts.CallTimeout, req, func(r *csi.ControllerUnpublishVolumeRequest) { r.VolumeId = id },
+		m.Controller.ControllerUnpublishVolume)
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"k8s.io/klog/v2"
 
 	"github.com/dots-csi/dots/pkg/api"
@@ -16,46 +19,90 @@ import (
 	"github.com/dots-csi/dots/pkg/registry"
 )
 
-// member finds the server named in a cluster ID. A malformed ID, or one of
+// relay sends a copy of req, rewritten by rewrite (the server's own IDs
+// in place of the cluster's), to a server's call within timeout.
+func relay[Req proto.Message, Resp any](ctx context.Context, timeout time.Duration, req Req, rewrite func(Req),
+	call func(context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
+	fwd := proto.Clone(req).(Req)
+	rewrite(fwd)
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return call(cctx, fwd)
+}
+
+// member finds the server holding a cluster ID: for a volume, the
+// primary its placement record names (a volume ID keeps the server it was
+// created on, which is only a hint once the volume moved), for a snapshot
+// the server its record names (it moves with its volume); otherwise, or
+// without a record, the server the ID names. A malformed ID, or one of
 // a server declared gone, is NotFound (no such volume exists); one of a
 // server the controller does not know now is Unavailable: it may come
 // back, and what it holds must not be reported missing meanwhile.
 func (c *ControllerServer) member(ctx context.Context, kind, clusterID string) (*registry.Member, string, error) {
+	m, id, _, err := c.routed(ctx, kind, clusterID)
+	return m, id, err
+}
+
+// routed is member, with the volume's or snapshot's record (zero when it
+// has none, or kind is neither).
+func (c *ControllerServer) routed(ctx context.Context, kind, clusterID string) (*registry.Member, string, placements.Record, error) {
+	var rec placements.Record
 	srv, id, err := api.ParseID(clusterID)
 	if err != nil {
-		return nil, "", fmt.Errorf("%s %q: %w", kind, clusterID, err)
+		return nil, "", rec, fmt.Errorf("%s %q: %w", kind, clusterID, err)
+	}
+	if kind == string(placements.Volume) || kind == string(placements.Snapshot) {
+		r, ok, err := c.placements.Lookup(ctx, placements.Kind(kind), id)
+		if err != nil {
+			return nil, "", rec, fmt.Errorf("%w: reading where %s %q is: %v", errUnavailable, kind, clusterID, err)
+		}
+		if ok {
+			rec = r
+		}
+		if ok && rec.Server != srv {
+			srv = rec.Server
+			if _, known := c.servers.Get(srv); !known {
+				return nil, "", rec, fmt.Errorf("%w: %s %q is on storage server %q (it moved with its volume), which this controller does not know now", errUnavailable, kind, clusterID, srv)
+			}
+		}
 	}
 	if m, ok := c.servers.Get(srv); ok {
-		return m, id, nil
+		return m, id, rec, nil
 	}
 	gone, err := c.placements.Forgotten(ctx, srv)
 	switch {
 	case err != nil:
-		return nil, "", fmt.Errorf("%w: %s %q: reading whether server %q was declared gone: %v", errUnavailable, kind, clusterID, srv, err)
+		return nil, "", rec, fmt.Errorf("%w: %s %q: reading whether server %q was declared gone: %v", errUnavailable, kind, clusterID, srv, err)
 	case gone:
-		return nil, "", fmt.Errorf("%s %q: %w: its server %q was declared gone", kind, clusterID, errNotFound, srv)
+		return nil, "", rec, fmt.Errorf("%s %q: %w: its server %q was declared gone", kind, clusterID, errNotFound, srv)
 	}
-	return nil, "", fmt.Errorf("%w: %s %q is on storage server %q, which this controller does not know now; "+
+	return nil, "", rec, fmt.Errorf("%w: %s %q is on storage server %q, which this controller does not know now; "+
 		"if that server is gone for good, declare it with `dots server forget %s`", errUnavailable, kind, clusterID, srv, srv)
 }
 
 // memberForDelete is member for deletes: what cannot exist, or was on a
 // server declared gone, is deleted already (nil member, nil error).
 func (c *ControllerServer) memberForDelete(ctx context.Context, kind placements.Kind, clusterID string) (*registry.Member, string, error) {
-	m, id, err := c.member(ctx, string(kind), clusterID)
+	m, id, _, err := c.routedForDelete(ctx, kind, clusterID)
+	return m, id, err
+}
+
+// routedForDelete is memberForDelete with the volume's record.
+func (c *ControllerServer) routedForDelete(ctx context.Context, kind placements.Kind, clusterID string) (*registry.Member, string, placements.Record, error) {
+	m, id, rec, err := c.routed(ctx, string(kind), clusterID)
 	switch {
 	case errors.Is(err, api.ErrMalformedID):
 		klog.V(2).InfoS("Deleting what no server can hold: nothing to do", string(kind), clusterID)
-		return nil, "", nil
+		return nil, "", rec, nil
 	case errors.Is(err, errNotFound):
 		srv, id, _ := api.ParseID(clusterID)
 		klog.InfoS("Deleting from a server declared gone: its data went with it", string(kind), clusterID, "server", srv)
 		if derr := c.placements.Delete(ctx, placements.Record{Kind: kind, ID: id, Server: srv}); derr != nil {
 			c.logPlacementLeft(kind, id, srv, derr)
 		}
-		return nil, "", nil
+		return nil, "", rec, nil
 	}
-	return m, id, err
+	return m, id, rec, err
 }
 
 // placed returns the server a record places an ID on: found is false when
@@ -156,23 +203,28 @@ func (c *ControllerServer) logPlacementLeft(kind placements.Kind, id, server str
 }
 
 type controllerMetrics struct {
-	skipped   *prometheus.CounterVec
-	conflicts prometheus.Counter
+	skipped    *prometheus.CounterVec
+	conflicts  prometheus.Counter
+	promotions *prometheus.CounterVec
 }
 
 func newControllerMetrics(reg prometheus.Registerer) *controllerMetrics {
 	m := &controllerMetrics{
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dots_controller_servers_skipped_total",
-			Help: "Storage servers left out of a call that asks every server (a listing, the capacity), because they did not answer in time, by call and server.",
+			Help: "Storage servers left out of a call that asks every server (a listing), because they did not answer in time, by call and server.",
 		}, []string{"call", "server"}),
 		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dots_controller_placement_conflicts_total",
 			Help: "Creates refused because their name is placed on another server.",
 		}),
+		promotions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dots_volume_promotions_total",
+			Help: "Replicas promoted to primary, by reason (manual, unhealthy, drain, rebalance).",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.skipped, m.conflicts)
+		reg.MustRegister(m.skipped, m.conflicts, m.promotions)
 	}
 	return m
 }

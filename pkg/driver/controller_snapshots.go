@@ -49,16 +49,15 @@ func (c *ControllerServer) CreateSnapshot(ctx context.Context, req *csi.CreateSn
 	if err := c.placements.Put(ctx, rec); err != nil {
 		return nil, c.placementErr(err)
 	}
-	fwd := proto.Clone(req).(*csi.CreateSnapshotRequest)
-	fwd.SourceVolumeId = vol
-	cctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
-	defer cancel()
-	resp, err := m.Controller.CreateSnapshot(cctx, fwd)
+	resp, err := relay(ctx, c.opts.CallTimeout, req, func(r *csi.CreateSnapshotRequest) { r.SourceVolumeId = vol },
+		m.Controller.CreateSnapshot)
 	if err != nil {
 		c.createFailed(ctx, rec, m, err)
 		return nil, err
 	}
-	return &csi.CreateSnapshotResponse{Snapshot: clusterSnapshot(m, resp.GetSnapshot())}, nil
+	snap := clusterSnapshot(m, resp.GetSnapshot())
+	snap.SourceVolumeId = req.GetSourceVolumeId() // kept when the primary moved
+	return &csi.CreateSnapshotResponse{Snapshot: snap}, nil
 }
 
 // DeleteSnapshot relays to the holding server; see DeleteVolume for IDs of
@@ -92,7 +91,7 @@ func (c *ControllerServer) GetSnapshot(ctx context.Context, req *csi.GetSnapshot
 	if err := api.Required("snapshot_id", req.GetSnapshotId()); err != nil {
 		return nil, err
 	}
-	m, id, err := c.member(ctx, "snapshot", req.GetSnapshotId())
+	m, id, rec, err := c.routed(ctx, string(placements.Snapshot), req.GetSnapshotId())
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +101,19 @@ func (c *ControllerServer) GetSnapshot(ctx context.Context, req *csi.GetSnapshot
 	if err != nil {
 		return nil, err
 	}
-	return &csi.GetSnapshotResponse{Snapshot: clusterSnapshot(m, resp.GetSnapshot())}, nil
+	snap := clusterSnapshot(m, resp.GetSnapshot())
+	if rec.Origin != "" {
+		// It moved with its volume: answered with the IDs it and its
+		// volume were created with.
+		moved := map[placements.Kind]map[string]placements.Record{placements.Snapshot: {rec.ID: rec}, placements.Volume: {}}
+		if _, vol, err := api.ParseID(snap.GetSourceVolumeId()); err == nil {
+			if vrec, ok, err := c.placements.Lookup(ctx, placements.Volume, vol); err == nil && ok {
+				moved[placements.Volume][vol] = vrec
+			}
+		}
+		originalSnapshotIDs(m, snap, moved)
+	}
+	return &csi.GetSnapshotResponse{Snapshot: snap}, nil
 }
 
 // ListSnapshots lists by snapshot ID or source volume (one server), or all.
@@ -110,13 +121,14 @@ func (c *ControllerServer) ListSnapshots(ctx context.Context, req *csi.ListSnaps
 	fwd := &csi.ListSnapshotsRequest{MaxEntries: req.GetMaxEntries(), StartingToken: req.GetStartingToken(), Secrets: req.GetSecrets()}
 	var only *registry.Member
 	for _, f := range []struct {
+		kind placements.Kind
 		id   string
 		dest *string
-	}{{req.GetSnapshotId(), &fwd.SnapshotId}, {req.GetSourceVolumeId(), &fwd.SourceVolumeId}} {
+	}{{placements.Snapshot, req.GetSnapshotId(), &fwd.SnapshotId}, {placements.Volume, req.GetSourceVolumeId(), &fwd.SourceVolumeId}} {
 		if f.id == "" {
 			continue
 		}
-		m, name, err := c.member(ctx, "id", f.id)
+		m, name, err := c.member(ctx, string(f.kind), f.id)
 		if errors.Is(err, errUnavailable) {
 			return nil, err // it may be there
 		}
@@ -126,9 +138,12 @@ func (c *ControllerServer) ListSnapshots(ctx context.Context, req *csi.ListSnaps
 		only, *f.dest = m, name
 	}
 	resp := &csi.ListSnapshotsResponse{}
+	moved := c.movedRecords(ctx)
 	add := func(m *registry.Member, r *csi.ListSnapshotsResponse) {
 		for _, e := range r.GetEntries() {
-			resp.Entries = append(resp.Entries, &csi.ListSnapshotsResponse_Entry{Snapshot: clusterSnapshot(m, e.GetSnapshot())})
+			s := clusterSnapshot(m, e.GetSnapshot())
+			originalSnapshotIDs(m, s, moved)
+			resp.Entries = append(resp.Entries, &csi.ListSnapshotsResponse_Entry{Snapshot: s})
 		}
 	}
 	if only != nil {

@@ -24,9 +24,16 @@ const gib = 1 << 30
 // the controller's table, and these tests call the methods directly.
 func code(err error) codes.Code { return status.Code(ControllerCodes.Status(err)) }
 
-func newTestController(t *testing.T, servers ...discovery.Server) *ControllerServer {
+func newTestController(t testing.TB, servers ...discovery.Server) *ControllerServer {
 	t.Helper()
-	reg := registry.New(discovery.Static(servers), testClientCreds(t), registry.Options{ProbeTimeout: time.Second}, nil)
+	return newTestControllerProbing(t, time.Second, servers...)
+}
+
+// newTestControllerProbing is newTestController with the given probe
+// timeout.
+func newTestControllerProbing(t testing.TB, probeTimeout time.Duration, servers ...discovery.Server) *ControllerServer {
+	t.Helper()
+	reg := registry.New(discovery.Static(servers), testClientCreds(t), registry.Options{ProbeTimeout: probeTimeout}, nil)
 	reg.Refresh(context.Background())
 	c, err := NewControllerServer(reg, placements.NewMemory(), ControllerOptions{DefaultCapacity: gib, ReadTimeout: time.Second}, nil)
 	if err != nil {

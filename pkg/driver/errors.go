@@ -40,9 +40,12 @@ var (
 		{Err: errUnavailable, Code: codes.Unavailable},
 		{Err: errNoRoom, Code: codes.ResourceExhausted},
 		{Err: errExists, Code: codes.AlreadyExists},
+		{Err: errSpansServers, Code: codes.FailedPrecondition},
 		{Err: discovery.ErrInvalid, Code: codes.InvalidArgument},
 		{Err: errPublishDisabled, Code: codes.Unimplemented},
 		{Err: api.ErrUnknownNode, Code: codes.NotFound},
+		{Err: errNotReplicated, Code: codes.FailedPrecondition},
+		{Err: errNoReplication, Code: codes.FailedPrecondition},
 	}
 	nodeRows = []csirpc.ErrorCode{
 		{Err: errNotStaged, Code: codes.FailedPrecondition},
@@ -56,6 +59,7 @@ var (
 		{Err: mounter.ErrStale, Code: codes.Unavailable},
 		{Err: mounter.ErrTimeout, Code: codes.Unavailable},
 		{Err: mounter.ErrGroupDenied, Code: codes.FailedPrecondition},
+		{Err: mounter.ErrNoServer, Code: codes.Unavailable},
 	}
 )
 

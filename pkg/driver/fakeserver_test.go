@@ -3,9 +3,12 @@ package driver
 import (
 	"context"
 	"net"
+	"path"
 	"sort"
+	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc"
@@ -30,14 +33,31 @@ type fakeServer struct {
 	mu      sync.Mutex
 	free    int64
 	volumes map[string]int64 // id → capacity
+	// more is volumes it reports in its manifest's counts beyond those
+	// in volumes: a server that holds many without the test keeping them.
+	more    int
 	creates int
 	// failCreates, when set, is every create's answer.
 	failCreates error
+	// calls counts the calls answered, by method ("CreateVolume", ...);
+	// listed counts the entries its listings returned.
+	calls  map[string]int
+	listed int
+	// modified holds the mutable parameters of the last modify, by volume.
+	modified map[string]map[string]string
+	// used is what volumes report as their used bytes (none: 0).
+	used map[string]int64
+	// usedBytes is the pool's used bytes in the manifest (0: 1 GiB).
+	usedBytes int64
+	// zone is the manifest's api.ManifestZone (empty: none).
+	zone string
+	// snaps holds the snapshots taken and not deleted: ID → source.
+	snaps map[string]string
 }
 
-func newFakeServer(t *testing.T, name string, free int64, volumes ...string) *fakeServer {
+func newFakeServer(t testing.TB, name string, free int64, volumes ...string) *fakeServer {
 	t.Helper()
-	f := &fakeServer{name: name, free: free, volumes: map[string]int64{}}
+	f := &fakeServer{name: name, free: free, volumes: map[string]int64{}, calls: map[string]int{}}
 	for _, v := range volumes {
 		f.volumes[v] = 1 << 20
 	}
@@ -46,7 +66,7 @@ func newFakeServer(t *testing.T, name string, free int64, volumes ...string) *fa
 		t.Fatal(err)
 	}
 	f.addr = lis.Addr().String()
-	f.srv = csirpc.NewServer(csirpc.NewCodes(api.ErrorCodes), nil, grpc.Creds(testServerCreds(t)))
+	f.srv = csirpc.NewServer(csirpc.NewCodes(api.ErrorCodes), nil, grpc.Creds(testServerCreds(t)), grpc.ChainUnaryInterceptor(f.count))
 	csi.RegisterIdentityServer(f.srv, f)
 	csi.RegisterControllerServer(f.srv, f)
 	go f.srv.Serve(lis)
@@ -64,6 +84,44 @@ func (f *fakeServer) setFree(b int64) {
 	f.free = b
 }
 
+func (f *fakeServer) count(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	f.mu.Lock()
+	f.calls[path.Base(info.FullMethod)]++
+	f.mu.Unlock()
+	return h(ctx, req)
+}
+
+// takeCalls returns the calls answered since the last takeCalls.
+func (f *fakeServer) takeCalls() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.calls
+	f.calls = map[string]int{}
+	return c
+}
+
+// GetPluginInfo carries the summary a server keeps: its pool's space and
+// the counts of what it holds.
+func (f *fakeServer) GetPluginInfo(context.Context, *csi.GetPluginInfoRequest) (*csi.GetPluginInfoResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	used := f.usedBytes
+	if used == 0 {
+		used = gib
+	}
+	info := api.PoolInfo{Pool: "tank-" + f.name, Health: "ONLINE", Size: f.free + used, Used: used, Available: f.free, ReadAt: time.Now(),
+		HasCounts: true, Volumes: len(f.volumes) + f.more}
+	for _, c := range f.volumes {
+		info.Provisioned += c
+	}
+	m := map[string]string{api.ManifestRole: "storage-server", api.ManifestServer: f.name}
+	if f.zone != "" {
+		m[api.ManifestZone] = f.zone
+	}
+	info.Manifest(m)
+	return &csi.GetPluginInfoResponse{Name: "dots.csi.dev", Manifest: m}, nil
+}
+
 func (f *fakeServer) Probe(context.Context, *csi.ProbeRequest) (*csi.ProbeResponse, error) {
 	return &csi.ProbeResponse{}, nil
 }
@@ -75,8 +133,15 @@ func (f *fakeServer) GetCapacity(context.Context, *csi.GetCapacityRequest) (*csi
 }
 
 func (f *fakeServer) volume(id string) *csi.Volume {
-	return &csi.Volume{VolumeId: id, CapacityBytes: f.volumes[id], VolumeContext: map[string]string{
+	v := &csi.Volume{VolumeId: id, CapacityBytes: f.volumes[id], VolumeContext: map[string]string{
 		api.ContextExport: "/dots/" + id, api.ContextLocalPath: "/mnt/" + id}}
+	if u, ok := f.used[id]; ok {
+		v.VolumeContext[api.ContextUsedBytes] = strconv.FormatInt(u, 10)
+	}
+	for k, val := range f.modified[id] {
+		v.VolumeContext[api.ContextParamPrefix+k] = val
+	}
+	return v
 }
 
 func (f *fakeServer) CreateVolume(_ context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
@@ -102,6 +167,21 @@ func (f *fakeServer) ControllerGetVolume(_ context.Context, req *csi.ControllerG
 	return &csi.ControllerGetVolumeResponse{Volume: f.volume(req.GetVolumeId())}, nil
 }
 
+// ControllerModifyVolume records the parameters it was given, reported by
+// ControllerGetVolume as a real server reports them.
+func (f *fakeServer) ControllerModifyVolume(_ context.Context, req *csi.ControllerModifyVolumeRequest) (*csi.ControllerModifyVolumeResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.volumes[req.GetVolumeId()]; !ok {
+		return nil, status.Error(codes.NotFound, "no such volume")
+	}
+	if f.modified == nil {
+		f.modified = map[string]map[string]string{}
+	}
+	f.modified[req.GetVolumeId()] = req.GetMutableParameters()
+	return &csi.ControllerModifyVolumeResponse{}, nil
+}
+
 func (f *fakeServer) ListVolumes(_ context.Context, req *csi.ListVolumesRequest) (*csi.ListVolumesResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -115,10 +195,35 @@ func (f *fakeServer) ListVolumes(_ context.Context, req *csi.ListVolumesRequest)
 		return nil, err
 	}
 	resp := &csi.ListVolumesResponse{NextToken: next}
+	f.listed += end - first
 	for _, id := range ids[first:end] {
 		resp.Entries = append(resp.Entries, &csi.ListVolumesResponse_Entry{Volume: f.volume(id)})
 	}
 	return resp, nil
+}
+
+func (f *fakeServer) DeleteVolume(_ context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.volumes, req.GetVolumeId())
+	return &csi.DeleteVolumeResponse{}, nil
+}
+
+func (f *fakeServer) CreateSnapshot(_ context.Context, req *csi.CreateSnapshotRequest) (*csi.CreateSnapshotResponse, error) {
+	f.mu.Lock()
+	if f.snaps == nil {
+		f.snaps = map[string]string{}
+	}
+	f.snaps[req.GetName()] = req.GetSourceVolumeId()
+	f.mu.Unlock()
+	return &csi.CreateSnapshotResponse{Snapshot: &csi.Snapshot{SnapshotId: req.GetName(), SourceVolumeId: req.GetSourceVolumeId(), ReadyToUse: true}}, nil
+}
+
+func (f *fakeServer) DeleteSnapshot(_ context.Context, req *csi.DeleteSnapshotRequest) (*csi.DeleteSnapshotResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.snaps, req.GetSnapshotId())
+	return &csi.DeleteSnapshotResponse{}, nil
 }
 
 func (f *fakeServer) ListSnapshots(context.Context, *csi.ListSnapshotsRequest) (*csi.ListSnapshotsResponse, error) {

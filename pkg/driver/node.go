@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/dots-csi/dots/pkg/api"
+	"github.com/dots-csi/dots/pkg/discovery"
 	"github.com/dots-csi/dots/pkg/lockset"
 	"github.com/dots-csi/dots/pkg/mounter"
 )
@@ -29,6 +31,9 @@ type NodeServer struct {
 	// dial checks a volume's NFS server (NodeGetVolumeHealth).
 	dial         func(ctx context.Context, addr string) error
 	statsTimeout time.Duration
+	// discover lists the storage servers (nil: no discovery configured),
+	// asked only when no server of a volume context serves the volume.
+	discover discovery.Source
 }
 
 // NewNodeServer returns the node service for opts, mounting through m
@@ -50,9 +55,15 @@ func NewNodeServer(opts NodeOptions, m mounter.Mounter) (*NodeServer, error) {
 	if err != nil {
 		return nil, err
 	}
+	discover, err := opts.discovery().Source()
+	if err != nil {
+		return nil, err
+	}
 	klog.InfoS("Node service", "nodeID", nodeID, "mountMode", opts.MountMode, "kubeletDir", opts.KubeletDir,
-		"localBindRoots", opts.LocalBindRoots, "statsTimeout", opts.StatsTimeout, "unmountTimeout", opts.UnmountTimeout)
-	return &NodeServer{nodeID: nodeID, m: m, locks: lockset.New(), paths: newVolumePaths(), dial: dialTCP, statsTimeout: opts.StatsTimeout}, nil
+		"localBindRoots", opts.LocalBindRoots, "statsTimeout", opts.StatsTimeout, "unmountTimeout", opts.UnmountTimeout,
+		"mountTryTimeout", opts.MountTryTimeout, "discovery", discover != nil)
+	return &NodeServer{nodeID: nodeID, m: m, locks: lockset.New(), paths: newVolumePaths(), dial: dialTCP, statsTimeout: opts.StatsTimeout,
+		discover: discover}, nil
 }
 
 // nodeCapabilities: STAGE_UNSTAGE so each volume is mounted once per node;
@@ -95,7 +106,7 @@ func (s *NodeServer) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolu
 	if err := validateCapability(vc); err != nil {
 		return nil, err
 	}
-	vol, err := s.volumeFromContext(id, req.GetVolumeContext())
+	vols, err := s.volumeFromContext(id, req.GetVolumeContext())
 	if err != nil {
 		return nil, err
 	}
@@ -109,35 +120,25 @@ func (s *NodeServer) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolu
 	defer unlock()
 
 	flags := vc.GetMount().GetMountFlags()
-	if err := s.m.Stage(ctx, vol, staging, flags, readerOnly(vc)); err != nil {
+	used, err := s.stage(ctx, vols, staging, flags, readerOnly(vc))
+	if err != nil {
 		return nil, fmt.Errorf("stage volume %s at %s: %w", id, staging, err)
 	}
-	s.paths.stage(id, staging, nfsEndpoint(vol))
-	klog.InfoS("Volume staged", "volumeID", id, "stagingPath", staging, "mode", s.m.Mode(), "mountFlags", flags)
+	// The health check dials the server actually mounted, which with
+	// candidates need not be the first listed.
+	s.paths.stage(id, staging, nfsEndpoint(used))
+	klog.InfoS("Volume staged", "volumeID", id, "stagingPath", staging, "mode", s.m.Mode(), "mountFlags", flags,
+		"server", used.Server, "from", used.String(), "candidates", len(vols))
 	return &csi.NodeStageVolumeResponse{}, nil
 }
 
 // NodeUnstageVolume unmounts the staging path and removes it.
 func (s *NodeServer) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
-	id, staging := req.GetVolumeId(), req.GetStagingTargetPath()
-	if err := required("volume_id", id, "staging_target_path", staging); err != nil {
-		return nil, err
-	}
-	staging, err := s.m.ConfinePath(ctx, "staging_target_path", staging)
+	err := s.unmountVolume(ctx, req.GetVolumeId(), "staging_target_path", req.GetStagingTargetPath(), "unstage",
+		func(string) { s.paths.unstage(req.GetVolumeId()) })
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := s.locks.Acquire(id)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-
-	if err := s.m.Unmount(ctx, staging); err != nil {
-		return nil, fmt.Errorf("unstage volume %s from %s: %w", id, staging, err)
-	}
-	s.paths.unstage(id)
-	klog.InfoS("Volume unstaged", "volumeID", id, "stagingPath", staging)
 	return &csi.NodeUnstageVolumeResponse{}, nil
 }
 
@@ -211,26 +212,37 @@ func (s *NodeServer) checkSingleWriter(id, staging, target string) error {
 
 // NodeUnpublishVolume unmounts the target path and removes it.
 func (s *NodeServer) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
-	id, target := req.GetVolumeId(), req.GetTargetPath()
-	if err := required("volume_id", id, "target_path", target); err != nil {
-		return nil, err
-	}
-	target, err := s.m.ConfinePath(ctx, "target_path", target)
+	err := s.unmountVolume(ctx, req.GetVolumeId(), "target_path", req.GetTargetPath(), "unpublish",
+		func(target string) { s.paths.unpublish(req.GetVolumeId(), target) })
 	if err != nil {
 		return nil, err
+	}
+	return &csi.NodeUnpublishVolumeResponse{}, nil
+}
+
+// unmountVolume is what unstaging and unpublishing share: the path (the
+// request's field) confined to the kubelet's directory, the volume's lock,
+// the unmount (nothing mounted there is done already), then forget with
+// the confined path.
+func (s *NodeServer) unmountVolume(ctx context.Context, id, field, path, verb string, forget func(path string)) error {
+	if err := required("volume_id", id, field, path); err != nil {
+		return err
+	}
+	path, err := s.m.ConfinePath(ctx, field, path)
+	if err != nil {
+		return err
 	}
 	unlock, err := s.locks.Acquire(id)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer unlock()
-
-	if err := s.m.Unmount(ctx, target); err != nil {
-		return nil, fmt.Errorf("unpublish volume %s from %s: %w", id, target, err)
+	if err := s.m.Unmount(ctx, path); err != nil {
+		return fmt.Errorf("%s volume %s from %s: %w", verb, id, path, err)
 	}
-	s.paths.unpublish(id, target)
-	klog.InfoS("Volume unpublished", "volumeID", id, "targetPath", target)
-	return &csi.NodeUnpublishVolumeResponse{}, nil
+	forget(path)
+	klog.InfoS("Volume "+verb+"ed", "volumeID", id, "path", path)
+	return nil
 }
 
 // required checks pairs of (field name, value): each must be set.
@@ -260,11 +272,19 @@ func readerOnly(vc *csi.VolumeCapability) bool {
 	return false
 }
 
-// volumeFromContext reads what the controller put in the volume context;
-// the keys the mount mode needs are required.
-func (s *NodeServer) volumeFromContext(id string, vc map[string]string) (mounter.Volume, error) {
+// volumeFromContext reads what the controller put in the volume context:
+// the locations to mount the volume from, in the order to try them. A
+// context with api.ContextServers lists every server that may hold the
+// volume (primary first); one without names its one server (volumes
+// created before candidates existed). The keys the mount mode needs are
+// required.
+func (s *NodeServer) volumeFromContext(id string, vc map[string]string) ([]mounter.Volume, error) {
+	if _, ok := vc[api.ContextServers]; ok {
+		return s.candidatesFromContext(id, vc)
+	}
 	vol := mounter.Volume{
 		ID:        id,
+		Server:    vc[api.ContextServer],
 		Address:   vc[api.ContextNFSAddress],
 		Export:    vc[api.ContextExport],
 		LocalPath: vc[api.ContextLocalPath],
@@ -272,7 +292,7 @@ func (s *NodeServer) volumeFromContext(id string, vc map[string]string) (mounter
 	if p, ok := vc[api.ContextNFSPort]; ok {
 		port, err := strconv.Atoi(p)
 		if err != nil || port < 1 || port > 65535 {
-			return vol, fmt.Errorf("%w: volume context %s=%q is not a port number", api.ErrInvalid, api.ContextNFSPort, p)
+			return nil, fmt.Errorf("%w: volume context %s=%q is not a port number", api.ErrInvalid, api.ContextNFSPort, p)
 		}
 		vol.Port = port
 	}
@@ -285,10 +305,43 @@ func (s *NodeServer) volumeFromContext(id string, vc map[string]string) (mounter
 	}
 	for _, k := range needed {
 		if vc[k] == "" {
-			return vol, fmt.Errorf("%w: volume context lacks %s, needed by mount mode %s", api.ErrInvalid, k, s.m.Mode())
+			return nil, fmt.Errorf("%w: volume context lacks %s, needed by mount mode %s", api.ErrInvalid, k, s.m.Mode())
 		}
 	}
-	return vol, nil
+	return []mounter.Volume{vol}, nil
+}
+
+// candidatesFromContext reads api.ContextServers. The export path is the
+// volume's on every server (ContextExport); each candidate gives its
+// server's address, port and, for local-bind, the dataset's path there.
+func (s *NodeServer) candidatesFromContext(id string, vc map[string]string) ([]mounter.Volume, error) {
+	var cands []api.Candidate
+	if err := json.Unmarshal([]byte(vc[api.ContextServers]), &cands); err != nil {
+		return nil, fmt.Errorf("%w: volume context %s is not a JSON list of servers: %v", api.ErrInvalid, api.ContextServers, err)
+	}
+	if len(cands) == 0 {
+		return nil, fmt.Errorf("%w: volume context %s lists no server", api.ErrInvalid, api.ContextServers)
+	}
+	localBind := s.m.Mode() == mounter.ModeLocalBind
+	if !localBind && vc[api.ContextExport] == "" {
+		return nil, fmt.Errorf("%w: volume context lacks %s, needed by mount mode %s", api.ErrInvalid, api.ContextExport, s.m.Mode())
+	}
+	vols := make([]mounter.Volume, 0, len(cands))
+	for i, c := range cands {
+		if c.Port < 0 || c.Port > 65535 {
+			return nil, fmt.Errorf("%w: volume context %s: server %d (%s) has port %d", api.ErrInvalid, api.ContextServers, i, c.Server, c.Port)
+		}
+		if (localBind && c.LocalPath == "") || (!localBind && c.Address == "") {
+			need := "address"
+			if localBind {
+				need = "localPath"
+			}
+			return nil, fmt.Errorf("%w: volume context %s: server %d (%s) has no %s, needed by mount mode %s", api.ErrInvalid, api.ContextServers, i, c.Server, need, s.m.Mode())
+		}
+		vols = append(vols, mounter.Volume{ID: id, Server: c.Server, Address: c.Address, Port: c.Port,
+			Export: vc[api.ContextExport], LocalPath: c.LocalPath})
+	}
+	return vols, nil
 }
 
 // mountGroup reads the fsGroup kubelet hands over (VOLUME_MOUNT_GROUP).

@@ -59,9 +59,9 @@ func newNodeFixture(t *testing.T) nodeFixture {
 	requireRootForMounts(t)
 	pool := testenv.NewPool(t, "dotsm", 256<<20)
 	f := nodeFixture{dataset: pool.Name() + "/pvc-1", export: "/dots/pvc-1"}
-	runCmd(t, "zfs", "create", "-o", "refquota=64M", f.dataset)
-	f.root = runCmd(t, "zfs", "get", "-H", "-o", "value", "mountpoint", pool.Name())
-	f.mountpoint = runCmd(t, "zfs", "get", "-H", "-o", "value", "mountpoint", f.dataset)
+	testenv.Zfs(t, "create", "-o", "refquota=64M", f.dataset)
+	f.root = strings.TrimSpace(testenv.Zfs(t, "get", "-H", "-o", "value", "mountpoint", pool.Name()))
+	f.mountpoint = strings.TrimSpace(testenv.Zfs(t, "get", "-H", "-o", "value", "mountpoint", f.dataset))
 	if f.mountpoint != filepath.Join(f.root, "pvc-1") {
 		t.Fatalf("dataset mounted at %s, not under the pool's %s", f.mountpoint, f.root)
 	}

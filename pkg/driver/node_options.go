@@ -4,11 +4,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/dots-csi/dots/pkg/api"
+	"github.com/dots-csi/dots/pkg/discovery"
 	"github.com/dots-csi/dots/pkg/mounter"
 )
 
@@ -21,6 +25,9 @@ type NodeOptions struct {
 	// from. They become part of the CSI node ID (NAME@ADDR,...), so the
 	// exports of volumes published to the node admit exactly them.
 	Addresses []string
+	// AddressCIDRs: the addresses of this host's interfaces inside them are
+	// node addresses too (see InterfaceAddresses).
+	AddressCIDRs []string
 	// MountMode is mounter.ModeNFS (every real node) or
 	// mounter.ModeLocalBind (single-machine development stack only).
 	MountMode string
@@ -37,6 +44,17 @@ type NodeOptions struct {
 	StatsTimeout time.Duration
 	// UnmountTimeout bounds each unmount attempt (plain, force, lazy).
 	UnmountTimeout time.Duration
+	// MountTryTimeout bounds each server's mount try when a volume lists
+	// several servers (api.ContextServers), so a dead one costs at most
+	// this before the next is tried.
+	MountTryTimeout time.Duration
+	// Servers, ServersFile and DiscoverDNS are the controller's server
+	// discovery (at most one; optional): in nfs mode, a volume that no
+	// server of its volume context serves is looked for on the other
+	// servers discovery lists (moved to a server its PV never named).
+	Servers     []discovery.Server
+	ServersFile string
+	DiscoverDNS string
 }
 
 // AddFlags registers the options as flags, with their defaults.
@@ -53,10 +71,21 @@ func (o *NodeOptions) AddFlags(fs *flag.FlagSet) {
 	if o.KubeletDir == "" {
 		o.KubeletDir = mounter.DefaultKubeletDir
 	}
+	if o.MountTryTimeout == 0 {
+		o.MountTryTimeout = mounter.DefaultMountTryTimeout
+	}
 	fs.StringVar(&o.NodeID, "node-id", o.NodeID, "this node's name, reported as the CSI node ID (required)")
 	fs.Func("node-address", "this node's IP address, where its NFS traffic comes from (repeatable or comma separated; in Kubernetes status.hostIP); needed when exports admit only the nodes a volume is published to", func(v string) error {
 		for _, a := range strings.Split(v, ",") {
 			o.Addresses = append(o.Addresses, strings.TrimSpace(a))
+		}
+		return nil
+	})
+	fs.Func("node-address-cidrs", "CIDRs, comma separated: this host's interface addresses inside them are node addresses too (in Kubernetes the NFS clients' CIDRs: node-to-Service traffic that kube-proxy masquerades leaves from a tunnel or bridge address, in the pod CIDR on overlay networks)", func(v string) error {
+		for _, c := range strings.Split(v, ",") {
+			if c = strings.TrimSpace(c); c != "" {
+				o.AddressCIDRs = append(o.AddressCIDRs, c)
+			}
 		}
 		return nil
 	})
@@ -68,6 +97,8 @@ func (o *NodeOptions) AddFlags(fs *flag.FlagSet) {
 		"local-bind mode only: a storage server's volumes directory (MOUNT-ROOT/dots/volumes), whose entries may be bound; repeat it for each server on this machine (required with --mount-mode=local-bind)")
 	fs.DurationVar(&o.StatsTimeout, "stats-timeout", o.StatsTimeout, "bound on each stat/statfs of a mounted volume")
 	fs.DurationVar(&o.UnmountTimeout, "unmount-timeout", o.UnmountTimeout, "bound on each unmount attempt before escalating to a forced, then lazy, unmount")
+	o.discovery().AddFlags(fs)
+	fs.DurationVar(&o.MountTryTimeout, "mount-try-timeout", o.MountTryTimeout, "bound on each server's mount try when a volume lists several servers (replicas): a dead server costs at most this before the next is tried")
 }
 
 // Validate checks the options.
@@ -77,6 +108,9 @@ func (o NodeOptions) Validate() error {
 		errs = append(errs, errors.New("--node-id is required"))
 	} else if _, err := o.csiNodeID(); err != nil {
 		errs = append(errs, fmt.Errorf("--node-id, --node-address: %w", err))
+	}
+	if _, err := parseCIDRs(o.AddressCIDRs); err != nil {
+		errs = append(errs, fmt.Errorf("--node-address-cidrs: %w", err))
 	}
 	if err := mounter.CheckKubeletDir(o.KubeletDir); err != nil {
 		errs = append(errs, fmt.Errorf("--kubelet-dir: %w", err))
@@ -104,6 +138,14 @@ func (o NodeOptions) Validate() error {
 	if o.UnmountTimeout <= 0 {
 		errs = append(errs, errors.New("--unmount-timeout must be positive"))
 	}
+	if o.MountTryTimeout < 0 {
+		errs = append(errs, errors.New("--mount-try-timeout must not be negative"))
+	}
+	if err := o.discovery().Validate(); err != nil {
+		errs = append(errs, err)
+	} else if _, err := o.discovery().Source(); err != nil {
+		errs = append(errs, fmt.Errorf("--discover-dns: %w", err))
+	}
 	return errors.Join(errs...)
 }
 
@@ -111,12 +153,19 @@ func (o NodeOptions) Validate() error {
 // options: mounter.New(o.MounterConfig()).
 func (o NodeOptions) MounterConfig() mounter.Config {
 	return mounter.Config{
-		Mode:           o.MountMode,
-		LocalBindRoots: o.LocalBindRoots,
-		KubeletDir:     o.KubeletDir,
-		StatTimeout:    o.StatsTimeout,
-		UnmountTimeout: o.UnmountTimeout,
+		Mode:            o.MountMode,
+		LocalBindRoots:  o.LocalBindRoots,
+		KubeletDir:      o.KubeletDir,
+		StatTimeout:     o.StatsTimeout,
+		UnmountTimeout:  o.UnmountTimeout,
+		MountTryTimeout: o.MountTryTimeout,
 	}
+}
+
+// discovery binds the server discovery flags to the options (a pointer
+// receiver: the flags write into o).
+func (o *NodeOptions) discovery() discovery.Flags {
+	return discovery.Flags{Servers: &o.Servers, File: &o.ServersFile, DNS: &o.DiscoverDNS}
 }
 
 // pathList is a flag that may be repeated, one path each time.
@@ -143,4 +192,64 @@ func (o NodeOptions) csiNodeID() (string, error) {
 		return "", err
 	}
 	return id.String(), nil
+}
+
+func parseCIDRs(cidrs []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, c := range cidrs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// InterfaceAddresses returns the node's addresses: the given ones, then
+// each address of this host's interfaces (ifaces, from net.InterfaceAddrs)
+// that lies inside o.AddressCIDRs, is not loopback or link-local, and is
+// not given already; at most api.MaxNodeAddresses in all (the rest are
+// returned as left out). The address a storage server sees on a node's
+// NFS connection is the node's own when the node reaches the server's pod
+// directly, and the address of the interface the packets leave by when
+// kube-proxy masquerades node-to-Service traffic: a tunnel's or a bridge's
+// on overlay networks (flannel.1, cni0, tunl0, vxlan.calico, cilium_host).
+func (o NodeOptions) InterfaceAddresses(ifaces []net.Addr) (addrs, leftOut []string, err error) {
+	cidrs, err := parseCIDRs(o.AddressCIDRs)
+	if err != nil {
+		return nil, nil, err
+	}
+	addrs = slices.Clone(o.Addresses)
+	seen := map[netip.Addr]bool{}
+	for _, a := range o.Addresses {
+		if ip, err := netip.ParseAddr(strings.TrimSpace(a)); err == nil {
+			seen[ip.Unmap()] = true
+		}
+	}
+	var found []netip.Addr
+	for _, ia := range ifaces {
+		var ip netip.Addr
+		if p, err := netip.ParsePrefix(ia.String()); err == nil { // *net.IPNet
+			ip = p.Addr().Unmap()
+		} else if a, err := netip.ParseAddr(ia.String()); err == nil { // *net.IPAddr
+			ip = a.Unmap()
+		} else {
+			continue
+		}
+		if seen[ip] || ip.IsLoopback() || ip.IsLinkLocalUnicast() || !slices.ContainsFunc(cidrs, func(c netip.Prefix) bool { return c.Contains(ip) }) {
+			continue
+		}
+		seen[ip] = true
+		found = append(found, ip)
+	}
+	slices.SortFunc(found, func(a, b netip.Addr) int { return a.Compare(b) })
+	for _, ip := range found {
+		if len(addrs) < api.MaxNodeAddresses {
+			addrs = append(addrs, ip.String())
+		} else {
+			leftOut = append(leftOut, ip.String())
+		}
+	}
+	return addrs, leftOut, nil
 }

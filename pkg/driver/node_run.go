@@ -3,11 +3,14 @@ package driver
 import (
 	"context"
 	"flag"
+	"fmt"
+	"net"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc"
 	"k8s.io/klog/v2"
 
+	"github.com/dots-csi/dots/pkg/api"
 	"github.com/dots-csi/dots/pkg/csirpc"
 	"github.com/dots-csi/dots/pkg/daemon"
 	"github.com/dots-csi/dots/pkg/mounter"
@@ -39,6 +42,21 @@ func (c *NodeConfig) Validate() error {
 func RunNode(ctx context.Context, cfg NodeConfig, ready func(daemon.Addrs) error) error {
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	if len(cfg.AddressCIDRs) > 0 {
+		ifaces, err := net.InterfaceAddrs()
+		if err != nil {
+			return fmt.Errorf("this host's addresses: %w", err)
+		}
+		addrs, leftOut, err := cfg.InterfaceAddresses(ifaces)
+		if err != nil {
+			return err
+		}
+		if len(leftOut) > 0 {
+			klog.InfoS("More interface addresses than a node ID holds: exports never admit these", "leftOut", leftOut, "max", api.MaxNodeAddresses)
+		}
+		klog.InfoS("Node addresses", "given", cfg.Addresses, "cidrs", cfg.AddressCIDRs, "addresses", addrs)
+		cfg.Addresses = addrs
 	}
 	m, err := mounter.New(cfg.MounterConfig())
 	if err != nil {

@@ -61,21 +61,35 @@ func Run(ctx context.Context, cfg Config, reg prometheus.Registerer) error {
 	defer events.Shutdown()
 	recorder := events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "dots-controller"})
 
+	klog.InfoS("Server failover on", "namespace", ns, "selector", sel.String(), "after", cfg.After, "lease", cfg.Lease)
+	return Lead(ctx, cs, ns, cfg.Lease, "server failover", func(term context.Context) error {
+		c := New(cs, Options{Namespace: ns, Selector: sel, After: cfg.After, Recorder: recorder, Metrics: metrics})
+		defer metrics.Pending.Reset()
+		return c.Run(term)
+	})
+}
+
+// Lead runs run whenever this process holds the Lease named lease in ns
+// (duty names it in the logs: "Leading server failover"),
+// until ctx ends: two processes never run it at once. A term ends when
+// the Lease is lost (run's context ends) or when run returns (the Lease
+// is then released, not held by a process doing nothing); the next
+// election follows.
+func Lead(ctx context.Context, cs kubernetes.Interface, ns, lease, duty string, run func(term context.Context) error) error {
 	host, _ := os.Hostname()
 	id := host + "_" + string(uuid.NewUUID())
 	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Name: cfg.Lease, Namespace: ns},
+		LeaseMeta:  metav1.ObjectMeta{Name: lease, Namespace: ns},
 		Client:     cs.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
 	}
-	klog.InfoS("Server failover on", "namespace", ns, "selector", sel.String(), "after", cfg.After, "lease", cfg.Lease, "identity", id)
 	for ctx.Err() == nil {
-		// Each term runs its own controller here, in this goroutine, and
-		// it has stopped before the next election: no two terms overlap.
+		// Each term runs here, in this goroutine, and has stopped before
+		// the next election: no two terms overlap.
 		terms := make(chan context.Context, 1)
 		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 			Lock: lock, LeaseDuration: leaseDuration, RenewDeadline: renewDeadline, RetryPeriod: retryPeriod,
-			ReleaseOnCancel: true, Name: cfg.Lease,
+			ReleaseOnCancel: true, Name: lease,
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(term context.Context) { terms <- term },
 				OnStoppedLeading: func() {},
@@ -84,8 +98,6 @@ func Run(ctx context.Context, cfg Config, reg prometheus.Registerer) error {
 		if err != nil {
 			return err
 		}
-		// Cancelled when a term's controller stops on its own, so that the
-		// Lease is released instead of held by a replica doing nothing.
 		ectx, stop := context.WithCancel(ctx)
 		elected := make(chan struct{})
 		go func() {
@@ -94,15 +106,13 @@ func Run(ctx context.Context, cfg Config, reg prometheus.Registerer) error {
 		}()
 		select {
 		case term := <-terms:
-			klog.InfoS("Leading server failover", "lease", cfg.Lease, "identity", id)
-			c := New(cs, Options{Namespace: ns, Selector: sel, After: cfg.After, Recorder: recorder, Metrics: metrics})
-			if err := c.Run(term); err != nil && term.Err() == nil {
-				klog.ErrorS(err, "Server failover stopped")
+			klog.InfoS("Leading "+duty, "lease", lease, "identity", id)
+			if err := run(term); err != nil && term.Err() == nil {
+				klog.ErrorS(err, "Stopped leading on an error", "lease", lease)
 			}
 			stop()
 			<-elected
-			klog.InfoS("No longer leading server failover", "lease", cfg.Lease, "identity", id)
-			metrics.Pending.Reset()
+			klog.InfoS("No longer leading "+duty, "lease", lease, "identity", id)
 		case <-elected:
 		}
 		stop()

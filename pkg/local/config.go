@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/dots-csi/dots/pkg/capacity"
 )
@@ -22,6 +23,9 @@ type Config struct {
 	PoolSize    string
 	Keep        bool
 	HTTPAddress string
+	// PromoteAfter: the controller promotes a replica of each replicated
+	// volume whose primary's server has been unhealthy this long (0: off).
+	PromoteAfter time.Duration
 }
 
 // DefaultStateDir is where the stack and the client meet when neither is told.
@@ -34,6 +38,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.PoolSize, "pool-size", "4Gi", "size of each server's pool file (sparse)")
 	fs.BoolVar(&c.Keep, "keep", false, "keep the pools on exit and re-open them on the next start")
 	fs.StringVar(&c.HTTPAddress, "http-address", "127.0.0.1:0", "address of the controller's /healthz, /readyz and /metrics (/servers is on STATE-DIR/admin.sock)")
+	fs.DurationVar(&c.PromoteAfter, "promote-after", 0, "promote a replica of each replicated volume whose primary's server has been unhealthy this long (the controller's --promote-after); 0: only by hand (`dots volume promote`)")
 }
 
 // Validate checks the configuration.
@@ -55,6 +60,9 @@ func (c *Config) Validate() error {
 	}
 	if size < 256<<20 {
 		return fmt.Errorf("--pool-size %s: want at least 256Mi", c.PoolSize)
+	}
+	if c.PromoteAfter < 0 {
+		return fmt.Errorf("--promote-after %s: must not be negative", c.PromoteAfter)
 	}
 	return nil
 }

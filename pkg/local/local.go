@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -129,7 +128,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 		list = append(list, discovery.Server{Name: s.info.Name, APIAddress: s.info.API, NFSAddress: "127.0.0.1",
 			NFSPort: s.info.NFSPort, LocalPaths: true})
 	}
-	members := registry.New(list, creds, registry.Options{Interval: 5 * time.Second}, metrics)
+	members := registry.New(list, creds, registry.Options{Interval: 5 * time.Second, Replication: driver.ReplicationClient}, metrics)
 	members.Refresh(ctx)
 	store, err := placements.NewDir(cfg.path("placements"))
 	if err != nil {
@@ -139,6 +138,8 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	if err != nil {
 		return err
 	}
+	admin := cs.AdminHandlers() // promote, drain, rebalance
+	admin["/servers"] = members
 	ids := driver.NewIdentityServer(true, driver.ServersReady(members))
 	host, _ := os.Hostname()
 	// The node binds only volumes, and mounts only below the state dir
@@ -166,6 +167,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 		Register: func(g *grpc.Server) {
 			csi.RegisterIdentityServer(g, ids)
 			csi.RegisterControllerServer(g, cs)
+			csi.RegisterGroupControllerServer(g, cs)
 			csi.RegisterNodeServer(g, ns)
 		},
 		Codes:       driver.LocalCodes,
@@ -174,12 +176,9 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 		Ready:       []health.Check{driver.ServersReady(members)},
 
 		AdminSocket:   cfg.path("admin.sock"),
-		AdminHandlers: map[string]http.Handler{"/servers": members},
-		Background: []func(context.Context) error{
-			func(ctx context.Context) error { members.Run(ctx); return nil },
-			func(ctx context.Context) error { cs.ReconcilePlacements(ctx, time.Minute); return nil },
-		},
-		Grace: 5 * time.Second,
+		AdminHandlers: admin,
+		Background:    background(cfg, members, cs),
+		Grace:         5 * time.Second,
 	}, func(a daemon.Addrs) error {
 		info := Info{PID: os.Getpid(), Endpoint: cfg.Endpoint(), HTTP: "http://" + a.HTTP, Admin: "unix://" + a.Admin}
 		for _, s := range servers {
@@ -194,6 +193,20 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 		}
 		return nil
 	})
+}
+
+// background is what the stack runs beside its endpoint: the registry's
+// probes, the placements' reconcile, and (--promote-after) automatic
+// promotion: the stack's one controller is its own leader.
+func background(cfg Config, members *registry.Registry, cs *driver.ControllerServer) []func(context.Context) error {
+	out := []func(context.Context) error{
+		func(ctx context.Context) error { members.Run(ctx); return nil },
+		func(ctx context.Context) error { cs.ReconcilePlacements(ctx, time.Minute); return nil },
+	}
+	if cfg.PromoteAfter > 0 {
+		out = append(out, func(ctx context.Context) error { cs.AutoPromote(ctx, cfg.PromoteAfter); return nil })
+	}
+	return out
 }
 
 // nodeAddress is the local node's address: where its NFS traffic comes

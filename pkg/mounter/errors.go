@@ -35,6 +35,9 @@ var (
 	ErrTimeout = errors.New("filesystem call timed out")
 	// ErrBusy: the kernel refused to unmount because the mount is in use.
 	ErrBusy = errors.New("mount is busy")
+	// ErrNoServer: none of the servers a volume context lists serves the
+	// volume (each was tried in turn; the error says why each failed).
+	ErrNoServer = errors.New("no listed server serves the volume")
 )
 
 // ErrInvalidConfig: the mounter configuration is unusable.

@@ -35,6 +35,8 @@ type plan struct {
 type mode interface {
 	name() string
 	plan(vol Volume, flags []string, readOnly bool, mounts []mount.MountPoint) (plan, error)
+	// checkFlags validates mount flags as plan does, without a volume.
+	checkFlags(flags []string, readOnly bool) error
 	// isSourcePath reports whether a mount point is the server side of a
 	// volume, never a publish target.
 	isSourcePath(path string) bool
@@ -62,6 +64,11 @@ func (nfsMode) plan(vol Volume, flags []string, readOnly bool, _ []mount.MountPo
 		ro = ro || o == "ro"
 	}
 	return plan{source: src, fstype: "nfs4", options: opts, device: src, readOnly: ro}, nil
+}
+
+func (nfsMode) checkFlags(flags []string, _ bool) error {
+	_, err := NFSMountOptions(flags, 0)
+	return err
 }
 
 func (nfsMode) isSourcePath(string) bool { return false }
@@ -131,6 +138,11 @@ func (m localBindMode) isVolume(p string, resolved bool) bool {
 		}
 	}
 	return false
+}
+
+func (localBindMode) checkFlags(flags []string, readOnly bool) error {
+	_, err := bindOptions(flags, readOnly)
+	return err
 }
 
 func (m localBindMode) given() string {

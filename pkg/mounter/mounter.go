@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -24,6 +25,9 @@ import (
 const (
 	DefaultStatTimeout    = 10 * time.Second
 	DefaultUnmountTimeout = 15 * time.Second
+	// DefaultMountTryTimeout bounds one server's mount try when a volume
+	// lists several servers (StageFrom).
+	DefaultMountTryTimeout = 20 * time.Second
 )
 
 // Mounter is what the CSI node service needs from the host.
@@ -38,10 +42,14 @@ type Mounter interface {
 	// and still so once the symlinks of its existing part are resolved.
 	// Any other path is api.ErrInvalid.
 	ConfinePath(ctx context.Context, what, path string) (string, error)
-	// Stage mounts vol at target, creating the directory. An existing
-	// correct mount is success; a stale one is unmounted and mounted again;
-	// another mount there is ErrMountConflict.
-	Stage(ctx context.Context, vol Volume, target string, flags []string, readOnly bool) error
+	// StageFrom mounts the volume at target from the first of vols (one
+	// location per server that may hold it, primary first) that serves it,
+	// creating the directory, and returns the one used. An existing correct
+	// mount of any of them is success; a stale one is unmounted and mounted
+	// again; another mount there is ErrMountConflict. With one location the
+	// error is that location's; with several, ErrNoServer naming each and
+	// why it failed.
+	StageFrom(ctx context.Context, vols []Volume, target string, flags []string, readOnly bool, opts ...StageOption) (Volume, error)
 	// Publish bind mounts the staged mount at target, read-only if asked
 	// (or if the staged mount is), with the same idempotence as Stage. A
 	// staging path that is not mounted is ErrNotMountPoint.
@@ -92,6 +100,10 @@ type Config struct {
 	StatTimeout time.Duration
 	// UnmountTimeout bounds each unmount attempt: plain, then force, then lazy.
 	UnmountTimeout time.Duration
+	// MountTryTimeout bounds each server's mount try when a volume lists
+	// several (a single server's mount is bounded by the caller's context
+	// only, as before candidates existed).
+	MountTryTimeout time.Duration
 
 	// Mount is the mount table and mounter; mount-utils without systemd when nil.
 	Mount mount.Interface
@@ -102,7 +114,15 @@ type Config struct {
 	Statfs     StatfsFunc
 	Unmount    UnmountFunc
 	ShareGroup ShareGroupFunc
+	// NFSMount mounts an NFS export and must give up, ending the attempt,
+	// when ctx ends. When nil: mount(8) in its own process group, killed
+	// with ctx (RunMountCommand), or Mount.Mount when Mount is set (so a
+	// fake table never reaches the host).
+	NFSMount NFSMountFunc
 }
+
+// NFSMountFunc mounts source (ADDR:/EXPORT) at target as nfs4 with options.
+type NFSMountFunc func(ctx context.Context, source, target string, options []string) error
 
 // Host implements Mounter on this machine.
 type Host struct {
@@ -113,8 +133,10 @@ type Host struct {
 	statfs         StatfsFunc
 	unmount        UnmountFunc
 	shareGroup     ShareGroupFunc
+	nfsMount       NFSMountFunc
 	statTimeout    time.Duration
 	unmountTimeout time.Duration
+	tryTimeout     time.Duration
 	calls          *inflight
 }
 
@@ -122,7 +144,7 @@ var _ Mounter = (*Host)(nil)
 
 // New validates cfg and returns a Host.
 func New(cfg Config) (*Host, error) {
-	if cfg.StatTimeout < 0 || cfg.UnmountTimeout < 0 {
+	if cfg.StatTimeout < 0 || cfg.UnmountTimeout < 0 || cfg.MountTryTimeout < 0 {
 		return nil, fmt.Errorf("%w: negative timeout", ErrInvalidConfig)
 	}
 	if cfg.KubeletDir == "" {
@@ -138,8 +160,10 @@ func New(cfg Config) (*Host, error) {
 		statfs:         cfg.Statfs,
 		unmount:        cfg.Unmount,
 		shareGroup:     cfg.ShareGroup,
+		nfsMount:       cfg.NFSMount,
 		statTimeout:    cfg.StatTimeout,
 		unmountTimeout: cfg.UnmountTimeout,
+		tryTimeout:     cfg.MountTryTimeout,
 		calls:          newInflight(),
 	}
 	switch cfg.Mode {
@@ -169,6 +193,14 @@ func New(cfg Config) (*Host, error) {
 	}
 	if h.unmountTimeout == 0 {
 		h.unmountTimeout = DefaultUnmountTimeout
+	}
+	if h.tryTimeout == 0 {
+		h.tryTimeout = DefaultMountTryTimeout
+	}
+	if h.nfsMount == nil && h.mnt == nil {
+		h.nfsMount = func(ctx context.Context, source, target string, options []string) error {
+			return RunMountCommand(ctx, "mount", "-t", "nfs4", "-o", strings.Join(options, ","), source, target)
+		}
 	}
 	if h.unmount == nil {
 		if h.mnt != nil {
@@ -232,62 +264,6 @@ func (h *Host) Mode() string { return h.mode.name() }
 // KubeletDir implements Mounter.
 func (h *Host) KubeletDir() string { return h.kubeletDir }
 
-// Stage implements Mounter.
-func (h *Host) Stage(ctx context.Context, vol Volume, target string, flags []string, readOnly bool) error {
-	if err := checkLocalPath("staging path", target); err != nil {
-		return err
-	}
-	target = filepath.Clean(target)
-	mounts, err := h.mnt.List()
-	if err != nil {
-		return fmt.Errorf("list mounts: %w", err)
-	}
-	p, err := h.mode.plan(vol, flags, readOnly, mounts)
-	if err != nil {
-		return err
-	}
-	if h.mode.name() == ModeLocalBind {
-		klog.InfoS("local-bind (development mode): staging the dataset's own mountpoint", "volumeID", vol.ID, "source", p.source, "stagingPath", target)
-	}
-	if existing, ok := mountAt(mounts, target); ok {
-		done, err := h.reuse(ctx, existing, target, p.device, p.readOnly)
-		if done || err != nil {
-			return err
-		}
-	}
-	if err := os.MkdirAll(target, 0o750); err != nil {
-		return fmt.Errorf("create staging path: %w", err)
-	}
-	klog.V(4).InfoS("Mounting", "volumeID", vol.ID, "source", p.source, "target", target, "fstype", p.fstype, "options", p.options)
-	return boundedErr(ctx, h.calls, "mount "+target, 0, func() error {
-		return h.mnt.Mount(p.source, target, p.fstype, p.options)
-	})
-}
-
-// reuse decides what to do with a mount already at target: keep it (done),
-// report a conflict, or, when it is stale, unmount it so the caller mounts
-// again.
-func (h *Host) reuse(ctx context.Context, existing mount.MountPoint, target, device string, readOnly bool) (done bool, err error) {
-	err = h.checkMounted(ctx, target)
-	switch {
-	case err == nil:
-		if !sameDevice(existing.Device, device) {
-			return true, fmt.Errorf("%w: %s is mounted from %s, not %s", ErrMountConflict, target, existing.Device, device)
-		}
-		if hasOption(existing.Opts, "ro") != readOnly {
-			return true, fmt.Errorf("%w: %s is mounted with read-only=%v, asked read-only=%v", ErrMountConflict, target, !readOnly, readOnly)
-		}
-		return true, nil
-	case errors.Is(err, ErrStale), errors.Is(err, ErrTimeout):
-		klog.InfoS("Stale mount found; unmounting to mount again", "path", target, "err", err)
-		if err := h.Unmount(ctx, target); err != nil {
-			return true, fmt.Errorf("recover stale mount: %w", err)
-		}
-		return false, nil
-	}
-	return true, err
-}
-
 // Publish implements Mounter.
 func (h *Host) Publish(ctx context.Context, staging, target string, readOnly bool) error {
 	if err := checkLocalPath("staging path", staging); err != nil {
@@ -312,7 +288,7 @@ func (h *Host) Publish(ctx context.Context, staging, target string, readOnly boo
 	// mount option in the StorageClass); say so, so a repeated call matches.
 	readOnly = readOnly || hasOption(staged.Opts, "ro")
 	if existing, ok := mountAt(mounts, target); ok {
-		done, err := h.reuse(ctx, existing, target, staged.Device, readOnly)
+		done, _, err := h.reuse(ctx, existing, target, []plan{{device: staged.Device, readOnly: readOnly}})
 		if done || err != nil {
 			return err
 		}

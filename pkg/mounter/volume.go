@@ -5,6 +5,7 @@ import (
 	"net"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/dots-csi/dots/pkg/api"
@@ -14,6 +15,9 @@ import (
 type Volume struct {
 	// ID is the CSI volume id, for logs.
 	ID string
+	// Server is the name of the storage server this location belongs to,
+	// for logs and errors ("" in a volume context without candidates).
+	Server string
 	// Address is the storage server's NFS address: an IP address (IPv6 with
 	// or without brackets) or a DNS name.
 	Address string
@@ -27,6 +31,26 @@ type Volume struct {
 }
 
 const maxPathLen = 4096
+
+// String names the location for logs and errors: the server, its NFS
+// address and, when set, its local path (the local-bind mode's).
+func (v Volume) String() string {
+	var parts []string
+	switch {
+	case v.Address != "" && v.Port != 0:
+		parts = append(parts, net.JoinHostPort(strings.Trim(v.Address, "[]"), strconv.Itoa(v.Port)))
+	case v.Address != "":
+		parts = append(parts, v.Address)
+	}
+	if v.LocalPath != "" {
+		parts = append(parts, v.LocalPath)
+	}
+	where := strings.Join(parts, ", ")
+	if v.Server == "" {
+		return where
+	}
+	return v.Server + " (" + where + ")"
+}
 
 // NFSSource returns the mount source ADDR:/EXPORT, with an IPv6 address in
 // brackets, after validating both parts.

@@ -1,24 +1,49 @@
 // Package nfs exports directories over NFS with NFS-Ganesha.
 //
 // A dots storage server runs one ganesha.nfsd (FSAL VFS) as a supervised
-// child process. The server-wide config is written once per start; the
-// exports live in a second file pulled in with %include, rewritten
-// atomically and reloaded with SIGHUP. Ganesha re-reads every export on
-// SIGHUP, so concurrent changes are coalesced into one reload, and a change
-// returns once ganesha's log says the reload is complete (see logscan.go).
+// child process. The server-wide config is written once per start; it
+// %includes the exports file, which %includes 256 list files, which
+// %include one file per export (exports.d/ID.conf, by ID modulo 256), so a
+// change to one export writes its block and one short list (files.go).
+//
+// # How a change reaches ganesha
+//
+// With GaneshaConfig.DBus auto or on, a private dbus-daemon runs beside
+// ganesha (unix socket in RunDir/dbus, only root may connect or own
+// org.ganesha.nfsd) and ganesha is pointed at it with
+// DBUS_SYSTEM_BUS_ADDRESS. Each change is then one call to ganesha's export
+// manager: AddExport or UpdateExport of the export's own file, or
+// RemoveExport of its ID. A call returns once the change is live, and
+// ganesha parses nothing but that file (dbus.go, exportmgr.go). Only
+// changes count on our side too: the supervisor keeps the IDs changed
+// since its last pass and updates what the process serves in place
+// (validation of a new pseudo path against the others is the one
+// O(exports) step left, microseconds each).
+// Ganesha connects to its bus only while starting, and exits when the bus
+// goes, so the bus is started before ganesha and again before each
+// restart of it; a bus that dies alone is replaced at the next start.
+//
+// Otherwise, and whenever a call fails or there are too many changes at
+// once, the exports file is reloaded with SIGHUP. Ganesha re-reads every
+// export on SIGHUP, so concurrent changes are coalesced into one reload,
+// and a change returns once ganesha's log says the reload is complete (see
+// logscan.go). Either way the exports file is the whole truth at a start.
 //
 // # When an export is usable
 //
-// Without DBus, SIGHUP has no reply, so the signal is ganesha's own log:
+// With SIGHUP there is no reply, so the signal is ganesha's own log:
 // "Reread exports complete" is logged after the new export table is in
 // place and mounted in the pseudo filesystem; the per-block errors that
-// follow it are collected for a further 15 ms of log silence. Errors map
-// to exports by the line numbers of their EXPORT blocks, so a refused
-// export fails its own Export call with ErrExportFailed. An integration
-// test uses each new export exactly once, straight after Export returns.
-// Measured with BenchmarkExportReady on a 2-core VM: 25 ms with 10
-// existing exports, 65-85 ms with 300 (one reload each); 300 concurrent
-// Export calls all returned within 0.2-0.35 s, after two reloads.
+// follow it are collected for a further 15 ms of log silence. Errors name
+// the file of the rejected block, the export's own, so a refused export
+// fails its own Export call with ErrExportFailed. An integration test uses
+// each new export exactly once, straight after Export returns.
+// TestExportChangeCost measures both ways on a 2-core VM (runs vary): an
+// added export usable 1-2 ms after the call with 10 or 800 exports over
+// DBus, against 26-28 ms and 0.5-0.6 s with SIGHUP. With 10,000 exports an
+// add took 14 ms and a removal 1.5 ms, while reading 10,000 exports at a
+// start (or a SIGHUP) takes ganesha 4.3 about two minutes: its config
+// parsing grows faster than the export count.
 //
 // # Stable file handles
 //

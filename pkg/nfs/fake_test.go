@@ -50,10 +50,11 @@ var (
 
 // load reads the exports file as ganesha would, returning the problems.
 func (r *fakeRunner) load(path string) []string {
-	data, err := os.ReadFile(path)
+	text, err := readIncluding(path, 0)
 	if err != nil {
-		return []string{"cannot read " + path}
+		return []string{err.Error()}
 	}
+	data := []byte(text)
 	var ids []uint32
 	for _, m := range reID.FindAllStringSubmatch(string(data), -1) {
 		n, _ := strconv.Atoi(m[1])

@@ -38,6 +38,8 @@ type failure struct {
 type Stats struct {
 	Reloads  int // SIGHUPs sent
 	Restarts int // unexpected exits recovered from
+	// Changes counts export changes by how they reached ganesha.
+	Changes map[ChangeKey]int
 }
 
 // Ganesha runs one NFS-Ganesha server as a supervised child process and
@@ -64,6 +66,7 @@ type Ganesha struct {
 	served    map[uint32]Export // what the live process has loaded
 	servedGen uint64            // generation of served
 	failures  map[uint32]failure
+	dirty     map[uint32]struct{} // IDs changed in desired since the supervisor last took them
 	state     runState
 	proc      Process
 	lastErr   error // why the process last died or failed to start
@@ -75,9 +78,13 @@ type Ganesha struct {
 	stopCtx   context.Context // the context Stop was called with
 	loopDone  chan struct{}
 
+	bus *busProc // the private DBus; written by the supervisor under mu
+
 	// Owned by the supervisor goroutine.
 	startedAt  time.Time
 	crashDelay time.Duration
+	mgr        exportMgr
+	files      map[uint32]Export // what each file in exports.d says
 }
 
 var _ Exporter = (*Ganesha)(nil)
@@ -107,6 +114,7 @@ func NewGanesha(cfg GaneshaConfig, opts ...Option) (*Ganesha, error) {
 	for _, o := range opts {
 		o(g)
 	}
+	g.mgr.cfg = cfg
 	return g, nil
 }
 
@@ -153,7 +161,7 @@ func (g *Ganesha) Export(ctx context.Context, e Export) error {
 		}
 		g.desired[e.ID] = e
 		g.pseudo[e.Pseudo] = e.ID
-		g.changedLocked()
+		g.changedLocked(e.ID)
 	} else if served, ok := g.served[e.ID]; ok && g.state == stateRunning && served.Equal(e) {
 		g.mu.Unlock()
 		return nil
@@ -176,7 +184,7 @@ func (g *Ganesha) Unexport(ctx context.Context, id uint32) error {
 	if old, ok := g.desired[id]; ok {
 		delete(g.desired, id)
 		delete(g.pseudo, old.Pseudo)
-		g.changedLocked()
+		g.changedLocked(id)
 	} else if _, live := g.served[id]; !live || g.state != stateRunning {
 		g.mu.Unlock()
 		return nil
@@ -209,12 +217,23 @@ func (g *Ganesha) SetExports(ctx context.Context, exports []Export) error {
 		g.mu.Unlock()
 		return nil
 	}
+	var changed []uint32
+	for id, e := range byID {
+		if old, ok := g.desired[id]; !ok || !old.Equal(e) {
+			changed = append(changed, id)
+		}
+	}
+	for id := range g.desired {
+		if _, ok := byID[id]; !ok {
+			changed = append(changed, id)
+		}
+	}
 	g.desired = byID
 	g.pseudo = make(pseudoIndex, len(byID))
 	for id, e := range byID {
 		g.pseudo[e.Pseudo] = id
 	}
-	g.changedLocked()
+	g.changedLocked(changed...)
 	gen, state := g.gen, g.state
 	g.mu.Unlock()
 	klog.V(4).InfoS("SetExports requested", "exports", len(exports), "generation", gen)
@@ -244,9 +263,16 @@ func (g *Ganesha) Exports() []Export {
 	return out
 }
 
-// changedLocked records a change to desired and wakes the supervisor.
-func (g *Ganesha) changedLocked() {
+// changedLocked records a change to desired, of the exports ids, and
+// wakes the supervisor.
+func (g *Ganesha) changedLocked(ids ...uint32) {
 	g.gen++
+	if g.dirty == nil {
+		g.dirty = map[uint32]struct{}{}
+	}
+	for _, id := range ids {
+		g.dirty[id] = struct{}{}
+	}
 	select {
 	case g.kick <- struct{}{}:
 	default: // a wake-up is already pending; it will see this change too
@@ -309,6 +335,7 @@ func (g *Ganesha) Start(ctx context.Context) error {
 
 	proc, err := g.firstLaunch(ctx)
 	if err != nil {
+		g.stopBus()
 		g.mu.Lock()
 		g.state = stateStopped
 		g.lastErr = err
@@ -334,6 +361,14 @@ func (g *Ganesha) firstLaunch(ctx context.Context) (Process, error) {
 	if err := writeFileAtomic(g.cfg.configPath(), renderMain(g.cfg)); err != nil {
 		return nil, err
 	}
+	// Each export's file is written again from the recorded exports.
+	if err := os.RemoveAll(g.cfg.exportsDir()); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(g.cfg.exportsDir(), 0o755); err != nil {
+		return nil, err
+	}
+	g.files = nil
 	return g.launch(ctx, "ganesha started")
 }
 
@@ -390,5 +425,7 @@ func (g *Ganesha) Pid() int {
 func (g *Ganesha) Stats() Stats {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.stats
+	st := g.stats
+	st.Changes = maps.Clone(st.Changes)
+	return st
 }

@@ -239,23 +239,36 @@ func TestGaneshaExportReadyOnReturn(t *testing.T) {
 }
 
 func TestGaneshaRejectedExport(t *testing.T) {
-	env := testenv.StartGanesha(t, nil)
-	ctx := ctxFor(t, time.Minute)
-	good := nfs.Export{ID: 1, Path: newDir(t, env, "good"), Pseudo: "/dots/good", Clients: testenv.LoopbackClients}
-	bad := nfs.Export{ID: 2, Path: filepath.Join(env.Dir, "data", "missing"), Pseudo: "/dots/missing", Clients: testenv.LoopbackClients}
-	err := env.SetExports(ctx, []nfs.Export{good, bad})
-	if !errors.Is(err, nfs.ErrExportFailed) || !strings.Contains(err.Error(), "missing") {
-		t.Fatalf("SetExports with a missing directory = %v, want ErrExportFailed naming it", err)
-	}
-	if got := env.Exports(); len(got) != 1 || !got[0].Equal(good) {
-		t.Errorf("Exports() = %v, want only the good one", got)
-	}
-	if _, err := env.Client.List(ctx, good.Pseudo, ""); err != nil {
-		t.Errorf("the good export is not served: %v", err)
-	}
-	// Export checks the directory itself.
-	if err := env.Export(ctx, bad); !errors.Is(err, nfs.ErrNotFound) {
-		t.Errorf("Export of a missing directory = %v, want ErrNotFound", err)
+	// Over DBus, ganesha refuses the AddExport of the bad one; the SIGHUP
+	// that takes over finds which export it was.
+	for _, mode := range []string{nfs.DBusOff, nfs.DBusOn} {
+		t.Run("dbus="+mode, func(t *testing.T) {
+			env := testenv.StartGanesha(t, nil, func(c *nfs.GaneshaConfig) { c.DBus = mode })
+			ctx := ctxFor(t, time.Minute)
+			good := nfs.Export{ID: 1, Path: newDir(t, env, "good"), Pseudo: "/dots/good", Clients: testenv.LoopbackClients}
+			bad := nfs.Export{ID: 2, Path: filepath.Join(env.Dir, "data", "missing"), Pseudo: "/dots/missing", Clients: testenv.LoopbackClients}
+			err := env.SetExports(ctx, []nfs.Export{good, bad})
+			if !errors.Is(err, nfs.ErrExportFailed) || !strings.Contains(err.Error(), "missing") {
+				t.Fatalf("SetExports with a missing directory = %v, want ErrExportFailed naming it", err)
+			}
+			if got := env.Exports(); len(got) != 1 || !got[0].Equal(good) {
+				t.Errorf("Exports() = %v, want only the good one", got)
+			}
+			if _, err := env.Client.List(ctx, good.Pseudo, ""); err != nil {
+				t.Errorf("the good export is not served: %v", err)
+			}
+			// Export checks the directory itself.
+			if err := env.Export(ctx, bad); !errors.Is(err, nfs.ErrNotFound) {
+				t.Errorf("Export of a missing directory = %v, want ErrNotFound", err)
+			}
+			if mode == nfs.DBusOn {
+				st := env.Stats()
+				key := func(m, o string) int { return st.Changes[nfs.ChangeKey{Method: m, Outcome: o}] }
+				if key(nfs.MethodDBus, nfs.OutcomeError) == 0 || key(nfs.MethodSIGHUP, nfs.OutcomeOK) == 0 {
+					t.Errorf("changes %v: want a failed DBus call and a SIGHUP", st.Changes)
+				}
+			}
+		})
 	}
 }
 

@@ -1,14 +1,15 @@
 package nfs
 
 import (
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 )
 
-// Ganesha has no reply channel for SIGHUP (its DBus export manager would
-// have one, but DBus does not run where dots runs), so reload results are
-// read from its log. These are ganesha 4.x's messages at level EVENT and
+// Ganesha has no reply channel for SIGHUP (only its DBus export manager
+// has one, used when the private bus runs), so reload results are read
+// from its log. These are ganesha 4.x's messages at level EVENT and
 // above, written by the signal thread in this order:
 //
 //	SIGHUP_HANDLER: Received SIGHUP.... initiating export list reload
@@ -99,25 +100,28 @@ var (
 	reBlockError   = regexp.MustCompile(`^Config File \((.+):(\d+)\): .*block EXPORT`)
 	reCreateFailed = regexp.MustCompile(`^Could not create export for \(([^)]*)\)`)
 	reUpdateFailed = regexp.MustCompile(`^Path for export update (\d+) `)
+	reExportFile   = regexp.MustCompile(`^(\d+)\.conf$`)
 )
 
 // failedExports maps ganesha's problem messages to the exports they reject.
 // An export counts as failed only on one of ganesha's verdicts: its EXPORT
-// block (found by line number in the exports file) reported with errors,
+// block (in its own file, exportsDir/ID.conf) reported with errors,
 // "Could not create export for (PSEUDO)", or "Path for export update ID".
 // Other messages naming the export's path or pseudo path are kept as the
 // reason.
-func failedExports(problems []string, exportsFile string, blockLines map[int]uint32, exports map[uint32]Export) map[uint32]string {
+func failedExports(problems []string, exportsDir string, exports map[uint32]Export) map[uint32]string {
 	byPseudo := make(map[string]uint32, len(exports))
 	for id, e := range exports {
 		byPseudo[e.Pseudo] = id
 	}
 	failed := map[uint32]bool{}
 	for _, msg := range problems {
-		if m := reBlockError.FindStringSubmatch(msg); m != nil && m[1] == exportsFile {
-			n, _ := strconv.Atoi(m[2])
-			if id, ok := blockLines[n]; ok {
-				failed[id] = true
+		if m := reBlockError.FindStringSubmatch(msg); m != nil && filepath.Dir(m[1]) == exportsDir {
+			if n := reExportFile.FindStringSubmatch(filepath.Base(m[1])); n != nil {
+				id, _ := strconv.ParseUint(n[1], 10, 32)
+				if _, ok := exports[uint32(id)]; ok {
+					failed[uint32(id)] = true
+				}
 			}
 		}
 		if m := reCreateFailed.FindStringSubmatch(msg); m != nil {

@@ -16,10 +16,10 @@ const (
 	lgStat        = lgPrefix + "resolve_posix_filesystem :FSAL :CRIT :stat returned No such file or directory (2) while resolving export path /x/gone"
 	lgMdcache     = lgPrefix + "mdcache_fsal_create_export :FSAL :MAJ :Failed to call create_export on underlying FSAL VFS"
 	lgCreate      = lgPrefix + "fsal_cfg_commit :CONFIG :CRIT :Could not create export for (/dots/gone) to (/x/gone)"
-	lgBlockFSAL   = lgPrefix + "config_errs_to_log :CONFIG :CRIT :Config File (/run/g/exports.conf:33): 1 validation errors in block FSAL"
-	lgBlockExport = lgPrefix + "config_errs_to_log :CONFIG :CRIT :Config File (/run/g/exports.conf:27): 1 validation errors in block EXPORT"
+	lgBlockFSAL   = lgPrefix + "config_errs_to_log :CONFIG :CRIT :Config File (/run/g/exports.d/7.conf:14): 1 validation errors in block FSAL"
+	lgBlockExport = lgPrefix + "config_errs_to_log :CONFIG :CRIT :Config File (/run/g/exports.d/7.conf:1): 1 validation errors in block EXPORT"
 	lgPathUpdate  = lgPrefix + "export_commit_common :CONFIG :CRIT :Path for export update 8 /x/new doesn't match /x/old"
-	lgBlock14     = lgPrefix + "config_errs_to_log :CONFIG :CRIT :Config File (/run/g/exports.conf:14): Errors processing block (EXPORT)"
+	lgBlock14     = lgPrefix + "config_errs_to_log :CONFIG :CRIT :Config File (/run/g/exports.d/8.conf:1): Errors processing block (EXPORT)"
 	lgParseFailed = lgPrefix + "reread_config :CONFIG :CRIT :Error while parsing EXPORT entries"
 	lgDBus        = "22/11/2026 07:38:51 : epoch 6b029c0b : vm : nfs-ganesha-6742[main] gsh_dbus_pkginit :DBUS :CRIT :dbus_bus_get failed (Failed to connect to socket)"
 	lgStarted     = "22/11/2026 07:38:51 : epoch 6b029c0b : vm : nfs-ganesha-6742[main] nfs_start :NFS STARTUP :EVENT :             NFS SERVER INITIALIZED"
@@ -74,28 +74,33 @@ func TestFailedExports(t *testing.T) {
 		7: {ID: 7, Path: "/x/other", Pseudo: "/dots/other"},
 		8: {ID: 8, Path: "/x/new", Pseudo: "/dots/new"},
 	}
-	blocks := map[int]uint32{2: 5, 19: 6, 27: 7, 14: 8}
 	problems := []string{}
 	for _, l := range []string{lgDBus, lgStat, lgMdcache, lgCreate, lgBlockFSAL, lgBlockExport} {
 		if msg, ok := problem(l); ok {
 			problems = append(problems, msg)
 		}
 	}
-	got := failedExports(problems, "/run/g/exports.conf", blocks, exports)
-	// 5 by "Could not create export for (/dots/gone)", 7 by its block line.
+	got := failedExports(problems, "/run/g/exports.d", exports)
+	// 5 by "Could not create export for (/dots/gone)", 7 by its block's file.
 	if len(got) != 2 || got[5] == "" || got[7] == "" {
 		t.Fatalf("failed %v", got)
 	}
 	if !strings.Contains(got[5], "while resolving export path /x/gone") {
 		t.Errorf("reason for 5: %q", got[5])
 	}
-	// Another file's line 27 is not our block.
-	if got := failedExports([]string{"Config File (/etc/other.conf:27): 1 validation errors in block EXPORT"}, "/run/g/exports.conf", blocks, exports); len(got) != 0 {
+	// Another directory's 7.conf, or an export we do not know, is not ours.
+	for _, msg := range []string{"Config File (/etc/7.conf:1): 1 validation errors in block EXPORT",
+		"Config File (/run/g/exports.d/9.conf:1): 1 validation errors in block EXPORT"} {
+		if got := failedExports([]string{msg}, "/run/g/exports.d", exports); len(got) != 0 {
+			t.Errorf("%s matched: %v", msg, got)
+		}
+	}
+	if got := failedExports([]string{"Config File (/run/g/exports.conf:1): 1 validation errors in block EXPORT"}, "/run/g/exports.d", exports); len(got) != 0 {
 		t.Errorf("foreign file matched: %v", got)
 	}
 	// An export whose path is a prefix of another's is not blamed for it.
 	long := map[uint32]Export{1: {ID: 1, Path: "/x/go", Pseudo: "/dots/go"}}
-	if got := failedExports(problems, "/run/g/exports.conf", nil, long); len(got) != 0 {
+	if got := failedExports(problems, "/run/g/exports.d", long); len(got) != 0 {
 		t.Errorf("prefix matched: %v", got)
 	}
 	// Path change.
@@ -104,7 +109,7 @@ func TestFailedExports(t *testing.T) {
 		msg, _ := problem(l)
 		problems = append(problems, msg)
 	}
-	got = failedExports(problems, "/run/g/exports.conf", blocks, exports)
+	got = failedExports(problems, "/run/g/exports.d", exports)
 	if len(got) != 1 || !strings.Contains(got[8], "doesn't match") {
 		t.Errorf("path update: %v", got)
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"k8s.io/klog/v2"
 )
 
 // LaunchSpec is what a Runner needs to start ganesha. The config files are
@@ -22,9 +24,10 @@ type LaunchSpec struct {
 	ConfigPath string
 	LogPath    string
 	PidPath    string
-	OutPath    string // the child's stdout and stderr
-	ListenAddr string // what ganesha will bind; must be free before start
-	ProbeAddr  string // where to dial to see that it is up
+	OutPath    string   // the child's stdout and stderr
+	ListenAddr string   // what ganesha will bind; must be free before start
+	ProbeAddr  string   // where to dial to see that it is up
+	Env        []string // added to the inherited environment (the DBus address)
 }
 
 // Runner starts ganesha processes. The real one execs ganesha.nfsd; unit
@@ -68,8 +71,37 @@ const settleTime = 15 * time.Millisecond
 // maxLogSize: at start, a larger log is moved aside to LOG.old.
 const maxLogSize = 16 << 20
 
-// Start implements Runner.
-func (ExecRunner) Start(ctx context.Context, spec LaunchSpec) (Process, []string, error) {
+// Start implements Runner. A ganesha that exits while starting because it
+// could not register with rpcbind is started again, a few times within
+// ctx: ganesha unregisters and registers its programs at start, and two
+// NFS servers doing so at the same moment on one rpcbind make one of them
+// fail; the next try finds the registrations settled.
+func (r ExecRunner) Start(ctx context.Context, spec LaunchSpec) (Process, []string, error) {
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		p, problems, err := r.startOnce(ctx, spec)
+		if !errors.Is(err, errRegistration) || attempt == maxRegistrationAttempts {
+			return p, problems, err
+		}
+		klog.InfoS("Ganesha could not register with rpcbind while starting (another NFS server registering at the same moment?); starting it again",
+			"attempt", attempt, "err", err, "delay", backoff)
+		select {
+		case <-ctx.Done():
+			return nil, nil, err
+		case <-time.After(backoff):
+		}
+		backoff *= 2
+	}
+}
+
+// maxRegistrationAttempts bounds Start's tries after rpcbind refusals.
+const maxRegistrationAttempts = 4
+
+// errRegistration marks a start that failed at ganesha's rpcbind
+// registration ("Cannot register NFS V3 on TCP").
+var errRegistration = errors.New("rpcbind registration failed")
+
+func (ExecRunner) startOnce(ctx context.Context, spec LaunchSpec) (Process, []string, error) {
 	// A listener left by another process (a stale ganesha, another server
 	// on the same port) would answer our readiness probe in place of ours.
 	l, err := net.Listen("tcp", spec.ListenAddr)
@@ -98,33 +130,14 @@ func (ExecRunner) Start(ctx context.Context, spec LaunchSpec) (Process, []string
 		"-N", "NIV_EVENT", // the level of the reload markers
 	)
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		// Its own process group: a ^C or a signal to our group does not
-		// reach it; we stop it ourselves.
-		Setpgid: true,
-		// If we die without stopping it, the kernel kills it, so no
-		// orphan keeps the port.
-		Pdeathsig: syscall.SIGKILL,
+	if len(spec.Env) > 0 {
+		cmd.Env = append(os.Environ(), spec.Env...)
 	}
-	p := &execProc{cmd: cmd, logPath: spec.LogPath, done: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		// Pdeathsig fires when the forking OS thread exits, not the
-		// process. Holding the thread until the child is reaped means no
-		// other goroutine can lock it and take it down with it.
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	if err := <-started; err != nil {
+	c, err := startChild(cmd)
+	if err != nil {
 		return nil, nil, fmt.Errorf("%w: starting %s: %v", ErrUnavailable, spec.Binary, err)
 	}
+	p := &execProc{child: c, logPath: spec.LogPath}
 
 	fail := func(err error) (Process, []string, error) {
 		_ = p.Kill()
@@ -141,7 +154,11 @@ func (ExecRunner) Start(ctx context.Context, spec LaunchSpec) (Process, []string
 			return fail(ctx.Err())
 		case <-p.done:
 			lines, _ := tail.lines()
-			return nil, nil, fmt.Errorf("%w: ganesha exited while starting (%v); log: %s", ErrUnavailable, p.err, lastProblems(lines, 5))
+			err := fmt.Errorf("%w: ganesha exited while starting (%v); log: %s", ErrUnavailable, p.err, lastProblems(lines, 5))
+			if registrationFailed(lines) {
+				err = fmt.Errorf("%w: %w", errRegistration, err)
+			}
+			return nil, nil, err
 		case <-tick.C:
 		}
 		conn, err := net.DialTimeout("tcp", spec.ProbeAddr, time.Second)
@@ -162,6 +179,17 @@ func (ExecRunner) Start(ctx context.Context, spec LaunchSpec) (Process, []string
 	}
 }
 
+// registrationFailed says whether a start's log shows ganesha refused by
+// rpcbind.
+func registrationFailed(lines []string) bool {
+	for _, l := range lines {
+		if strings.Contains(l, "Cannot register ") {
+			return true
+		}
+	}
+	return false
+}
+
 // lastProblems summarises why a start failed.
 func lastProblems(lines []string, n int) string {
 	var msgs []string
@@ -180,16 +208,54 @@ func lastProblems(lines []string, n int) string {
 }
 
 type execProc struct {
-	cmd     *exec.Cmd
+	*child
 	logPath string
-	done    chan struct{}
-	err     error
 }
 
-func (p *execProc) Pid() int              { return p.cmd.Process.Pid }
-func (p *execProc) Done() <-chan struct{} { return p.done }
+// child is a process we started and reap; it dies with us.
+type child struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
 
-func (p *execProc) ExitErr() error {
+// startChild starts cmd in its own process group, to be killed by the
+// kernel if we die, and reaps it in the background.
+func startChild(cmd *exec.Cmd) (*child, error) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		// Its own process group: a ^C or a signal to our group does not
+		// reach it; we stop it ourselves.
+		Setpgid: true,
+		// If we die without stopping it, the kernel kills it, so no
+		// orphan keeps the port.
+		Pdeathsig: syscall.SIGKILL,
+	}
+	c := &child{cmd: cmd, done: make(chan struct{})}
+	started := make(chan error, 1)
+	go func() {
+		// Pdeathsig fires when the forking OS thread exits, not the
+		// process. Holding the thread until the child is reaped means no
+		// other goroutine can lock it and take it down with it.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		c.err = cmd.Wait()
+		close(c.done)
+	}()
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (p *child) Pid() int              { return p.cmd.Process.Pid }
+func (p *child) Done() <-chan struct{} { return p.done }
+
+func (p *child) ExitErr() error {
 	select {
 	case <-p.done:
 		return p.err
@@ -198,10 +264,10 @@ func (p *execProc) ExitErr() error {
 	}
 }
 
-func (p *execProc) Terminate() error { return p.signal(syscall.SIGTERM) }
-func (p *execProc) Kill() error      { return p.signal(syscall.SIGKILL) }
+func (p *child) Terminate() error { return p.signal(syscall.SIGTERM) }
+func (p *child) Kill() error      { return p.signal(syscall.SIGKILL) }
 
-func (p *execProc) signal(sig syscall.Signal) error {
+func (p *child) signal(sig syscall.Signal) error {
 	select {
 	case <-p.done:
 		return nil // already reaped: the pid may belong to someone else now

@@ -1,5 +1,7 @@
 package nfs
 
+import "maps"
+
 // Status is the NFS server's state as its supervisor knows it, read
 // without touching the process (for metrics scrapes).
 type Status struct {
@@ -15,6 +17,10 @@ type Status struct {
 	// Exports is how many exports the running process serves; Failed how
 	// many it refused (kept out of Exports, see ErrExportFailed).
 	Exports, Failed int
+	// BusPid is the private dbus-daemon's process id, 0 when none runs.
+	BusPid int
+	// ExportChanges counts export changes by method and outcome.
+	ExportChanges map[ChangeKey]int
 }
 
 // Status reports the supervisor's view; it never blocks on the process.
@@ -26,5 +32,9 @@ func (g *Ganesha) Status() Status {
 	if g.proc != nil {
 		st.Pid = g.proc.Pid()
 	}
+	if g.bus != nil {
+		st.BusPid = g.bus.Pid()
+	}
+	st.ExportChanges = maps.Clone(g.stats.Changes)
 	return st
 }

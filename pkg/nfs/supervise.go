@@ -34,6 +34,8 @@ func (g *Ganesha) supervise(runCtx context.Context, proc Process, done chan<- st
 				g.shutdown(nil)
 				return
 			}
+		case <-g.busDone():
+			g.busDied()
 		case <-g.kick:
 			g.reload(runCtx, proc)
 		}
@@ -53,40 +55,60 @@ func (g *Ganesha) spec() LaunchSpec {
 	}
 }
 
-// launch writes the current exports and starts a process serving them.
+// launch writes the current exports and starts a process serving them
+// (and, first, the private bus it connects to).
 func (g *Ganesha) launch(ctx context.Context, msg string) (Process, error) {
 	g.mu.Lock()
 	snap, gen := maps.Clone(g.desired), g.gen
+	g.dirty = nil // the start serves them all
 	g.mu.Unlock()
-	blocks, err := g.writeExports(snap)
-	if err != nil {
+	if err := g.writeExports(snap); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.StartTimeout)
 	defer cancel()
+	if err := g.ensureBus(ctx); err != nil {
+		return nil, err
+	}
+	spec := g.spec()
+	if g.bus != nil {
+		spec.Env = []string{busEnv + "=" + g.bus.addr}
+	}
 	t0 := time.Now()
-	proc, problems, err := g.runner.Start(ctx, g.spec())
+	proc, problems, err := g.runner.Start(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
+	// A new ganesha has a new bus connection; ours may be to a dead bus.
+	g.mgr.reset(spec.busAddr())
 	g.startedAt = time.Now()
-	failed := g.settle(snap, gen, blocks, problems, proc)
+	failed := g.settle(snap, gen, problems, proc)
 	klog.InfoS(msg, "pid", proc.Pid(), "exports", len(snap)-failed, "failed", failed,
 		"port", g.cfg.NFSPort, "duration", time.Since(t0).Round(time.Millisecond))
 	return proc, nil
 }
 
-// reload brings the live process up to date with desired, in one SIGHUP
-// for all the changes made since the last one.
+// reload brings the live process up to date with desired: over DBus, one
+// call per export changed since the last time, or else in one SIGHUP for
+// all of them.
 func (g *Ganesha) reload(runCtx context.Context, proc Process) {
 	g.mu.Lock()
 	if g.gen == g.servedGen {
 		g.mu.Unlock()
 		return
 	}
-	snap, gen, prev := maps.Clone(g.desired), g.gen, g.served
+	changes, gen := g.pendingLocked(), g.gen
 	g.mu.Unlock()
+	if g.changeOverDBus(runCtx, proc, gen, changes) {
+		return
+	}
 
+	// Everything, by SIGHUP: this snapshot may be newer than changes.
+	g.mu.Lock()
+	snap, gen, prev := maps.Clone(g.desired), g.gen, g.served
+	g.dirty = nil
+	g.mu.Unlock()
+	changes = diffExports(prev, snap)
 	t0 := time.Now()
 	// Ganesha cannot change an export's Path in place (it keeps the old
 	// one and logs an error), so such exports are dropped in a first
@@ -98,33 +120,34 @@ func (g *Ganesha) reload(runCtx context.Context, proc Process) {
 		}
 	}
 	if len(interim) != len(snap) {
-		if _, _, err := g.reloadWith(runCtx, proc, interim); err != nil {
+		if _, err := g.reloadWith(runCtx, proc, interim); err != nil {
+			g.countChanges(MethodSIGHUP, OutcomeError, len(changes))
 			g.reloadFailed(runCtx, proc, err)
 			return
 		}
 	}
-	blocks, problems, err := g.reloadWith(runCtx, proc, snap)
+	problems, err := g.reloadWith(runCtx, proc, snap)
 	if err != nil {
+		g.countChanges(MethodSIGHUP, OutcomeError, len(changes))
 		g.reloadFailed(runCtx, proc, err)
 		return
 	}
-	failed := g.settle(snap, gen, blocks, problems, proc)
+	g.countChanges(MethodSIGHUP, OutcomeOK, len(changes))
+	failed := g.settle(snap, gen, problems, proc)
 	klog.InfoS("ganesha reloaded exports", "pid", proc.Pid(), "exports", len(snap)-failed, "failed", failed,
 		"duration", time.Since(t0).Round(time.Millisecond))
 }
 
-func (g *Ganesha) reloadWith(runCtx context.Context, proc Process, set map[uint32]Export) (map[int]uint32, []string, error) {
-	blocks, err := g.writeExports(set)
-	if err != nil {
-		return nil, nil, err
+func (g *Ganesha) reloadWith(runCtx context.Context, proc Process, set map[uint32]Export) ([]string, error) {
+	if err := g.writeExports(set); err != nil {
+		return nil, err
 	}
 	g.mu.Lock()
 	g.stats.Reloads++
 	g.mu.Unlock()
 	ctx, cancel := context.WithTimeout(runCtx, g.cfg.ReloadTimeout)
 	defer cancel()
-	problems, err := proc.Reload(ctx)
-	return blocks, problems, err
+	return proc.Reload(ctx)
 }
 
 // reloadFailed handles a reload that did not complete. A dead process is
@@ -146,8 +169,8 @@ func (g *Ganesha) reloadFailed(runCtx context.Context, proc Process, err error) 
 // settle records the outcome of a start or reload of snap (generation gen):
 // exports ganesha refused are dropped from desired unless they changed
 // meanwhile, and waiters are woken. It returns the number refused.
-func (g *Ganesha) settle(snap map[uint32]Export, gen uint64, blocks map[int]uint32, problems []string, proc Process) int {
-	failed := failedExports(problems, g.cfg.exportsPath(), blocks, snap)
+func (g *Ganesha) settle(snap map[uint32]Export, gen uint64, problems []string, proc Process) int {
+	failed := failedExports(problems, g.cfg.exportsDir(), snap)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	served := maps.Clone(snap)
@@ -243,17 +266,12 @@ func (g *Ganesha) shutdown(proc Process) {
 		}
 		klog.InfoS("ganesha stopped", "pid", proc.Pid(), "duration", time.Since(t0).Round(time.Millisecond))
 	}
+	// After ganesha: it exits when its bus goes.
+	g.stopBus()
 	g.mu.Lock()
 	g.state, g.proc, g.served = stateStopped, nil, nil
 	g.broadcastLocked()
 	g.mu.Unlock()
-}
-
-// writeExports renders set into the exports file, atomically so ganesha
-// never reads half a file. It returns the EXPORT blocks' line numbers.
-func (g *Ganesha) writeExports(set map[uint32]Export) (map[int]uint32, error) {
-	text, blocks := renderExports(g.cfg, set)
-	return blocks, writeFileAtomic(g.cfg.exportsPath(), text)
 }
 
 func writeFileAtomic(path, text string) error {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/dots-csi/dots/pkg/api"
 )
@@ -47,19 +48,53 @@ func (d *Dir) path(kind Kind, id string) (string, error) {
 }
 
 // Get implements Store.
-func (d *Dir) Get(_ context.Context, kind Kind, id string) (string, bool, error) {
+func (d *Dir) Get(ctx context.Context, kind Kind, id string) (string, bool, error) {
+	r, ok, err := d.Lookup(ctx, kind, id)
+	return r.Server, ok, err
+}
+
+// Lookup implements Store.
+func (d *Dir) Lookup(_ context.Context, kind Kind, id string) (Record, bool, error) {
+	r := Record{Kind: kind, ID: id}
 	p, err := d.path(kind, id)
 	if err != nil {
-		return "", false, err
+		return r, false, err
 	}
 	b, err := os.ReadFile(p)
 	if errors.Is(err, os.ErrNotExist) {
-		return "", false, nil
+		return r, false, nil
 	}
 	if err != nil {
-		return "", false, err
+		return r, false, err
 	}
-	return strings.TrimSpace(string(b)), true, nil
+	return r, true, decodeFile(&r, string(b))
+}
+
+// Update implements Store. Writers of one store serialise on an flock of
+// its lock file (the local stack runs one controller, but a restart may
+// overlap its predecessor); the new content replaces the old by rename, so
+// a reader sees one or the other.
+func (d *Dir) Update(ctx context.Context, old, r Record) error {
+	if err := checkUpdate(old, r); err != nil {
+		return err
+	}
+	p, err := d.path(r.Kind, r.ID)
+	if err != nil {
+		return err
+	}
+	unlock, err := lockFile(filepath.Join(d.root, ".lock"))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	cur, ok, err := d.Lookup(ctx, r.Kind, r.ID)
+	if err != nil {
+		return err
+	}
+	if !ok || !cur.Equal(old) {
+		return fmt.Errorf("%s %q: %w", r.Kind, r.ID, ErrChanged)
+	}
+	return writeReplace(p, encodeFile(r))
 }
 
 // Put implements Store.
@@ -71,7 +106,7 @@ func (d *Dir) Put(ctx context.Context, r Record) error {
 	if err := api.ValidateServerName(r.Server); err != nil {
 		return err
 	}
-	err = writeExclusive(p, r.Server+"\n")
+	err = writeExclusive(p, encodeFile(r))
 	if errors.Is(err, os.ErrExist) {
 		s, ok, gerr := d.Get(ctx, r.Kind, r.ID)
 		switch {
@@ -93,14 +128,22 @@ func (d *Dir) Delete(ctx context.Context, r Record) error {
 	if err != nil {
 		return err
 	}
+	unlock, err := lockFile(filepath.Join(d.root, ".lock"))
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	s, ok, err := d.Get(ctx, r.Kind, r.ID)
 	if err != nil || !ok || s != r.Server {
 		return err
 	}
+	// Not synced: a record that comes back after a crash only pins a
+	// name no one uses to a server (a retry of its delete drops it), and
+	// a sync here would put a journal commit in every delete's path.
 	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	return syncDir(filepath.Dir(p))
+	return nil
 }
 
 // List implements Store.
@@ -115,11 +158,11 @@ func (d *Dir) List(ctx context.Context) ([]Record, error) {
 			if strings.HasPrefix(e.Name(), ".") {
 				continue // a write in progress
 			}
-			s, ok, err := d.Get(ctx, k, e.Name())
+			r, ok, err := d.Lookup(ctx, k, e.Name())
 			if err != nil || !ok {
 				continue
 			}
-			out = append(out, Record{Kind: k, ID: e.Name(), Server: s})
+			out = append(out, r)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -154,7 +197,16 @@ func (d *Dir) Forgotten(_ context.Context, server string) (bool, error) {
 
 // writeExclusive writes text to path durably, failing with os.ErrExist if
 // path exists.
-func writeExclusive(path, text string) error {
+func writeExclusive(path, text string) error { return writeDurably(path, text, os.Link) }
+
+// writeReplace writes text to path durably, replacing what it held.
+func writeReplace(path, text string) error { return writeDurably(path, text, os.Rename) }
+
+// writeDurably writes text to a synced temporary file beside path, puts it
+// in place with place (a link refuses an existing path, a rename replaces
+// it) and syncs the directory, so a crash leaves the old text or the new,
+// never a part.
+func writeDurably(path, text string, place func(tmp, path string) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-")
 	if err != nil {
 		return err
@@ -170,10 +222,24 @@ func writeExclusive(path, text string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Link(tmp.Name(), path); err != nil {
+	if err := place(tmp.Name(), path); err != nil {
 		return err
 	}
 	return syncDir(filepath.Dir(path))
+}
+
+// lockFile takes an exclusive flock of path (created), released by the
+// function it returns.
+func lockFile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil // closing releases the lock
 }
 
 func syncDir(dir string) error {

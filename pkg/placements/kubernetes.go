@@ -32,6 +32,7 @@ type Kubernetes struct {
 type leaseClient interface {
 	Create(ctx context.Context, l *coordinationv1.Lease, opts metav1.CreateOptions) (*coordinationv1.Lease, error)
 	Get(ctx context.Context, name string, opts metav1.GetOptions) (*coordinationv1.Lease, error)
+	Update(ctx context.Context, l *coordinationv1.Lease, opts metav1.UpdateOptions) (*coordinationv1.Lease, error)
 	Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error
 	List(ctx context.Context, opts metav1.ListOptions) (*coordinationv1.LeaseList, error)
 }
@@ -80,20 +81,59 @@ func objectName(kind Kind, id string) string {
 
 // Get implements Store.
 func (k *Kubernetes) Get(ctx context.Context, kind Kind, id string) (string, bool, error) {
+	r, ok, err := k.Lookup(ctx, kind, id)
+	return r.Server, ok, err
+}
+
+// Lookup implements Store.
+func (k *Kubernetes) Lookup(ctx context.Context, kind Kind, id string) (Record, bool, error) {
+	r, l, err := k.lease(ctx, kind, id)
+	return r, l != nil, err
+}
+
+// lease reads the Lease of a record (nil: none).
+func (k *Kubernetes) lease(ctx context.Context, kind Kind, id string) (Record, *coordinationv1.Lease, error) {
+	r := Record{Kind: kind, ID: id}
 	if _, err := ParseKind(string(kind)); err != nil {
-		return "", false, err
+		return r, nil, err
 	}
 	l, err := k.leases.Get(ctx, objectName(kind, id), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return "", false, nil
+		return r, nil, nil
 	}
 	if err != nil {
-		return "", false, err
+		return r, nil, err
 	}
 	if l.Annotations[annotationID] != id {
-		return "", false, fmt.Errorf("placement %s names %q, not %q: two IDs hash alike", l.Name, l.Annotations[annotationID], id)
+		return r, nil, fmt.Errorf("placement %s names %q, not %q: two IDs hash alike", l.Name, l.Annotations[annotationID], id)
 	}
-	return holder(l), true, nil
+	r.Server = holder(l)
+	fromAnnotations(&r, l.Annotations)
+	return r, l, nil
+}
+
+// Update implements Store: the Lease is updated at the resource version it
+// was read at, so a concurrent change fails it (ErrChanged).
+func (k *Kubernetes) Update(ctx context.Context, old, r Record) error {
+	if err := checkUpdate(old, r); err != nil {
+		return err
+	}
+	cur, l, err := k.lease(ctx, r.Kind, r.ID)
+	if err != nil {
+		return err
+	}
+	if l == nil || !cur.Equal(old) {
+		return fmt.Errorf("%s %q: %w", r.Kind, r.ID, ErrChanged)
+	}
+	l = l.DeepCopy()
+	server := r.Server
+	l.Spec.HolderIdentity = &server
+	setAnnotations(l.Annotations, r)
+	_, err = k.leases.Update(ctx, l, metav1.UpdateOptions{})
+	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		return fmt.Errorf("%s %q: %w: %v", r.Kind, r.ID, ErrChanged, err)
+	}
+	return err
 }
 
 func holder(l *coordinationv1.Lease) string {
@@ -112,10 +152,12 @@ func (k *Kubernetes) Put(ctx context.Context, r Record) error {
 		return err
 	}
 	server := r.Server
+	annotations := map[string]string{annotationID: r.ID}
+	setAnnotations(annotations, r)
 	_, err := k.leases.Create(ctx, &coordinationv1.Lease{
 		ObjectMeta: metav1.ObjectMeta{Name: objectName(r.Kind, r.ID),
 			Labels:      map[string]string{labelKind: string(r.Kind)},
-			Annotations: map[string]string{annotationID: r.ID}},
+			Annotations: annotations},
 		Spec: coordinationv1.LeaseSpec{HolderIdentity: &server},
 	}, metav1.CreateOptions{})
 	if !apierrors.IsAlreadyExists(err) {
@@ -165,7 +207,9 @@ func (k *Kubernetes) List(ctx context.Context) ([]Record, error) {
 			if err != nil {
 				continue
 			}
-			out = append(out, Record{Kind: kind, ID: l.Annotations[annotationID], Server: holder(&l)})
+			r := Record{Kind: kind, ID: l.Annotations[annotationID], Server: holder(&l)}
+			fromAnnotations(&r, l.Annotations)
+			out = append(out, r)
 		}
 		if opts.Continue = page.Continue; opts.Continue == "" {
 			break

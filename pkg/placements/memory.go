@@ -3,6 +3,7 @@ package placements
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 )
@@ -10,31 +11,58 @@ import (
 // Memory is a Store that lives in the process: for tests.
 type Memory struct {
 	mu        sync.Mutex
-	records   map[Kind]map[string]string
+	records   map[Kind]map[string]Record
 	forgotten map[string]bool
 }
 
 // NewMemory returns an empty store.
 func NewMemory() *Memory {
-	return &Memory{records: map[Kind]map[string]string{Volume: {}, Snapshot: {}}, forgotten: map[string]bool{}}
+	return &Memory{records: map[Kind]map[string]Record{Volume: {}, Snapshot: {}}, forgotten: map[string]bool{}}
 }
 
 // Get implements Store.
-func (m *Memory) Get(_ context.Context, kind Kind, id string) (string, bool, error) {
+func (m *Memory) Get(ctx context.Context, kind Kind, id string) (string, bool, error) {
+	r, ok, err := m.Lookup(ctx, kind, id)
+	return r.Server, ok, err
+}
+
+// Lookup implements Store.
+func (m *Memory) Lookup(_ context.Context, kind Kind, id string) (Record, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s, ok := m.records[kind][id]
-	return s, ok, nil
+	r, ok := m.records[kind][id]
+	r.Replicas = slices.Clone(r.Replicas)
+	return r, ok, nil
 }
 
 // Put implements Store.
 func (m *Memory) Put(_ context.Context, r Record) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if s, ok := m.records[r.Kind][r.ID]; ok && s != r.Server {
-		return fmt.Errorf("%s %q: %w %q", r.Kind, r.ID, ErrConflict, s)
+	if old, ok := m.records[r.Kind][r.ID]; ok {
+		if old.Server != r.Server {
+			return fmt.Errorf("%s %q: %w %q", r.Kind, r.ID, ErrConflict, old.Server)
+		}
+		return nil
 	}
-	m.records[r.Kind][r.ID] = r.Server
+	r.Replicas = slices.Clone(r.Replicas)
+	m.records[r.Kind][r.ID] = r
+	return nil
+}
+
+// Update implements Store.
+func (m *Memory) Update(_ context.Context, old, r Record) error {
+	if err := checkUpdate(old, r); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, ok := m.records[r.Kind][r.ID]
+	if !ok || !cur.Equal(old) {
+		return fmt.Errorf("%s %q: %w", r.Kind, r.ID, ErrChanged)
+	}
+	r.Replicas = slices.Clone(r.Replicas)
+	m.records[r.Kind][r.ID] = r
 	return nil
 }
 
@@ -42,7 +70,7 @@ func (m *Memory) Put(_ context.Context, r Record) error {
 func (m *Memory) Delete(_ context.Context, r Record) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.records[r.Kind][r.ID] == r.Server {
+	if cur, ok := m.records[r.Kind][r.ID]; ok && cur.Server == r.Server {
 		delete(m.records[r.Kind], r.ID)
 	}
 	return nil
@@ -53,9 +81,10 @@ func (m *Memory) List(context.Context) ([]Record, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []Record
-	for k, ids := range m.records {
-		for id, s := range ids {
-			out = append(out, Record{Kind: k, ID: id, Server: s})
+	for _, ids := range m.records {
+		for _, r := range ids {
+			r.Replicas = slices.Clone(r.Replicas)
+			out = append(out, r)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {

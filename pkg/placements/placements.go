@@ -14,7 +14,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
+
+	"github.com/dots-csi/dots/pkg/api"
 )
 
 // Kind says what a record places.
@@ -28,19 +32,78 @@ const (
 // ErrConflict: a record of the name exists on another server.
 var ErrConflict = errors.New("placed on another server")
 
+// ErrChanged: an Update's record is not what it expected (another
+// controller, or a concurrent call, changed or removed it).
+var ErrChanged = errors.New("placement changed meanwhile")
+
 // Record places a volume or snapshot ID (api.IDFor of its name) on a
-// server.
+// server. A replicated volume's record also names its replica servers, its
+// generation and its replication interval; records written before
+// replicas existed read as a volume with none.
 type Record struct {
-	Kind   Kind
-	ID     string
+	Kind Kind
+	ID   string
+	// Server holds the volume (its primary, for a replicated one) or the
+	// snapshot.
 	Server string
+	// Replicas are the servers holding replicas of the volume, in order.
+	Replicas []string
+	// Generation is the primary's generation (0: never promoted, read
+	// as 1); Interval the replication interval.
+	Generation uint64
+	Interval   time.Duration
+	// Origin is the server the volume was created on, the one its cluster
+	// ID names, once its primary moved ("": Server, it never did).
+	Origin string
 }
+
+// ClusterID is the volume's ID as Kubernetes knows it (SERVER/ID, the
+// server it was created on).
+func (r Record) ClusterID() string {
+	if r.Origin != "" {
+		return api.FormatID(r.Origin, r.ID)
+	}
+	return api.FormatID(r.Server, r.ID)
+}
+
+// Moved returns the record with its primary on server, its replicas and
+// generation: what an Update after a promotion writes (Origin kept).
+func (r Record) Moved(server string, replicas []string, generation uint64) Record {
+	next := r
+	if next.Origin == "" {
+		next.Origin = r.Server
+	}
+	next.Server, next.Replicas, next.Generation = server, slices.Clone(replicas), generation
+	return next
+}
+
+// Replicated says whether the record names replicas.
+func (r Record) Replicated() bool { return len(r.Replicas) > 0 }
+
+// Servers is the primary, then the replicas.
+func (r Record) Servers() []string { return append([]string{r.Server}, r.Replicas...) }
+
+// Equal compares every field.
+func (r Record) Equal(o Record) bool {
+	return r.Kind == o.Kind && r.ID == o.ID && r.Server == o.Server && slices.Equal(r.Replicas, o.Replicas) &&
+		r.Generation == o.Generation && r.Interval == o.Interval && r.Origin == o.Origin
+}
+
+// Gen is the generation, 1 when none was recorded.
+func (r Record) Gen() uint64 { return max(r.Generation, 1) }
 
 // Store keeps records and forgotten servers durably: a call returns once
 // what it changed survives a crash of the controller.
 type Store interface {
 	// Get returns the server of a record, or ok false.
 	Get(ctx context.Context, kind Kind, id string) (server string, ok bool, err error)
+	// Lookup returns the whole record, or ok false.
+	Lookup(ctx context.Context, kind Kind, id string) (r Record, ok bool, err error)
+	// Update replaces the record old with r (same kind and ID), only if
+	// the stored record still equals old: a compare-and-swap, so a move of
+	// a primary or a change of its replicas never overwrites another's.
+	// Anything else fails with ErrChanged.
+	Update(ctx context.Context, old, r Record) error
 	// Put records the placement. Putting the same record again succeeds; a
 	// record of the ID on another server fails with ErrConflict.
 	Put(ctx context.Context, r Record) error

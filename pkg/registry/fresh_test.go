@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http/httptest"
+	"path"
 	"sync"
 	"testing"
 	"time"
@@ -18,27 +19,30 @@ import (
 )
 
 // poolServer is a storage server whose pool figures the test sets, over
-// real gRPC with mutual TLS, counting the probes it answers.
+// real gRPC with mutual TLS, counting the calls it answers by method.
 type poolServer struct {
 	csi.UnimplementedIdentityServer
 	csi.UnimplementedControllerServer
-	mu     sync.Mutex
-	info   api.PoolInfo
-	probes int
+	mu    sync.Mutex
+	info  api.PoolInfo
+	extra map[string]string // manifest keys beyond the pool's
+	calls map[string]int    // by method name: "Probe", "ListVolumes", ...
 }
 
 func (p *poolServer) GetPluginInfo(context.Context, *csi.GetPluginInfoRequest) (*csi.GetPluginInfoResponse, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	m := map[string]string{}
-	p.info.Manifest(m)
+	if p.info.Pool != "" {
+		p.info.Manifest(m)
+	}
+	for k, v := range p.extra {
+		m[k] = v
+	}
 	return &csi.GetPluginInfoResponse{Name: "dots.csi.dev", Manifest: m}, nil
 }
 
 func (p *poolServer) Probe(context.Context, *csi.ProbeRequest) (*csi.ProbeResponse, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.probes++
 	return &csi.ProbeResponse{}, nil
 }
 
@@ -55,13 +59,37 @@ func (p *poolServer) ListVolumes(context.Context, *csi.ListVolumesRequest) (*csi
 func (p *poolServer) set(used int64, health string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.info = api.PoolInfo{Pool: "tank", Health: health, Size: 1000, Used: used, Available: 1000 - used, ReadAt: time.Now()}
+	p.info = api.PoolInfo{Pool: "tank", Health: health, Size: 1000, Used: used, Available: 1000 - used, ReadAt: time.Now(),
+		HasCounts: true, Volumes: 7, Snapshots: 2, Provisioned: 3000}
 }
 
-func (p *poolServer) probeCount() int {
+// update changes the figures the manifest carries.
+func (p *poolServer) update(f func(*api.PoolInfo)) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.probes
+	f(&p.info)
+}
+
+func (p *poolServer) count(method string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.calls[method]
+}
+
+// takeCalls returns the calls answered since the last takeCalls.
+func (p *poolServer) takeCalls() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.calls
+	p.calls = map[string]int{}
+	return c
+}
+
+func (p *poolServer) countCall(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	p.mu.Lock()
+	p.calls[path.Base(info.FullMethod)]++
+	p.mu.Unlock()
+	return h(ctx, req)
 }
 
 func startPoolServer(t *testing.T, dir string) (*poolServer, string) {
@@ -78,8 +106,8 @@ func startPoolServer(t *testing.T, dir string) (*poolServer, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &poolServer{}
-	g := grpc.NewServer(grpc.Creds(creds))
+	p := &poolServer{calls: map[string]int{}}
+	g := grpc.NewServer(grpc.Creds(creds), grpc.UnaryInterceptor(p.countCall))
 	csi.RegisterIdentityServer(g, p)
 	csi.RegisterControllerServer(g, p)
 	go g.Serve(lis)
@@ -87,11 +115,10 @@ func startPoolServer(t *testing.T, dir string) (*poolServer, string) {
 	return p, lis.Addr().String()
 }
 
-// TestServersAreFresh: /servers probes a server whose last probe is older
-// than FreshWithin before it answers, so what it shows was read at the
-// question (not at the last periodic round); within FreshWithin, or with
-// ?cached=true, it answers from memory.
-func TestServersAreFresh(t *testing.T) {
+// newPoolRegistry returns a pool server and a registry of it alone (as
+// "s0"), not probed yet.
+func newPoolRegistry(t *testing.T) (*poolServer, *Registry) {
+	t.Helper()
 	dir := t.TempDir()
 	srv, addr := startPoolServer(t, dir)
 	b, err := mtls.EnsureBundle(dir)
@@ -104,6 +131,15 @@ func TestServersAreFresh(t *testing.T) {
 	}
 	r := New(discovery.Static{{Name: "s0", APIAddress: addr, NFSAddress: "10.0.0.1"}}, creds, Options{Interval: time.Hour}, nil)
 	t.Cleanup(r.close)
+	return srv, r
+}
+
+// TestServersAreFresh: /servers probes a server whose last probe is older
+// than FreshWithin before it answers, so what it shows was read at the
+// question (not at the last periodic round); within FreshWithin, or with
+// ?cached=true, it answers from memory.
+func TestServersAreFresh(t *testing.T) {
+	srv, r := newPoolRegistry(t)
 	srv.set(100, "ONLINE")
 	r.Refresh(context.Background())
 
@@ -119,20 +155,20 @@ func TestServersAreFresh(t *testing.T) {
 	}
 	// Changed since the last probe, which is recent: the cached answer.
 	srv.set(600, "DEGRADED")
-	if st := get(""); st.Used != 100 || srv.probeCount() != 1 {
-		t.Fatalf("within FreshWithin: used %d, probes %d", st.Used, srv.probeCount())
+	if st := get(""); st.Used != 100 || srv.count("Probe") != 1 {
+		t.Fatalf("within FreshWithin: used %d, probes %d", st.Used, srv.count("Probe"))
 	}
 	// Make the last probe old: /servers probes again first.
 	m, _ := r.Get("s0")
 	m.mu.Lock()
 	m.checked = time.Now().Add(-time.Minute)
 	m.mu.Unlock()
-	if st := get("?cached=true"); st.Used != 100 || srv.probeCount() != 1 {
-		t.Fatalf("?cached=true probed: used %d, probes %d", st.Used, srv.probeCount())
+	if st := get("?cached=true"); st.Used != 100 || srv.count("Probe") != 1 {
+		t.Fatalf("?cached=true probed: used %d, probes %d", st.Used, srv.count("Probe"))
 	}
 	st := get("")
-	if srv.probeCount() != 2 || st.Used != 600 || st.Size != 1000 || st.Available != 400 || st.PoolHealth != "DEGRADED" ||
-		st.Pool != "tank" || st.Volumes != 1 || time.Since(st.Checked) > FreshWithin {
-		t.Fatalf("after a stale probe: %+v (probes %d)", st, srv.probeCount())
+	if srv.count("Probe") != 2 || st.Used != 600 || st.Size != 1000 || st.Available != 400 || st.PoolHealth != "DEGRADED" ||
+		st.Pool != "tank" || st.Volumes != 7 || st.Snapshots != 2 || st.Provisioned != 3000 || !st.CountsKnown || time.Since(st.Checked) > FreshWithin {
+		t.Fatalf("after a stale probe: %+v (probes %d)", st, srv.count("Probe"))
 	}
 }

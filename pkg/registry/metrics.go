@@ -4,7 +4,7 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // metrics are per-server gauges; nil-safe so tests can skip them.
 type metrics struct {
-	up, available, provisioned, volumes *prometheus.GaugeVec
+	up, available, provisioned, volumes, snapshots *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -21,6 +21,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		available:   g("dots_server_available_bytes", "Free bytes in the server's pool."),
 		provisioned: g("dots_server_provisioned_bytes", "Sum of the capacities of the server's volumes."),
 		volumes:     g("dots_server_volumes", "Volumes on the server."),
+		snapshots:   g("dots_server_snapshots", "Snapshots on the server."),
 	}
 }
 
@@ -34,6 +35,7 @@ func (m *metrics) observe(server string, st Status) {
 		m.available.WithLabelValues(server).Set(float64(st.Available))
 		m.provisioned.WithLabelValues(server).Set(float64(st.Provisioned))
 		m.volumes.WithLabelValues(server).Set(float64(st.Volumes))
+		m.snapshots.WithLabelValues(server).Set(float64(st.Snapshots))
 	}
 	m.up.WithLabelValues(server).Set(up)
 }
@@ -42,7 +44,7 @@ func (m *metrics) forget(server string) {
 	if m == nil {
 		return
 	}
-	for _, v := range []*prometheus.GaugeVec{m.up, m.available, m.provisioned, m.volumes} {
+	for _, v := range []*prometheus.GaugeVec{m.up, m.available, m.provisioned, m.volumes, m.snapshots} {
 		v.DeleteLabelValues(server)
 	}
 }

@@ -1,6 +1,10 @@
 // Package registry keeps the cluster controller's view of the storage
-// servers: a gRPC connection to each, and their health and capacity, kept
-// current by polling. Servers come and go with the discovery source.
+// servers: a gRPC connection to each, and their health, space and counts,
+// kept current by a summary probe of each every round (its manifest and
+// Probe: no listing, so a round costs the same at 10 or 10,000 volumes a
+// server) and by the controller's accounting of what it creates and
+// deletes between rounds (Member.Account). Servers come and go with the
+// discovery source.
 package registry
 
 import (
@@ -22,64 +26,6 @@ import (
 	"github.com/dots-csi/dots/pkg/discovery"
 )
 
-// Member is one storage server and the clients to reach it.
-type Member struct {
-	discovery.Server
-	Controller csi.ControllerClient
-	Identity   csi.IdentityClient
-	conn       *grpc.ClientConn
-	// missingSince is when discovery stopped listing it (zero while
-	// listed); guarded by the registry's lock.
-	missingSince time.Time
-
-	mu          sync.Mutex
-	err         error // last probe result; nil when healthy
-	available   int64
-	provisioned int64
-	volumes     int
-	pool        api.PoolInfo // from the server's manifest; zero when it says nothing
-	checked     time.Time
-}
-
-// Status is a snapshot of a member's last probe.
-type Status struct {
-	Healthy bool   `json:"healthy"`
-	Error   string `json:"error,omitempty"`
-	// Pool and PoolHealth name the server's pool and its state (ONLINE,
-	// DEGRADED, ...); Size and Used are its root dataset's used +
-	// available and used, exact, as read at the last probe.
-	Pool        string    `json:"pool,omitempty"`
-	PoolHealth  string    `json:"poolHealth,omitempty"`
-	Size        int64     `json:"sizeBytes"`
-	Used        int64     `json:"usedBytes"`
-	Available   int64     `json:"availableBytes"`   // free bytes in the pool
-	Provisioned int64     `json:"provisionedBytes"` // sum of the volumes' capacities (may exceed the pool: thin)
-	Volumes     int       `json:"volumes"`
-	Checked     time.Time `json:"checked"` // when the last probe ended
-}
-
-// Status returns the member's last probe result.
-func (m *Member) Status() Status {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	st := Status{Healthy: m.err == nil && !m.checked.IsZero(), Available: m.available, Provisioned: m.provisioned, Volumes: m.volumes, Checked: m.checked,
-		Pool: m.pool.Pool, PoolHealth: m.pool.Health, Size: m.pool.Size, Used: m.pool.Used}
-	if m.err != nil {
-		st.Error = m.err.Error()
-	} else if m.checked.IsZero() {
-		st.Error = "not probed yet"
-	}
-	return st
-}
-
-// AddProvisioned counts a volume just created on the member; the next probe
-// replaces the sum with what the server reports.
-func (m *Member) AddProvisioned(bytes int64) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.provisioned += bytes
-}
-
 // Options tune the registry.
 type Options struct {
 	Interval     time.Duration // between probes
@@ -88,6 +34,9 @@ type Options struct {
 	// A DNS hiccup must not make a server's volumes look deleted (NotFound)
 	// or let their deletes succeed without touching them.
 	ForgetAfter time.Duration
+	// Replication makes a member's replication client on its connection
+	// (pkg/replication's); nil leaves Member.Replication nil.
+	Replication func(s discovery.Server, conn grpc.ClientConnInterface) api.ReplicationServer
 }
 
 // Registry tracks the members.
@@ -99,7 +48,11 @@ type Registry struct {
 
 	mu      sync.RWMutex
 	members map[string]*Member
-	now     func() time.Time
+	// gone holds the servers forgotten (ForgetAfter passed) and since
+	// when they have been out of reach: automatic promotion counts from
+	// it. A server discovered again leaves it.
+	gone map[string]time.Time
+	now  func() time.Time
 }
 
 // New returns a registry fed by source that dials servers with creds
@@ -115,7 +68,7 @@ func New(source discovery.Source, creds credentials.TransportCredentials, opts O
 	if opts.ForgetAfter <= 0 {
 		opts.ForgetAfter = 5 * time.Minute
 	}
-	return &Registry{source: source, creds: creds, opts: opts, metrics: newMetrics(reg), members: map[string]*Member{}, now: time.Now}
+	return &Registry{source: source, creds: creds, opts: opts, metrics: newMetrics(reg), members: map[string]*Member{}, gone: map[string]time.Time{}, now: time.Now}
 }
 
 // Run refreshes until ctx is done, then closes every connection.
@@ -158,6 +111,7 @@ func (r *Registry) sync(servers []discovery.Server) {
 	seen := map[string]bool{}
 	for _, s := range servers {
 		seen[s.Name] = true
+		delete(r.gone, s.Name)
 		if old, ok := r.members[s.Name]; ok && old.Server == s {
 			old.missingSince = time.Time{}
 			continue
@@ -172,8 +126,12 @@ func (r *Registry) sync(servers []discovery.Server) {
 			klog.ErrorS(err, "Connecting to storage server", "server", s.Name, "address", s.APIAddress)
 			continue
 		}
-		r.members[s.Name] = &Member{Server: s, conn: conn,
-			Controller: csi.NewControllerClient(conn), Identity: csi.NewIdentityClient(conn)}
+		m := &Member{Server: s, conn: conn,
+			Controller: csi.NewControllerClient(conn), Group: csi.NewGroupControllerClient(conn), Identity: csi.NewIdentityClient(conn)}
+		if r.opts.Replication != nil {
+			m.Replication = r.opts.Replication(s, conn)
+		}
+		r.members[s.Name] = m
 		klog.InfoS("Storage server added", "server", s.Name, "api", s.APIAddress, "nfs", s.NFSAddress)
 	}
 	now := r.now()
@@ -187,84 +145,14 @@ func (r *Registry) sync(servers []discovery.Server) {
 			m.conn.Close()
 			delete(r.members, name)
 			r.metrics.forget(name)
-			klog.InfoS("Storage server removed", "server", name)
-		}
-	}
-}
-
-// ProbeNow reads one server's health and free space at once (after it
-// refused a create for lack of space, say), instead of at the next round.
-func (r *Registry) ProbeNow(ctx context.Context, m *Member) { r.probe(ctx, m) }
-
-func (r *Registry) probe(ctx context.Context, m *Member) {
-	ctx, cancel := context.WithTimeout(ctx, r.opts.ProbeTimeout)
-	defer cancel()
-	var available, provisioned int64
-	var volumes int
-	// The pool's state and space come with the server's identity; a server
-	// that gives none (an older one) is probed all the same.
-	pool := m.poolInfo(ctx)
-	// The probe waits for a connection (within ProbeTimeout) instead of
-	// failing at once, so a server that just came back is seen as up.
-	_, err := m.Identity.Probe(ctx, &csi.ProbeRequest{}, grpc.WaitForReady(true))
-	if err == nil {
-		var c *csi.GetCapacityResponse
-		if c, err = m.Controller.GetCapacity(ctx, &csi.GetCapacityRequest{}); err == nil {
-			available = c.GetAvailableCapacity()
-		}
-	}
-	if err == nil {
-		volumes, provisioned, err = countVolumes(ctx, m.Controller)
-	}
-	m.mu.Lock()
-	was := m.err == nil && !m.checked.IsZero()
-	m.err, m.checked = err, time.Now()
-	if err == nil {
-		m.available, m.provisioned, m.volumes = available, provisioned, volumes
-	}
-	if pool.Pool != "" {
-		m.pool = pool // its state, even when the probe failed because of it
-	}
-	m.mu.Unlock()
-	if was != (err == nil) {
-		if err != nil {
-			klog.ErrorS(err, "Storage server is down", "server", m.Name)
-		} else {
-			klog.InfoS("Storage server is up", "server", m.Name, "available", available)
-		}
-	}
-	r.metrics.observe(m.Name, m.Status())
-}
-
-// poolInfo reads the pool figures of the server's manifest (see
-// api.PoolInfo); zero when it has none or does not answer.
-func (m *Member) poolInfo(ctx context.Context) api.PoolInfo {
-	r, err := m.Identity.GetPluginInfo(ctx, &csi.GetPluginInfoRequest{}, grpc.WaitForReady(true))
-	if err != nil {
-		klog.V(2).InfoS("No pool figures from the server", "server", m.Name, "err", err)
-		return api.PoolInfo{}
-	}
-	p, ok := api.ParsePoolInfo(r.GetManifest())
-	if !ok {
-		return api.PoolInfo{Pool: p.Pool, Health: p.Health}
-	}
-	return p
-}
-
-// countVolumes counts volumes and sums their capacity (committed bytes).
-func countVolumes(ctx context.Context, c csi.ControllerClient) (n int, committed int64, err error) {
-	token := ""
-	for {
-		resp, err := c.ListVolumes(ctx, &csi.ListVolumesRequest{StartingToken: token, MaxEntries: 1000})
-		if err != nil {
-			return 0, 0, err
-		}
-		for _, e := range resp.GetEntries() {
-			n++
-			committed += e.GetVolume().GetCapacityBytes()
-		}
-		if token = resp.GetNextToken(); token == "" {
-			return n, committed, nil
+			// Out of reach since it began failing its probes, if it
+			// did; else from now on: this controller reaches it no more.
+			since := now
+			if st := m.Status(); !st.Healthy && !st.DownSince.IsZero() {
+				since = st.DownSince
+			}
+			r.gone[name] = since
+			klog.InfoS("Storage server removed", "server", name, "unreachableSince", since)
 		}
 	}
 }
@@ -286,6 +174,20 @@ func (r *Registry) List() []*Member {
 	}
 	r.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Gone returns the servers forgotten since they were last discovered
+// (discovery stopped listing them for ForgetAfter), each with the time
+// since which this controller could not reach it: when it began failing
+// its probes, else when it was forgotten. Kept in memory only.
+func (r *Registry) Gone() map[string]time.Time {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make(map[string]time.Time, len(r.gone))
+	for k, v := range r.gone {
+		out[k] = v
+	}
 	return out
 }
 

@@ -69,6 +69,15 @@ func TestMissingServerIsKeptForAWhile(t *testing.T) {
 	if got := names(r); len(got) != 1 || got[0] != "a" {
 		t.Fatalf("after ForgetAfter: %v, want [a]", got)
 	}
+	// Never probed, so never seen failing: unreachable from the moment
+	// it was forgotten.
+	if g := r.Gone(); len(g) != 1 || !g["b"].Equal(clock) {
+		t.Fatalf("gone %v, want b since %v", g, clock)
+	}
+	r.sync([]discovery.Server{a, b})
+	if g := r.Gone(); len(g) != 0 {
+		t.Fatalf("gone %v after b was discovered again", g)
+	}
 }
 
 // TestChangedAddressReplacesConnection: a server whose address changed is

@@ -48,6 +48,9 @@ type Config struct {
 	HostIDFrom  string
 	HostIDFile  string
 	ForceImport bool
+	// SkipZFSModuleCheck starts without checking the OpenZFS kernel module
+	// (--zfs-module-check=false; see startcheck.go).
+	SkipZFSModuleCheck bool
 	// ReconcileInterval is how often the pool and the exports are compared
 	// and repaired, and the trash reaped.
 	ReconcileInterval time.Duration
@@ -60,6 +63,10 @@ type Config struct {
 	Ops OpsConfig
 	// TLS secures a tcp:// Endpoint (mutual TLS; see pkg/mtls).
 	TLS mtls.ServerOptions
+	// Replication: calls to other servers for replicas (repl_config.go).
+	Replication ReplicationConfig
+	// Zone: the server's failure zone (zone.go).
+	Zone ZoneConfig
 }
 
 // AddFlags registers the server's flags.
@@ -67,6 +74,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Name, "name", "", "name of this storage server, a DNS label (in Kubernetes: the pod name)")
 	fs.StringVar(&c.Endpoint, "endpoint", "tcp://0.0.0.0:7070", "gRPC endpoint the controller calls (tcp:// serves mutual TLS: --tls-*)")
 	c.TLS.AddFlags(fs)
+	c.Zone.AddFlags(fs)
 	fs.StringVar(&c.HTTPAddress, "http-address", ":8080", "address of /healthz, /readyz and /metrics")
 	fs.StringVar(&c.RunDir, "run-dir", "/run/dots", "directory for runtime files (NFS server config and logs)")
 	fs.StringVar(&c.DefaultVolumeSize, "default-volume-size", "1Gi", "size of a volume whose request names none")
@@ -87,6 +95,11 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.HostIDFrom, "hostid-from", "", "derive this node's hostid from this name (in Kubernetes: the node name), instead of --hostid")
 	fs.StringVar(&c.HostIDFile, "hostid-file", zfs.DefaultHostIDFile, "where OpenZFS reads the hostid")
 	fs.BoolVar(&c.ForceImport, "force-import", false, "import a pool another host used last and did not export, without multihost to prove that host gone: only when it is (detached, powered off)")
+	fs.BoolFunc("zfs-module-check", "refuse to start when the OpenZFS kernel module is not loaded or not of the zfs userland's release series (default true; false skips the check; never checked with --zfs-cli=zfs-fuse)", func(v string) error {
+		b, err := strconv.ParseBool(v)
+		c.SkipZFSModuleCheck = !b
+		return err
+	})
 	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", time.Minute, "how often the pool and the exports are compared and repaired (volumes not mounted or not exported, exports of nothing, trash)")
 
 	fs.IntVar(&c.NFS.NFSPort, "nfs-port", 2049, "NFS port")
@@ -102,11 +115,15 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	})
 	fs.StringVar(&c.NFS.Squash, "nfs-squash", nfs.SquashRoot, "squashing of volumes created without the squash parameter: root_squash, root_id_squash, all_squash or no_root_squash")
 	fs.StringVar(&c.NFS.Binary, "ganesha", "ganesha.nfsd", "NFS-Ganesha binary")
+	fs.StringVar(&c.NFS.DBus, "nfs-dbus", nfs.DBusAuto,
+		"how export changes reach NFS-Ganesha: auto (a private dbus-daemon beside ganesha; each change is one call to ganesha's export manager, falling back to a reload of every export with SIGHUP when the bus cannot start or a call fails), on (the same, but the server does not start without its bus) or off (SIGHUP only)")
+	fs.StringVar(&c.NFS.DBusDaemon, "dbus-daemon", "dbus-daemon", "the dbus-daemon binary for --nfs-dbus")
 	fs.DurationVar(&c.NFS.GracePeriod, "nfs-grace-period", DefaultGracePeriod,
 		"NFSv4 grace period after a start, for clients to reclaim their state; new opens wait for its end (ganesha ends it early once every client it knew has reclaimed). At least --nfs-lease-lifetime")
 	fs.DurationVar(&c.NFS.LeaseLifetime, "nfs-lease-lifetime", 0,
 		"NFSv4 lease: a client silent this long loses its opens and locks; clients reconnect to a restarted server within half of it (default 16s, or the grace period if that is shorter)")
 	c.Ops.AddFlags(fs)
+	c.Replication.AddFlags(fs)
 }
 
 // NFSv4 timing defaults, from test/failover's measurements (README
@@ -143,6 +160,9 @@ func intList(dst *[]int) func(string) error {
 func (c *Config) Validate() error {
 	if err := api.ValidateServerName(c.Name); err != nil {
 		return fmt.Errorf("--name: %w", err)
+	}
+	if err := c.Zone.Validate(); err != nil {
+		return err
 	}
 	network, _, err := csirpc.ParseEndpoint(c.Endpoint)
 	if err != nil {
@@ -188,6 +208,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Ops.Validate(); err != nil {
+		return err
+	}
+	if err := c.Replication.Validate(); err != nil {
 		return err
 	}
 	if c.NFS.LeaseLifetime == 0 && c.NFS.GracePeriod > 0 {

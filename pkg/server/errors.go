@@ -9,6 +9,7 @@ import (
 	"github.com/dots-csi/dots/pkg/csirpc"
 	"github.com/dots-csi/dots/pkg/lockset"
 	"github.com/dots-csi/dots/pkg/nfs"
+	"github.com/dots-csi/dots/pkg/replication"
 	"github.com/dots-csi/dots/pkg/zfs"
 )
 
@@ -25,7 +26,7 @@ var (
 // ErrorCodes is a storage server's error table: which error of the pool,
 // the NFS server or the contract means which gRPC code. The interceptor
 // applies it to every answer; handlers return sentinel errors.
-var ErrorCodes = csirpc.NewCodes(api.ErrorCodes, []csirpc.ErrorCode{
+var ErrorCodes = csirpc.NewCodes(api.ErrorCodes, replication.ErrorCodes, []csirpc.ErrorCode{
 	{Err: lockset.ErrBusy, Code: codes.Aborted},
 	{Err: zfs.ErrNotFound, Code: codes.NotFound},
 	{Err: zfs.ErrExists, Code: codes.AlreadyExists},
@@ -37,6 +38,7 @@ var ErrorCodes = csirpc.NewCodes(api.ErrorCodes, []csirpc.ErrorCode{
 	{Err: nfs.ErrInvalid, Code: codes.InvalidArgument},
 	{Err: ErrOutsideClients, Code: codes.FailedPrecondition},
 	{Err: ErrPublishedElsewhere, Code: codes.FailedPrecondition},
+	{Err: errNoGroups, Code: codes.Unimplemented},
 	{Err: api.ErrUnknownNode, Code: codes.NotFound},
 	{Err: zfs.ErrTooManyNodes, Code: codes.ResourceExhausted},
 	{Err: nfs.ErrUnavailable, Code: codes.Unavailable},

@@ -206,6 +206,35 @@ func (p *fakePool) ExpandVolume(ctx context.Context, name string, capacity int64
 	return copyVolume(v), nil
 }
 
+func (p *fakePool) ModifyVolume(ctx context.Context, name string, m zfs.Modification) (*zfs.Volume, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	v, ok := p.vols[name]
+	if !ok {
+		return nil, zfs.ErrNotFound
+	}
+	if m.Thick != nil {
+		v.Thick = *m.Thick
+	}
+	if v.Properties == nil {
+		v.Properties = map[string]string{}
+	}
+	for k, val := range m.Properties {
+		v.Properties[k] = val
+	}
+	if m.Squash != nil {
+		v.Squash = *m.Squash
+	}
+	if m.AnonUID != nil {
+		v.AnonUID = *m.AnonUID
+	}
+	if m.AnonGID != nil {
+		v.AnonGID = *m.AnonGID
+	}
+	p.ev.add("modify %s", name)
+	return copyVolume(v), nil
+}
+
 func (p *fakePool) DeleteVolume(ctx context.Context, name string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -354,3 +383,44 @@ func (p *fakePool) setState(state string, err error) {
 	defer p.mu.Unlock()
 	p.state, p.stateErr = state, err
 }
+
+// VolumePage pages the sorted volumes as the pool's index does.
+func (p *fakePool) VolumePage(after string, max int) ([]*zfs.Volume, bool) {
+	vols, _ := p.ListVolumes(context.Background())
+	i := sort.Search(len(vols), func(i int) bool { return vols[i].Name > after })
+	vols = vols[i:]
+	if max > 0 && len(vols) > max {
+		return vols[:max], true
+	}
+	return vols, false
+}
+
+func (p *fakePool) SnapshotPage(after string, max int, source string) ([]*zfs.Snapshot, bool) {
+	all, _ := p.ListSnapshots(context.Background())
+	var out []*zfs.Snapshot
+	for _, s := range all {
+		if s.Name <= after || (source != "" && s.SourceVolume != source) {
+			continue
+		}
+		if max > 0 && len(out) == max {
+			return out, true
+		}
+		out = append(out, s)
+	}
+	return out, false
+}
+
+func (p *fakePool) Counts() zfs.Counts {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := zfs.Counts{Volumes: len(p.vols), Snapshots: len(p.snaps)}
+	for _, v := range p.vols {
+		c.Provisioned += v.Capacity
+	}
+	return c
+}
+
+// Reindex finds nothing: the fake is its own index.
+func (p *fakePool) Reindex(context.Context) (zfs.IndexDiff, error) { return zfs.IndexDiff{}, nil }
+
+func (p *fakePool) RefreshCapacity(ctx context.Context) (zfs.Capacity, error) { return p.Capacity(ctx) }

@@ -40,6 +40,7 @@ type testServer struct {
 	cancel context.CancelFunc
 	done   chan error
 	conn   *grpc.ClientConn
+	http   string // its /metrics, once started
 	ctrl   csi.ControllerClient
 	ident  csi.IdentityClient
 	nfs    libnfs.Client
@@ -47,12 +48,19 @@ type testServer struct {
 
 // startTestServer creates a test pool and runs a server on it serving
 // NFSv3 and NFSv4 (minor 0, 1, 2) to 127.0.0.0/8 on free ports. The server
-// is stopped and the pool destroyed in t.Cleanup.
-func startTestServer(t *testing.T) *testServer {
+// is stopped and the pool destroyed in t.Cleanup. opts change the
+// configuration before it starts.
+func startTestServer(t *testing.T, opts ...func(*Config)) *testServer {
+	t.Helper()
+	return startTestServerPrefix(t, poolPrefix, opts...)
+}
+
+// startTestServerPrefix is startTestServer on a pool named with prefix.
+func startTestServerPrefix(t *testing.T, prefix string, opts ...func(*Config)) *testServer {
 	t.Helper()
 	testenv.EnsureRpcbind(t) // NFSv3 registers with it
 	// Registered first, so the pool is destroyed after the server stops.
-	tp := testenv.NewTestPool(t, poolPrefix)
+	tp := testenv.NewTestPool(t, prefix)
 	ports := testenv.FreeTCPPorts(t, 2)
 	s := &testServer{t: t, cfg: Config{
 		Name:              "srv-" + tp.Name[len(tp.Name)-8:],
@@ -84,9 +92,14 @@ func startTestServer(t *testing.T) *testServer {
 			// libnfs never reclaims, so keep the grace after a restart short.
 			GracePeriod: 2 * time.Second, LeaseLifetime: 2 * time.Second,
 			RestartDelay: 50 * time.Millisecond,
+			// As --nfs-dbus defaults: export changes over the private bus.
+			DBus: nfs.DBusAuto,
 		},
 	}}
 	s.nfs = libnfs.Client{Host: "127.0.0.1", Port: ports[0], MountPort: ports[1], Version: 3}
+	for _, o := range opts {
+		o(&s.cfg)
+	}
 	t.Cleanup(s.stop)
 	s.start()
 	return s
@@ -109,7 +122,7 @@ func (s *testServer) start() {
 		cancel()
 		s.t.Fatal("server not ready within 2 minutes")
 	}
-	s.cancel, s.done = cancel, done
+	s.cancel, s.done, s.http = cancel, done, r.HTTP
 	target, err := csirpc.DialTarget("tcp://" + r.Endpoint)
 	if err != nil {
 		s.t.Fatal(err)

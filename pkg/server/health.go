@@ -8,7 +8,6 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/dots-csi/dots/pkg/api"
-	"github.com/dots-csi/dots/pkg/csirpc"
 	"github.com/dots-csi/dots/pkg/zfs"
 )
 
@@ -28,23 +27,15 @@ func (s *Server) ControllerGetVolumeHealth(ctx context.Context, req *csi.Control
 }
 
 // ControllerListVolumeHealth pages through every volume's health in name
-// order, as ListVolumes pages through the volumes.
+// order, from the pool's index as ListVolumes pages.
 func (s *Server) ControllerListVolumeHealth(ctx context.Context, req *csi.ControllerListVolumeHealthRequest) (*csi.ControllerListVolumeHealthResponse, error) {
-	vols, err := s.pool.ListVolumes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	names := make([]string, len(vols))
-	for i, v := range vols {
-		names[i] = v.Name
-	}
-	first, end, next, err := csirpc.Page(names, req.GetStartingToken(), req.GetMaxEntries())
+	vols, next, err := s.volumePage(req.GetStartingToken(), req.GetMaxEntries())
 	if err != nil {
 		return nil, err
 	}
 	resp := &csi.ControllerListVolumeHealthResponse{NextToken: next}
 	pool := s.poolHealth(ctx)
-	for _, v := range vols[first:end] {
+	for _, v := range vols {
 		resp.Entries = append(resp.Entries, s.volumeHealth(v, pool))
 	}
 	return resp, nil
@@ -93,6 +84,9 @@ func (s *Server) volumeHealth(v *zfs.Volume, pool *csi.VolumeHealth_VolumeHealth
 	h := &csi.VolumeHealth{VolumeId: v.Name}
 	if pool != nil {
 		h.HealthStatuses = append(h.HealthStatuses, pool)
+	}
+	if r := s.replicationHealth(v); r != nil {
+		h.HealthStatuses = append(h.HealthStatuses, r)
 	}
 	if !v.Mounted {
 		h.HealthStatuses = append(h.HealthStatuses, &csi.VolumeHealth_VolumeHealthEntry{

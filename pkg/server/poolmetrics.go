@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/klog/v2"
 
+	"github.com/dots-csi/dots/pkg/nfs"
 	"github.com/dots-csi/dots/pkg/zfs"
 )
 
@@ -64,13 +65,24 @@ var (
 	descGaneshaUp  = desc("dots_ganesha_up", "1 while NFS-Ganesha runs and serves the exports.")
 	descRestarts   = desc("dots_ganesha_restarts_total", "Unexpected exits of NFS-Ganesha the server recovered from.")
 	descReloads    = desc("dots_ganesha_reloads_total", "Export reloads (SIGHUP) sent to NFS-Ganesha.")
+	descDBusUp     = desc("dots_ganesha_dbus_up", "1 while the private dbus-daemon of NFS-Ganesha's export manager runs.")
+	descChanges    = desc("dots_ganesha_export_changes_total",
+		"Export changes by how they reached NFS-Ganesha: method dbus (one export manager call each) with outcome ok, error (the call failed: SIGHUP took over), unavailable (no bus) or batch (too many at once for calls); method sighup (a reload of every export) with outcome ok or error.",
+		"method", "outcome")
 )
+
+// changeSeries are the export change counts always exported, zeros too.
+var changeSeries = []nfs.ChangeKey{
+	{Method: nfs.MethodDBus, Outcome: nfs.OutcomeOK}, {Method: nfs.MethodDBus, Outcome: nfs.OutcomeError},
+	{Method: nfs.MethodDBus, Outcome: nfs.OutcomeUnavailable}, {Method: nfs.MethodDBus, Outcome: nfs.OutcomeTooMany},
+	{Method: nfs.MethodSIGHUP, Outcome: nfs.OutcomeOK}, {Method: nfs.MethodSIGHUP, Outcome: nfs.OutcomeError},
+}
 
 var allDescs = []*prometheus.Desc{descPoolInfo, descPoolHealth, descPoolSize, descPoolAllocated, descPoolFree,
 	descPoolFrag, descPoolUsed, descPoolAvailable, descPoolDataErrors, descScrubRunning, descScanRunning, descScrubEnd,
 	descScrubErrors, descScrubCanceled, descVolumes, descAggregated, descVolUsed, descVolReferenced, descVolQuota,
 	descSnapshots, descSnapBytes, descTrashBytes, descStatsAge, descStatsOK, descStatsTook, descStatsOkNow,
-	descExports, descExportsBad, descGaneshaUp, descRestarts, descReloads}
+	descExports, descExportsBad, descGaneshaUp, descRestarts, descReloads, descDBusUp, descChanges}
 
 // Describe implements prometheus.Collector.
 func (m *PoolMonitor) Describe(ch chan<- *prometheus.Desc) {
@@ -152,6 +164,10 @@ func (m *PoolMonitor) collectNFS(ch chan<- prometheus.Metric, gauge func(*promet
 	gauge(descExportsBad, float64(n.Failed))
 	ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.CounterValue, float64(n.Restarts))
 	ch <- prometheus.MustNewConstMetric(descReloads, prometheus.CounterValue, float64(n.Reloads))
+	gauge(descDBusUp, b2f(n.BusPid != 0))
+	for _, k := range changeSeries {
+		ch <- prometheus.MustNewConstMetric(descChanges, prometheus.CounterValue, float64(n.ExportChanges[k]), k.Method, k.Outcome)
+	}
 }
 
 // collectVolumes gives the MetricsMaxVolumes largest volumes (by used

@@ -44,6 +44,7 @@ type PoolMonitor struct {
 	stats     zfs.PoolStats
 	usage     zfs.Usage
 	ok        time.Time     // end of the last complete refresh
+	statsAt   time.Time     // start of the last read that gave the pool's state
 	took      time.Duration // how long it took
 	lastErr   error
 	lastScrub zfs.Scan  // the last finished or canceled scrub seen
@@ -114,12 +115,12 @@ func (m *PoolMonitor) Refresh(ctx context.Context) error {
 	m.mu.Lock()
 	switch {
 	case serr == nil:
-		m.stats = st
+		m.stats, m.statsAt = st, start
 		if st.Scan.Kind == zfs.ScanScrub && (st.Scan.State == zfs.ScanFinished || st.Scan.State == zfs.ScanCanceled) {
 			m.lastScrub = st.Scan
 		}
 	case st.Health != "":
-		m.stats.Health = st.Health // zpool list answered: its state is news
+		m.stats.Health, m.statsAt = st.Health, start // zpool list answered: its state is news
 	}
 	if uerr == nil {
 		m.usage = u
@@ -205,4 +206,11 @@ func (m *PoolMonitor) Snapshot() (zfs.PoolStats, zfs.Usage, time.Time, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.stats, m.usage, m.ok, m.lastErr
+}
+
+// State is the pool's health as last read, and when (zero: not yet).
+func (m *PoolMonitor) State() (string, time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.stats.Health, m.statsAt
 }

@@ -96,7 +96,8 @@ func TestPoolMonitorMetrics(t *testing.T) {
 			Scan: zfs.Scan{Kind: zfs.ScanScrub, State: zfs.ScanFinished, End: ended, Errors: 3}},
 		usage: zfs.Usage{Snapshots: 4, SnapshotBytes: 40, TrashBytes: 7,
 			Volumes: []zfs.VolumeUsage{{Name: "a", Used: 10, Referenced: 8, Quota: 100}, {Name: "b", Used: 30, Referenced: 20, Quota: 200}}}}
-	nfsStatus := nfs.Status{Up: true, State: "running", Restarts: 2, Reloads: 5, Exports: 2}
+	nfsStatus := nfs.Status{Up: true, State: "running", Restarts: 2, Reloads: 5, Exports: 2, BusPid: 77,
+		ExportChanges: map[nfs.ChangeKey]int{{Method: "dbus", Outcome: "ok"}: 40, {Method: "dbus", Outcome: "error"}: 1, {Method: "sighup", Outcome: "ok"}: 1}}
 	m, reg, c := newTestMonitor(t, pool, OpsConfig{StatsInterval: time.Minute}, func() nfs.Status { return nfsStatus })
 
 	// Before the first refresh: only how stale that is, and the NFS server.
@@ -152,6 +153,17 @@ dots_ganesha_restarts_total 2
 # HELP dots_ganesha_up 1 while NFS-Ganesha runs and serves the exports.
 # TYPE dots_ganesha_up gauge
 dots_ganesha_up 1
+# HELP dots_ganesha_dbus_up 1 while the private dbus-daemon of NFS-Ganesha's export manager runs.
+# TYPE dots_ganesha_dbus_up gauge
+dots_ganesha_dbus_up 1
+# HELP dots_ganesha_export_changes_total Export changes by how they reached NFS-Ganesha: method dbus (one export manager call each) with outcome ok, error (the call failed: SIGHUP took over), unavailable (no bus) or batch (too many at once for calls); method sighup (a reload of every export) with outcome ok or error.
+# TYPE dots_ganesha_export_changes_total counter
+dots_ganesha_export_changes_total{method="dbus",outcome="batch"} 0
+dots_ganesha_export_changes_total{method="dbus",outcome="error"} 1
+dots_ganesha_export_changes_total{method="dbus",outcome="ok"} 40
+dots_ganesha_export_changes_total{method="dbus",outcome="unavailable"} 0
+dots_ganesha_export_changes_total{method="sighup",outcome="error"} 0
+dots_ganesha_export_changes_total{method="sighup",outcome="ok"} 1
 # HELP dots_nfs_exports Exports the NFS server serves.
 # TYPE dots_nfs_exports gauge
 dots_nfs_exports 2
@@ -164,7 +176,7 @@ dots_pool_data_errors{pool="tank"} 2
 `, "dots_pool_allocated_bytes", "dots_pool_fragmentation_ratio", "dots_pool_health", "dots_pool_info",
 		"dots_pool_scrub_last_end_timestamp_seconds", "dots_pool_scrub_last_errors", "dots_pool_stats_age_seconds",
 		"dots_volume_used_bytes", "dots_volume_series_aggregated", "dots_ganesha_restarts_total", "dots_ganesha_up",
-		"dots_nfs_exports", "dots_snapshots", "dots_pool_data_errors")
+		"dots_ganesha_dbus_up", "dots_ganesha_export_changes_total", "dots_nfs_exports", "dots_snapshots", "dots_pool_data_errors")
 
 	// A refresh that fails keeps the last values, counts the failure and
 	// lets the age grow; zpool list still answering updates the state.

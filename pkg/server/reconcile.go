@@ -24,6 +24,17 @@ const (
 	orphanReserve    = "reserve_missing"   // the emergency reserve is not held (taken back when space allows)
 )
 
+// Kinds of index corrections (dots_server_index_corrections_total).
+var indexKinds = []string{"volume_added", "volume_removed", "volume_changed", "snapshot_added", "snapshot_removed", "snapshot_changed"}
+
+func (r *Reconciler) countReindex(d zfs.IndexDiff) {
+	for i, l := range [][]string{d.VolumesAdded, d.VolumesRemoved, d.VolumesChanged, d.SnapshotsAdded, d.SnapshotsRemoved, d.SnapshotsChanged} {
+		if len(l) > 0 {
+			r.reindex.WithLabelValues(indexKinds[i]).Add(float64(len(l)))
+		}
+	}
+}
+
 var orphanKinds = []string{orphanUnmounted, orphanUnexported, orphanExport, orphanTrash, orphanForeign, orphanInternal, orphanReserve}
 
 // Reconciler compares, at start and then periodically, what the pool holds
@@ -34,6 +45,7 @@ type Reconciler struct {
 	srv     *Server
 	orphans *prometheus.GaugeVec
 	repairs *prometheus.CounterVec
+	reindex *prometheus.CounterVec
 	last    map[string]int // per kind, to log only changes
 }
 
@@ -48,9 +60,16 @@ func NewReconciler(srv *Server, reg prometheus.Registerer) *Reconciler {
 			Name: "dots_server_repairs_total",
 			Help: "Repairs the reconciler made, by kind.",
 		}, []string{"kind"}),
+		reindex: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dots_server_index_corrections_total",
+			Help: "Entries of the server's index that a reload found differing from the pool (changed behind the server's back), by kind; the pool's state was adopted.",
+		}, []string{"kind"}),
+	}
+	for _, k := range indexKinds {
+		r.reindex.WithLabelValues(k)
 	}
 	if reg != nil {
-		reg.MustRegister(r.orphans, r.repairs)
+		reg.MustRegister(r.orphans, r.repairs, r.reindex)
 	}
 	return r
 }
@@ -73,6 +92,12 @@ func (r *Reconciler) Run(ctx context.Context, interval time.Duration) error {
 func (r *Reconciler) Reconcile(ctx context.Context) map[string]int {
 	found := map[string]int{}
 	s := r.srv
+	// First make the index true: what follows reads it.
+	if d, err := s.pool.Reindex(ctx); err != nil {
+		klog.ErrorS(err, "Reconcile: reloading the index")
+	} else {
+		r.countReindex(d)
+	}
 	audit, err := s.pool.Audit(ctx)
 	if err != nil {
 		klog.ErrorS(err, "Reconcile: auditing the pool")
@@ -96,6 +121,9 @@ func (r *Reconciler) Reconcile(ctx context.Context) map[string]int {
 	live := map[uint32]bool{}
 	for _, v := range vols {
 		live[v.ExportID] = true
+		if s.held(v.Name) {
+			continue // the replication manager serves it once confirmed
+		}
 		want := s.ExportFor(v)
 		switch {
 		case !v.Mounted:

@@ -3,16 +3,20 @@ package server
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"k8s.io/klog/v2"
 
 	"github.com/dots-csi/dots/pkg/daemon"
 	"github.com/dots-csi/dots/pkg/health"
 	"github.com/dots-csi/dots/pkg/nfs"
+	"github.com/dots-csi/dots/pkg/replication"
+	"github.com/dots-csi/dots/pkg/replicator"
 	"github.com/dots-csi/dots/pkg/zfs"
 	"github.com/dots-csi/dots/pkg/zfs/command"
 )
@@ -40,6 +44,18 @@ func Run(ctx context.Context, cfg Config, ready func(Running)) error {
 	zfsCmds, err := command.NewHost(command.HostConfig{Binaries: cfg.binaries(), Timeouts: cfg.ZFSTimeouts, Registerer: metrics})
 	if err != nil {
 		return err
+	}
+	// Before any pool command: a node without a usable OpenZFS module
+	// stops the server here, with the reason in an Event on its pod.
+	if err := checkZFSModule(ctx, cfg, zfsCmds, "/"); err != nil {
+		err = fmt.Errorf("%w (--zfs-module-check=false skips this check)", err)
+		reportStartFailure(err, os.Getenv)
+		return err
+	}
+	// A file vdev smaller than --pool-file-size (its volume was expanded)
+	// grows before the import, which makes the pool use it (grow.go).
+	if _, err := zfs.GrowFiles(cfg.Vdevs, cfg.poolConfig(nil).FileSize); err != nil {
+		klog.ErrorS(err, "The pool's file keeps its size", "pool", cfg.Pool)
 	}
 	pool, err := zfs.Open(ctx, cfg.poolConfig(zfsCmds))
 	if err != nil {
@@ -91,16 +107,34 @@ func Run(ctx context.Context, cfg Config, ready func(Running)) error {
 	}()
 
 	checks := []health.Check{pool.Healthy, ganesha.Healthy, zfsCmds.Healthy}
-	srv, err := New(cfg.options(), pool, ganesha, checks...)
+	opts := cfg.options()
+	opts.VolumesPath = pool.VolumesMountpoint()
+	opts.Zone = cfg.Zone.resolve(ctx)
+	srv, err := New(opts, pool, ganesha, checks...)
 	if err != nil {
 		return err
 	}
+	// Replication first: a replicated primary is served only once a
+	// replica confirms no newer generation exists (the start-up rule).
+	repl, peers, err := startReplication(ctx, cfg, pool, srv, metrics)
+	if err != nil {
+		return err
+	}
+	defer peers.Close()
 	n, unmounted, err := srv.RestoreExports(ctx)
 	if err != nil {
 		return fmt.Errorf("exporting the pool's volumes: %w", err)
 	}
 	klog.InfoS("Volumes exported", "count", n, "notMounted", unmounted)
+	monitor := NewPoolMonitor(pool, ganesha.Status, cfg.Ops, metrics) // pool metrics, scheduled scrubs, the manifest's state
+	srv.SetPoolMonitor(monitor)
 	reconciler := NewReconciler(srv, metrics)
+	// The pool uses what its vdevs gained while no server ran, and what
+	// they gain from now on (an expanded PV).
+	grower := zfs.NewGrower(pool, cfg.Vdevs)
+	if _, err := grower.Check(ctx); err != nil {
+		klog.ErrorS(err, "Letting the pool use all of its vdevs; tried again every reconcile interval", "pool", cfg.Pool)
+	}
 
 	return daemon.Run(ctx, daemon.Spec{
 		Name:     "storage server " + cfg.Name,
@@ -109,6 +143,8 @@ func Run(ctx context.Context, cfg Config, ready func(Running)) error {
 		Register: func(g *grpc.Server) {
 			csi.RegisterIdentityServer(g, srv)
 			csi.RegisterControllerServer(g, srv)
+			csi.RegisterGroupControllerServer(g, srv)
+			replication.Register(g, repl)
 		},
 		Codes:       ErrorCodes,
 		HTTPAddress: cfg.HTTPAddress,
@@ -117,7 +153,9 @@ func Run(ctx context.Context, cfg Config, ready func(Running)) error {
 		Background: []func(context.Context) error{
 			func(ctx context.Context) error { pool.Maintain(ctx, cfg.ReconcileInterval); return nil },
 			func(ctx context.Context) error { return reconciler.Run(ctx, cfg.ReconcileInterval) },
-			NewPoolMonitor(pool, ganesha.Status, cfg.Ops, metrics).Run, // pool metrics, scheduled scrubs
+			func(ctx context.Context) error { grower.Run(ctx, cfg.ReconcileInterval); return nil },
+			monitor.Run,
+			repl.Run,
 		},
 	}, func(a daemon.Addrs) error {
 		klog.InfoS("Storage server ready", "name", cfg.Name, "pool", cfg.Pool, "endpoint", a.GRPC, "http", a.HTTP, "nfsPort", gcfg.NFSPort)
@@ -126,4 +164,25 @@ func Run(ctx context.Context, cfg Config, ready func(Running)) error {
 		}
 		return nil
 	})
+}
+
+// startReplication makes the server's replication manager and holds back
+// the replicated primaries it finds until a replica confirms them.
+func startReplication(ctx context.Context, cfg Config, pool *zfs.Pool, srv *Server, reg *prometheus.Registry) (*replicator.Manager, *replication.Peers, error) {
+	creds, err := cfg.peerCredentials()
+	if err != nil {
+		return nil, nil, fmt.Errorf("credentials for other servers: %w", err)
+	}
+	peers := replication.NewPeers(grpc.WithTransportCredentials(creds))
+	m, err := replicator.New(replicator.Config{Server: cfg.Name, CallTimeout: cfg.Replication.CallTimeout, Registerer: reg,
+		Dial: func(addr string) (replicator.Peer, error) { return peers.Client(addr) }}, pool, srv.ReplicationHost())
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := m.Load(ctx); err != nil {
+		_ = peers.Close()
+		return nil, nil, fmt.Errorf("finding replicated primaries: %w", err)
+	}
+	srv.SetReplication(m)
+	return m, peers, nil
 }

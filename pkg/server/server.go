@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path"
+	"strconv"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -20,18 +21,33 @@ import (
 	"github.com/dots-csi/dots/pkg/health"
 	"github.com/dots-csi/dots/pkg/lockset"
 	"github.com/dots-csi/dots/pkg/nfs"
+	"github.com/dots-csi/dots/pkg/replication"
 	"github.com/dots-csi/dots/pkg/version"
 	"github.com/dots-csi/dots/pkg/zfs"
 )
 
 // Pool is what the server needs of its ZFS pool (*zfs.Pool).
 type Pool interface {
+	// Capacity is the pool's space as last read, less what the server's
+	// creates reserved since (no command); RefreshCapacity reads it now.
 	Capacity(ctx context.Context) (zfs.Capacity, error)
+	RefreshCapacity(ctx context.Context) (zfs.Capacity, error)
 	CreateVolume(ctx context.Context, spec zfs.VolumeSpec) (*zfs.Volume, error)
 	GetVolume(ctx context.Context, name string) (*zfs.Volume, error)
 	ListVolumes(ctx context.Context) ([]*zfs.Volume, error)
 	ExpandVolume(ctx context.Context, name string, capacity int64) (*zfs.Volume, error)
+	// ModifyVolume changes a live volume's tunables and reservation.
+	ModifyVolume(ctx context.Context, name string, m zfs.Modification) (*zfs.Volume, error)
 	DeleteVolume(ctx context.Context, name string) error
+	// VolumePage and SnapshotPage serve listings in pages from the
+	// pool's index: up to max entries (0: all) named after after, and
+	// whether more follow.
+	VolumePage(after string, max int) ([]*zfs.Volume, bool)
+	SnapshotPage(after string, max int, source string) ([]*zfs.Snapshot, bool)
+	// Counts are the index's totals (the manifest's counts).
+	Counts() zfs.Counts
+	// Reindex lists the pool and adopts it over the index (the reconciler).
+	Reindex(ctx context.Context) (zfs.IndexDiff, error)
 	CreateSnapshot(ctx context.Context, volume, name string) (*zfs.Snapshot, error)
 	GetSnapshot(ctx context.Context, name string) (*zfs.Snapshot, error)
 	ListSnapshots(ctx context.Context) ([]*zfs.Snapshot, error)
@@ -63,6 +79,12 @@ type Options struct {
 	// Clients are the NFS client networks: the outer bound of every
 	// export, and what exports admit with AccessClients.
 	Clients []netip.Prefix
+	// Zone is the server's failure zone (the manifest's api.ManifestZone;
+	// empty: none).
+	Zone string
+	// VolumesPath is where the volumes' datasets are mounted (the
+	// manifest's api.ManifestVolumesPath).
+	VolumesPath string
 	// DefaultSquash is the squashing of volumes created without the
 	// squash parameter, recorded with each (SquashDefault: follow the NFS
 	// server's setting at export time).
@@ -73,13 +95,21 @@ type Options struct {
 type Server struct {
 	csi.UnimplementedIdentityServer
 	csi.UnimplementedControllerServer
+	csi.UnimplementedGroupControllerServer
 
 	opts     Options
 	pool     Pool
 	exporter nfs.Exporter
 	health   []health.Check
 	locks    *lockset.LockSet
+	monitor  *PoolMonitor // nil: the manifest asks the pool (tests)
+	repl     Replication  // nil: no replication (tests)
 }
+
+// SetPoolMonitor makes the manifest report the pool's state as the monitor
+// last read it, instead of asking zpool at each call. Call it before
+// serving.
+func (s *Server) SetPoolMonitor(m *PoolMonitor) { s.monitor = m }
 
 // New returns a Server over pool, exporting through exporter. checks are
 // what Probe runs: the pool, the NFS server, the ZFS commands.
@@ -119,6 +149,11 @@ func (s *Server) PseudoPath(name string) string {
 // export exports a volume, mounting it first if it is not mounted: an
 // export of an unmounted mountpoint would serve the parent's directory.
 func (s *Server) export(ctx context.Context, v *zfs.Volume) error {
+	if s.held(v.Name) {
+		// A stale copy must never be served: the replication manager
+		// exports it once a replica confirmed it.
+		return fmt.Errorf("volume %s: %w", v.Name, replication.ErrNotConfirmed)
+	}
 	if !v.Mounted {
 		mounted, err := s.pool.MountVolume(ctx, v.Name)
 		if err != nil {
@@ -140,6 +175,9 @@ func (s *Server) RestoreExports(ctx context.Context) (exported int, unmounted []
 	}
 	exports := make([]nfs.Export, 0, len(vols))
 	for _, v := range vols {
+		if s.held(v.Name) {
+			continue // exported once a replica confirms it
+		}
 		if !v.Mounted {
 			unmounted = append(unmounted, v.Name)
 			continue
@@ -153,10 +191,20 @@ func volumeKey(name string) string   { return "volume/" + name }
 func snapshotKey(name string) string { return "snapshot/" + name }
 
 // GetPluginInfo identifies the server as part of the dots driver; its
-// manifest also carries the pool's state and space, read now (see
-// api.PoolInfo), which the controller's server list shows.
+// manifest also carries the pool's state, space and counts (see
+// api.PoolInfo), which the controller's registry reads as the server's
+// summary: from memory, no command per call.
 func (s *Server) GetPluginInfo(ctx context.Context, _ *csi.GetPluginInfoRequest) (*csi.GetPluginInfoResponse, error) {
 	m := map[string]string{api.ManifestRole: "storage-server", api.ManifestServer: s.opts.Name}
+	if s.opts.VolumesPath != "" {
+		m[api.ManifestVolumesPath] = s.opts.VolumesPath
+	}
+	manifestZone(m, s.opts.Zone)
+	if s.repl != nil {
+		if n, err := s.repl.ReplicaCount(ctx); err == nil {
+			m[api.ManifestReplicas] = strconv.Itoa(n)
+		}
+	}
 	if info, err := s.poolInfo(ctx); err == nil {
 		info.Manifest(m)
 	} else {
@@ -166,17 +214,30 @@ func (s *Server) GetPluginInfo(ctx context.Context, _ *csi.GetPluginInfoRequest)
 	return &csi.GetPluginInfoResponse{Name: version.DriverName, VendorVersion: version.Version, Manifest: m}, nil
 }
 
-// poolInfo reads the pool's state and space (two quick commands).
+// poolInfo is the pool's state as the pool monitor last read it (ReadAt
+// says when), its space as the pool keeps it current (its reads and its
+// own operations), and the index's counts. Before the monitor's first
+// read, or without a monitor, the state is asked of zpool.
 func (s *Server) poolInfo(ctx context.Context) (api.PoolInfo, error) {
-	state, err := s.pool.State(ctx)
-	if err != nil {
-		return api.PoolInfo{}, err
+	var state string
+	var readAt time.Time
+	if s.monitor != nil {
+		state, readAt = s.monitor.State()
+	}
+	if readAt.IsZero() {
+		var err error
+		if state, err = s.pool.State(ctx); err != nil {
+			return api.PoolInfo{}, err
+		}
+		readAt = time.Now()
 	}
 	c, err := s.pool.Capacity(ctx)
 	if err != nil {
 		return api.PoolInfo{}, err
 	}
-	return api.PoolInfo{Pool: s.pool.Name(), Health: state, Size: c.Size, Used: c.Used, Available: c.Available, ReadAt: time.Now()}, nil
+	n := s.pool.Counts()
+	return api.PoolInfo{Pool: s.pool.Name(), Health: state, Size: c.Size, Used: c.Used, Available: c.Available, ReadAt: readAt,
+		HasCounts: true, Volumes: n.Volumes, Snapshots: n.Snapshots, Provisioned: n.Provisioned}, nil
 }
 
 // GetPluginCapabilities advertises the controller service and online expansion.

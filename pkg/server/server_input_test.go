@@ -16,6 +16,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/dots-csi/dots/internal/poll"
+	"github.com/dots-csi/dots/internal/testenv"
 	"github.com/dots-csi/dots/pkg/api"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -254,6 +255,29 @@ func TestBadInput(t *testing.T) {
 	wantCode(t, "expand beyond the pool", err, codes.ResourceExhausted)
 	_, err = s.ctrl.ControllerExpandVolume(ctx, &csi.ControllerExpandVolumeRequest{VolumeId: id, CapacityRange: &csi.CapacityRange{RequiredBytes: -1}})
 	wantCode(t, "expand to a negative size", err, codes.InvalidArgument)
+	for _, c := range []struct {
+		what   string
+		id     string
+		params map[string]string
+		code   codes.Code
+	}{
+		{"modify without an id", "", map[string]string{"compression": "gzip"}, codes.InvalidArgument},
+		{"modify a missing volume", "nothing", map[string]string{"compression": "gzip"}, codes.NotFound},
+		{"modify a name that cannot exist", "../etc", map[string]string{"compression": "gzip"}, codes.NotFound},
+		{"modify an unknown key", id, map[string]string{"compresion": "gzip"}, codes.InvalidArgument},
+		{"modify compression=bogus", id, map[string]string{"compression": "bogus"}, codes.InvalidArgument},
+		{"modify compression with an option", id, map[string]string{"compression": "-o"}, codes.InvalidArgument},
+		{"modify recordsize=3K", id, map[string]string{"recordsize": "3K"}, codes.InvalidArgument},
+		{"modify thick=perhaps", id, map[string]string{"thick": "perhaps"}, codes.InvalidArgument},
+		{"modify server (placement)", id, map[string]string{"server": "elsewhere"}, codes.InvalidArgument},
+		{"modify uid (creation only)", id, map[string]string{"uid": "0"}, codes.InvalidArgument},
+		{"modify squash=some", id, map[string]string{"squash": "some"}, codes.InvalidArgument},
+		{"modify anonUID beyond 32 bits", id, map[string]string{"anonUID": "4294967296"}, codes.InvalidArgument},
+		{"modify thick, which fits", id, map[string]string{"thick": "true"}, codes.OK},
+	} {
+		_, err = s.ctrl.ControllerModifyVolume(ctx, &csi.ControllerModifyVolumeRequest{VolumeId: c.id, MutableParameters: c.params})
+		wantCode(t, c.what, err, c.code)
+	}
 	for what, req := range map[string]*csi.CreateSnapshotRequest{
 		"snapshot name with a slash":  {Name: "s/1", SourceVolumeId: id},
 		"snapshot name with @":        {Name: "s@1", SourceVolumeId: id},
@@ -271,14 +295,46 @@ func TestBadInput(t *testing.T) {
 		wantCode(t, what, err, want)
 	}
 
+	// Group snapshots of names and volumes that cannot be: refused, and
+	// (checked at the end) no snapshot is left behind.
+	group := csi.NewGroupControllerClient(s.conn)
+	tooMany := make([]string, api.MaxGroupMembers+1)
+	for i := range tooMany {
+		tooMany[i] = fmt.Sprintf("v%d", i)
+	}
+	for _, g := range []struct {
+		what string
+		req  *csi.CreateVolumeGroupSnapshotRequest
+		code codes.Code
+	}{
+		{"group without a name", &csi.CreateVolumeGroupSnapshotRequest{SourceVolumeIds: []string{id}}, codes.InvalidArgument},
+		{"group name with a slash", &csi.CreateVolumeGroupSnapshotRequest{Name: "g/1", SourceVolumeIds: []string{id}}, codes.InvalidArgument},
+		{"group name with @", &csi.CreateVolumeGroupSnapshotRequest{Name: "g@1", SourceVolumeIds: []string{id}}, codes.InvalidArgument},
+		{"group name of 300 chars", &csi.CreateVolumeGroupSnapshotRequest{Name: strings.Repeat("g", 300), SourceVolumeIds: []string{id}}, codes.InvalidArgument},
+		{"group without volumes", &csi.CreateVolumeGroupSnapshotRequest{Name: "g2"}, codes.InvalidArgument},
+		{"group with an empty volume id", &csi.CreateVolumeGroupSnapshotRequest{Name: "g3", SourceVolumeIds: []string{id, ""}}, codes.InvalidArgument},
+		{"group naming a volume twice", &csi.CreateVolumeGroupSnapshotRequest{Name: "g4", SourceVolumeIds: []string{id, id}}, codes.InvalidArgument},
+		{"group of too many volumes", &csi.CreateVolumeGroupSnapshotRequest{Name: "g5", SourceVolumeIds: tooMany}, codes.InvalidArgument},
+		{"group of an invalid volume id", &csi.CreateVolumeGroupSnapshotRequest{Name: "g6", SourceVolumeIds: []string{id, "../x"}}, codes.NotFound},
+		{"group of an option", &csi.CreateVolumeGroupSnapshotRequest{Name: "g7", SourceVolumeIds: []string{"-r"}}, codes.NotFound},
+		{"group of a missing volume", &csi.CreateVolumeGroupSnapshotRequest{Name: "g8", SourceVolumeIds: []string{id, "nothing"}}, codes.NotFound},
+	} {
+		_, err := group.CreateVolumeGroupSnapshot(ctx, g.req)
+		wantCode(t, g.what, err, g.code)
+	}
+	_, err = group.GetVolumeGroupSnapshot(ctx, &csi.GetVolumeGroupSnapshotRequest{})
+	wantCode(t, "GetVolumeGroupSnapshot without an id", err, codes.InvalidArgument)
+	_, err = group.GetVolumeGroupSnapshot(ctx, &csi.GetVolumeGroupSnapshotRequest{GroupSnapshotId: "../x"})
+	wantCode(t, "GetVolumeGroupSnapshot ../x", err, codes.NotFound)
+	_, err = group.DeleteVolumeGroupSnapshot(ctx, &csi.DeleteVolumeGroupSnapshotRequest{})
+	wantCode(t, "DeleteVolumeGroupSnapshot without an id", err, codes.InvalidArgument)
+	_, err = group.DeleteVolumeGroupSnapshot(ctx, &csi.DeleteVolumeGroupSnapshotRequest{GroupSnapshotId: "a/b"})
+	wantCode(t, "DeleteVolumeGroupSnapshot a/b (cannot exist: done)", err, codes.OK)
+
 	// Node IDs that are not nodes, and parameters of squashing and
 	// ownership out of range: refused, and neither the pool's publication
 	// records nor the NFS server's exports change.
-	exportsFile := filepath.Join(s.cfg.RunDir, "ganesha", "exports.conf")
-	exportsBefore, err := os.ReadFile(exportsFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	exportsBefore := testenv.ExportsText(t, s.cfg.RunDir)
 	rwx := &csi.VolumeCapability{AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
 		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER}}
 	for _, n := range []struct {
@@ -315,7 +371,7 @@ func TestBadInput(t *testing.T) {
 	if got, err := s.ctrl.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: id}); err != nil || len(got.GetStatus().GetPublishedNodeIds()) != 0 {
 		t.Errorf("published nodes after refused publishes: %v, %v", got.GetStatus().GetPublishedNodeIds(), err)
 	}
-	if after, err := os.ReadFile(exportsFile); err != nil || string(after) != string(exportsBefore) {
+	if after := testenv.ExportsText(t, s.cfg.RunDir); after != exportsBefore {
 		t.Errorf("the exports changed after refused publishes:\n%s\nwas:\n%s", after, exportsBefore)
 	}
 

@@ -6,8 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -162,10 +160,9 @@ func TestVolumeLifecycleThroughNFS(t *testing.T) {
 	// 6b. Stop the server (the pool is exported) and start it again: it
 	// serves exactly the same exports, with the same ids (which are in
 	// every NFS file handle).
-	exportsFile := filepath.Join(s.cfg.RunDir, "ganesha", "exports.conf")
-	exportsBefore, err := os.ReadFile(exportsFile)
-	if err != nil || !strings.Contains(string(exportsBefore), exportOf(restored2)) {
-		t.Fatalf("ganesha exports file: %v, want it to name %s", err, exportOf(restored2))
+	exportsBefore := testenv.ExportsText(t, s.cfg.RunDir)
+	if !strings.Contains(exportsBefore, exportOf(restored2)) {
+		t.Fatalf("ganesha exports file does not name %s:\n%s", exportOf(restored2), exportsBefore)
 	}
 	s.stop()
 	if slices.Contains(strings.Fields(testenv.Zpool(t, "list", "-H", "-o", "name")), s.cfg.Pool) {
@@ -188,8 +185,8 @@ func TestVolumeLifecycleThroughNFS(t *testing.T) {
 				v.GetVolumeId(), got.GetCapacityBytes(), exportOf(got), v.GetCapacityBytes(), exportOf(v))
 		}
 	}
-	if got, err := os.ReadFile(exportsFile); err != nil || string(got) != string(exportsBefore) {
-		t.Errorf("exports after the restart differ (%v):\n%s\nbefore:\n%s", err, got, exportsBefore)
+	if got := testenv.ExportsText(t, s.cfg.RunDir); got != exportsBefore {
+		t.Errorf("exports after the restart differ:\n%s\nbefore:\n%s", got, exportsBefore)
 	}
 	checkFiles("after the server restart")
 	s.mustWrite(ctx, exportOf(restored), "after-restart.txt", []byte("ok"))

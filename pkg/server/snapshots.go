@@ -51,11 +51,12 @@ func (s *Server) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 
 func csiSnapshot(s *zfs.Snapshot) *csi.Snapshot {
 	return &csi.Snapshot{
-		SnapshotId:     s.Name,
-		SourceVolumeId: s.SourceVolume,
-		SizeBytes:      max(s.Size, 1),
-		CreationTime:   timestamppb.New(s.CreatedAt),
-		ReadyToUse:     true,
+		SnapshotId:      s.Name,
+		SourceVolumeId:  s.SourceVolume,
+		SizeBytes:       max(s.Size, 1),
+		CreationTime:    timestamppb.New(s.CreatedAt),
+		ReadyToUse:      true,
+		GroupSnapshotId: s.Group,
 	}
 }
 
@@ -101,9 +102,18 @@ func (s *Server) getSnapshot(ctx context.Context, name string) (*zfs.Snapshot, e
 	return s.pool.GetSnapshot(ctx, name)
 }
 
-// ListSnapshots lists by id, by source volume, or all, in name order.
+// ListSnapshots lists by id, by source volume, or all, in name order, in
+// pages served from the pool's index (see ListVolumes).
 func (s *Server) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsRequest) (*csi.ListSnapshotsResponse, error) {
+	after, err := csirpc.ParseToken(req.GetStartingToken())
+	if err != nil {
+		return nil, err
+	}
+	if err := csirpc.CheckMaxEntries(req.GetMaxEntries()); err != nil {
+		return nil, err
+	}
 	var snaps []*zfs.Snapshot
+	more := false
 	if id := req.GetSnapshotId(); id != "" {
 		snap, err := s.getSnapshot(ctx, id)
 		if errors.Is(err, zfs.ErrNotFound) {
@@ -115,28 +125,17 @@ func (s *Server) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsReques
 		if src := req.GetSourceVolumeId(); src != "" && src != snap.SourceVolume {
 			return &csi.ListSnapshotsResponse{}, nil
 		}
-		snaps = []*zfs.Snapshot{snap}
+		if after == "" || snap.Name > after {
+			snaps = []*zfs.Snapshot{snap}
+		}
 	} else {
-		all, err := s.pool.ListSnapshots(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for _, snap := range all {
-			if src := req.GetSourceVolumeId(); src == "" || src == snap.SourceVolume {
-				snaps = append(snaps, snap)
-			}
-		}
+		snaps, more = s.pool.SnapshotPage(after, int(req.GetMaxEntries()), req.GetSourceVolumeId())
 	}
-	names := make([]string, len(snaps))
-	for i, snap := range snaps {
-		names[i] = snap.Name
+	resp := &csi.ListSnapshotsResponse{}
+	if more && len(snaps) > 0 {
+		resp.NextToken = csirpc.TokenAfter(snaps[len(snaps)-1].Name)
 	}
-	first, end, next, err := csirpc.Page(names, req.GetStartingToken(), req.GetMaxEntries())
-	if err != nil {
-		return nil, err
-	}
-	resp := &csi.ListSnapshotsResponse{NextToken: next}
-	for _, snap := range snaps[first:end] {
+	for _, snap := range snaps {
 		resp.Entries = append(resp.Entries, &csi.ListSnapshotsResponse_Entry{Snapshot: csiSnapshot(snap)})
 	}
 	return resp, nil

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	"k8s.io/klog/v2"
 
@@ -18,6 +19,10 @@ import (
 // CreateVolume creates (or, for a repeated call, returns) a dataset and
 // exports it.
 func (s *Server) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
+	if p := withoutReplicationParams(req.GetParameters()); len(p) != len(req.GetParameters()) {
+		req = proto.CloneOf(req)
+		req.Parameters = p
+	}
 	cv, err := api.ParseCreateVolume(req, s.opts.DefaultCapacity)
 	if err != nil {
 		return nil, err
@@ -120,6 +125,10 @@ func (s *Server) csiVolume(v *zfs.Volume, used bool) *csi.Volume {
 	}
 	if used {
 		out.VolumeContext[api.ContextUsedBytes] = strconv.FormatInt(v.Used, 10)
+		for k, val := range mutableOf(v) {
+			out.VolumeContext[api.ContextParamPrefix+k] = val
+		}
+		s.replicationContext(v, out.VolumeContext)
 	}
 	switch v.Source.Kind {
 	case zfs.SourceSnapshot:
@@ -222,6 +231,60 @@ func (s *Server) ControllerExpandVolume(ctx context.Context, req *csi.Controller
 	return &csi.ControllerExpandVolumeResponse{CapacityBytes: vol.Capacity, NodeExpansionRequired: false}, nil
 }
 
+// ControllerModifyVolume changes a live volume's mutable parameters (a
+// VolumeAttributesClass's): checked as a StorageClass's are, so a request
+// that is partly wrong changes nothing.
+func (s *Server) ControllerModifyVolume(ctx context.Context, req *csi.ControllerModifyVolumeRequest) (*csi.ControllerModifyVolumeResponse, error) {
+	name := req.GetVolumeId()
+	if err := api.Required("volume_id", name); err != nil {
+		return nil, err
+	}
+	m, err := api.ParseMutableParams(req.GetMutableParameters())
+	if err != nil {
+		return nil, err
+	}
+	props, err := zfs.ValidateProperties(m.Properties)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.getVolume(ctx, name); err != nil {
+		return nil, err
+	}
+	unlock, err := s.locks.Acquire(volumeKey(name))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	vol, err := s.pool.ModifyVolume(ctx, name, zfs.Modification{Thick: m.Thick, Properties: props,
+		Squash: m.Squash, AnonUID: m.AnonUID, AnonGID: m.AnonGID})
+	if err != nil {
+		return nil, err
+	}
+	// Always: an export that matches is left alone, and a retry after a
+	// failed re-export (the pool already changed) heals it.
+	if err := s.export(ctx, vol); err != nil {
+		return nil, fmt.Errorf("re-exporting volume %s: %w", name, err)
+	}
+	klog.InfoS("Volume modified", "volume", name, "thick", vol.Thick, "properties", vol.Properties, "squash", vol.Squash)
+	return &csi.ControllerModifyVolumeResponse{}, nil
+}
+
+// mutableOf is a volume's mutable parameters as they are now: thick, its
+// squashing (when recorded), and the tunables set on it (the others are
+// the pool's defaults).
+func mutableOf(v *zfs.Volume) map[string]string {
+	out := map[string]string{api.ParamThick: strconv.FormatBool(v.Thick)}
+	if v.Squash != api.SquashDefault {
+		out[api.ParamSquash] = string(v.Squash)
+		out[api.ParamAnonUID] = strconv.FormatUint(uint64(v.AnonUID), 10)
+		out[api.ParamAnonGID] = strconv.FormatUint(uint64(v.AnonGID), 10)
+	}
+	for k, val := range v.Properties {
+		out[k] = val
+	}
+	return out
+}
+
 // getVolume answers NotFound for names that cannot exist as well as for
 // missing volumes.
 func (s *Server) getVolume(ctx context.Context, name string) (*zfs.Volume, error) {
@@ -258,22 +321,33 @@ func (s *Server) ValidateVolumeCapabilities(ctx context.Context, req *csi.Valida
 	return api.Confirm(req), nil
 }
 
-// ListVolumes pages through the pool's volumes in name order.
-func (s *Server) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (*csi.ListVolumesResponse, error) {
-	vols, err := s.pool.ListVolumes(ctx)
+// volumePage is the page of volumes a listing's token and size ask for,
+// in name order, and the token of the next page ("" after the last).
+func (s *Server) volumePage(token string, maxEntries int32) (vols []*zfs.Volume, next string, err error) {
+	after, err := csirpc.ParseToken(token)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	names := make([]string, len(vols))
-	for i, v := range vols {
-		names[i] = v.Name
+	if err := csirpc.CheckMaxEntries(maxEntries); err != nil {
+		return nil, "", err
 	}
-	first, end, next, err := csirpc.Page(names, req.GetStartingToken(), req.GetMaxEntries())
+	vols, more := s.pool.VolumePage(after, int(maxEntries))
+	if more && len(vols) > 0 {
+		next = csirpc.TokenAfter(vols[len(vols)-1].Name)
+	}
+	return vols, next, nil
+}
+
+// ListVolumes pages through the pool's volumes in name order, from the
+// pool's index: a page starts right after the key its token names, so a
+// full pass over N volumes reads N entries.
+func (s *Server) ListVolumes(_ context.Context, req *csi.ListVolumesRequest) (*csi.ListVolumesResponse, error) {
+	vols, next, err := s.volumePage(req.GetStartingToken(), req.GetMaxEntries())
 	if err != nil {
 		return nil, err
 	}
 	resp := &csi.ListVolumesResponse{NextToken: next}
-	for _, v := range vols[first:end] {
+	for _, v := range vols {
 		resp.Entries = append(resp.Entries, &csi.ListVolumesResponse_Entry{Volume: s.csiVolume(v, true),
 			Status: &csi.ListVolumesResponse_VolumeStatus{PublishedNodeIds: publishedNodes(v)}})
 	}
@@ -287,7 +361,11 @@ func (s *Server) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (
 			return &csi.GetCapacityResponse{}, nil // no capacity for what we cannot serve
 		}
 	}
-	c, err := s.pool.Capacity(ctx)
+	// Read now (one quick command): what users wrote since the last read
+	// counts, for the provisioner's capacity tracking, and the creates'
+	// check gets it too. The manifest's space (the registry's summary)
+	// runs no command.
+	c, err := s.pool.RefreshCapacity(ctx)
 	if err != nil {
 		return nil, err
 	}

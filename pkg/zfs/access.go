@@ -131,7 +131,16 @@ func (p *Pool) SetPublished(ctx context.Context, name string, pubs []Publication
 		return nil, err
 	}
 	klog.InfoS("Published volume", "pool", p.name, "volume", name, "nodes", val)
-	return p.GetVolume(ctx, name)
+	// As a read-back parses it: sorted, nil when none.
+	recorded, err := parsePublished(val)
+	if err != nil {
+		return nil, err
+	}
+	nv, ok := p.index.updateVolume(name, func(v *Volume) { v.Published = recorded })
+	if !ok {
+		return nil, fmt.Errorf("volume %q: %w", name, ErrNotFound)
+	}
+	return nv, nil
 }
 
 // applyRootOwner gives a new volume's root directory its owner and mode,

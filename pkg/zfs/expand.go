@@ -33,27 +33,40 @@ func (p *Pool) ExpandVolume(ctx context.Context, name string, capacity int64) (*
 		klog.V(4).InfoS("Expand: already large enough", "volume", name, "capacity", v.Capacity, "asked", capacity)
 		return v, nil
 	}
-	pc, err := p.Capacity(ctx)
-	if err != nil {
-		return nil, err
-	}
 	// A thick volume already holds its old reservation; a thin one may come
-	// to hold everything it does not yet reference.
+	// to hold everything it does not yet reference (as of the last usage
+	// pass). The check is the create's (see spaceCache).
 	need := want - v.Used
 	if v.Thick {
 		need = want - v.Reserved
 	}
-	if need > pc.Available {
-		return nil, fmt.Errorf("%w: volume %q needs %d more bytes, %d available", ErrNoSpace, name, need, pc.Available)
+	done, err := p.claimSpace(ctx, need, v.Thick, fmt.Sprintf("expanding volume %q", name))
+	if err != nil {
+		return nil, err
 	}
 	sz := strconv.FormatInt(want, 10)
 	props := map[string]string{propRefquota: sz, propCapacity: sz}
 	if v.Thick {
 		props[propRefreservation] = sz
 	}
-	if err := p.zfsSet(ctx, v.Dataset, props); err != nil {
+	err = p.zfsSet(ctx, v.Dataset, props)
+	done(err == nil)
+	if err != nil {
+		// zfs-fuse sets them one by one: what changed is read back.
+		if rv, rerr := p.readVolume(ctx, name); rerr == nil {
+			p.index.putVolume(rv)
+		}
 		return nil, err
 	}
 	klog.InfoS("Expanded volume", "pool", p.name, "volume", name, "from", v.Capacity, "to", want)
-	return p.GetVolume(ctx, name)
+	nv, ok := p.index.updateVolume(name, func(v *Volume) {
+		v.Capacity, v.Recorded = want, want
+		if v.Thick {
+			v.Reserved = want
+		}
+	})
+	if !ok {
+		return nil, fmt.Errorf("volume %q: %w", name, ErrNotFound)
+	}
+	return nv, nil
 }

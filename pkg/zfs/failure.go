@@ -78,6 +78,13 @@ func classify(stderr string) error {
 		return ErrNoSpace
 	case strings.Contains(s, "is busy"), strings.Contains(s, "device busy"):
 		return ErrBusy
+	// zfs-fuse's command lost its ioctl connection to the daemon under
+	// load (seen on a destroy among 8 concurrent ones, and as a reset on a
+	// get): the daemon lives on, and the command is retried as busy ones
+	// are (reads at once: retryLostDaemon).
+	case strings.Contains(s, "zfsfuse_ioctl_read_loop(): file descriptor closed"),
+		strings.Contains(s, "connection reset by peer"):
+		return ErrBusy
 	case strings.Contains(s, "invalid property"), strings.Contains(s, "bad property value"),
 		strings.Contains(s, "must be one of"), strings.Contains(s, "must be power of"),
 		strings.Contains(s, "must be a power of"), strings.Contains(s, "invalid value"),
@@ -113,10 +120,12 @@ func firstLine(s string) string {
 // Busy retry: zfs-fuse reports "dataset is busy" for a moment after a
 // dataset was created or unmounted, and an NFS server may hold one briefly.
 // Retry with a doubling delay, about 6 s in all, then give up with ErrBusy.
+// The first retries come quickly: after an unexport the busy moment is
+// usually a few milliseconds, and a delete waits for all of it.
 const (
-	busyFirstDelay = 50 * time.Millisecond
+	busyFirstDelay = 10 * time.Millisecond
 	busyMaxDelay   = 1 * time.Second
-	busyAttempts   = 10
+	busyAttempts   = 13
 )
 
 // retryBusy runs fn until it succeeds, fails with something other than

@@ -19,6 +19,8 @@ func TestWrapErrClassifies(t *testing.T) {
 		"cannot create 'p/x': out of space":                                                                      ErrNoSpace,
 		"cannot set property for 'p/x': size is greater than available space":                                    ErrNoSpace,
 		"cannot destroy 'p/x': dataset is busy":                                                                  ErrBusy,
+		"zfsfuse_ioctl_read_loop(): file descriptor closed":                                                      ErrBusy,
+		"get p: internal error: Connection reset by peer":                                                        ErrBusy,
 		"cannot create 'p/x': 'compression' must be one of 'on | off'":                                           ErrInvalid,
 		"cannot create 'p/x': 'recordsize' must be power of 2 from 512 to 128k":                                  ErrInvalid,
 		"cannot create 'p/x': invalid property 'sync'":                                                           ErrInvalid,

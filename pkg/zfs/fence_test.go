@@ -16,6 +16,7 @@ import (
 type step struct {
 	argv   string // "zpool import -d /d -o cachefile=none tank"
 	stderr string // non-empty: the command fails with this message
+	out    string // what the command prints
 	check  func(t *testing.T)
 }
 
@@ -46,7 +47,7 @@ func (r *scriptRunner) Run(_ context.Context, c command.Cmd) ([]byte, error) {
 	if s.stderr != "" {
 		return nil, &command.Error{Cmd: got, Stderr: s.stderr, Err: errors.New("exit status 1")}
 	}
-	return nil, nil
+	return []byte(s.out), nil
 }
 
 func (r *scriptRunner) done() {

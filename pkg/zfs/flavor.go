@@ -49,11 +49,20 @@ type Flavor struct {
 	// activity check refuses to import a pool another host still writes.
 	// zfs-fuse (pool version 23) has none.
 	Multihost bool
+	// GrowsOnline: `zpool online -e POOL VDEV` makes a live pool use a vdev
+	// that grew (OpenZFS). zfs-fuse accepts the command and the autoexpand
+	// property, but takes a vdev's new size only when the pool is imported
+	// (measured: a file vdev grown with truncate; see grow.go).
+	GrowsOnline bool
+	// AtomicMultiSnapshot: `zfs snapshot a@x b@y` takes every named
+	// snapshot in one transaction group (OpenZFS). zfs-fuse refuses more
+	// than one name; it has only `zfs snapshot -r PARENT@x`, also atomic.
+	AtomicMultiSnapshot bool
 }
 
 // flavors are the known flavours' features.
 var flavors = map[CLI]Flavor{
-	CLIOpenZFS: {CLI: CLIOpenZFS, AtomicMultiSet: true, ExactZpool: true, Multihost: true},
+	CLIOpenZFS: {CLI: CLIOpenZFS, AtomicMultiSet: true, ExactZpool: true, Multihost: true, GrowsOnline: true, AtomicMultiSnapshot: true},
 	CLIZFSFuse: {CLI: CLIZFSFuse},
 }
 
@@ -78,6 +87,7 @@ func DetectFlavor(ctx context.Context, r command.Runner, cli CLI) (Flavor, error
 		}
 	}
 	f := flavors[chosen]
-	klog.InfoS("ZFS CLI", "flavor", f.CLI, "requested", cli, "atomicMultiSet", f.AtomicMultiSet, "exactZpool", f.ExactZpool, "multihost", f.Multihost)
+	klog.InfoS("ZFS CLI", "flavor", f.CLI, "requested", cli, "atomicMultiSet", f.AtomicMultiSet, "exactZpool", f.ExactZpool,
+		"multihost", f.Multihost, "growsOnline", f.GrowsOnline)
 	return f, nil
 }

@@ -26,17 +26,23 @@ func (p *Pool) Maintain(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
+		move := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-p.reapKick:
 		case <-t.C:
+			move = true
 			if err := p.ensureReserve(ctx); err != nil && ctx.Err() == nil {
 				klog.V(2).InfoS("The emergency reserve still waits for free space", "pool", p.name, "reason", err.Error())
 			}
 		}
-		if err := p.Reap(ctx); err != nil && ctx.Err() == nil {
+		if err := p.reap(ctx, move); err != nil && ctx.Err() == nil {
 			klog.ErrorS(err, "Reaping trash; tried again later", "pool", p.name)
+		}
+		// Deletes and reaps gave space back: creates check against it.
+		if _, err := p.RefreshCapacity(ctx); err != nil && ctx.Err() == nil {
+			klog.ErrorS(err, "Reading the pool's free space; tried again later", "pool", p.name)
 		}
 	}
 }

@@ -30,6 +30,7 @@ func (p *Pool) ensureMounted(ctx context.Context, v *Volume) error {
 		return fmt.Errorf("%w: volume %q: mount reported success but the dataset is not mounted", ErrNotMounted, v.Name)
 	}
 	v.Mounted, v.Mountpoint = true, d.str(propMountpoint)
+	p.index.updateVolume(v.Name, func(iv *Volume) { iv.Mounted, iv.Mountpoint = true, v.Mountpoint })
 	p.forgetMountError(v.Dataset)
 	klog.InfoS("Mounted volume", "pool", p.name, "volume", v.Name, "mountpoint", v.Mountpoint)
 	return nil

@@ -6,9 +6,13 @@
 //
 // Layout:
 //
-//	POOL/dots             dots:next-exportid (the export id counter)
+//	POOL/dots             dots:next-exportid (the export id mark, see exportid.go)
 //	POOL/dots/volumes/V   one dataset per volume
 //	POOL/dots/trash/V_ID  deleted volumes whose snapshots are still in use
+//	POOL/dots/replicas/V  replicas of other servers' volumes (replica.go):
+//	                      never mounted, indexed or exported
+//	POOL/dots/diverged/V-gG-T  what a stale primary held when demoted
+//	                      (replica_demote.go): kept, never mounted
 //	POOL/dots/state       the NFS server's recovery directory
 package zfs
 
@@ -56,6 +60,9 @@ type Config struct {
 	Runner command.Runner
 	// CLI is the ZFS flavour; "" means CLIAuto.
 	CLI CLI
+	// MountLock (zfs-fuse only) is the file whose flock makes this host's
+	// mounts take turns (SerializeMounts); "" means DefaultMountLock.
+	MountLock string
 }
 
 // Validate checks the configuration without touching the host.
@@ -103,9 +110,13 @@ type Pool struct {
 	tunables []string // the allow-listed properties this ZFS knows
 	volProps []string // what is read for a Volume
 
-	idMu   sync.Mutex      // export id allocation
-	ids    map[uint32]bool // export ids carried by datasets; nil until scanned
-	nextID uint32          // cached dots:next-exportid; 0 until read
+	index     *index       // volumes and snapshots in memory (index.go)
+	reindexMu sync.Mutex   // one Reindex at a time
+	ids       *idAllocator // export ids (exportid.go)
+	space     spaceCache   // the pool's free space (space.go)
+	// volumesMountpoint is POOL/dots/volumes' mountpoint, read with the
+	// index: new volumes mount below it.
+	volumesMountpoint string
 
 	snapNames nameLocks // snapshot names are unique in the pool
 	reserve   reserve
@@ -119,6 +130,8 @@ type Pool struct {
 
 	lockMu sync.Mutex
 	lock   *os.File // the same-host lock (Config.Exclusive), nil when not held
+
+	clock func() time.Time // names of replication snapshots; nil: time.Now
 }
 
 // Open imports or creates the pool described by cfg and makes sure dots'
@@ -131,7 +144,8 @@ func Open(ctx context.Context, cfg Config) (*Pool, error) {
 		return nil, fmt.Errorf("%w: pool %s: no command runner", ErrInvalid, cfg.Pool)
 	}
 	p := &Pool{name: cfg.Pool, runner: cfg.Runner, pending: map[string]trashEntry{},
-		reapKick: make(chan struct{}, 1), mountErrs: map[string]error{}}
+		reapKick: make(chan struct{}, 1), mountErrs: map[string]error{}, index: newIndex()}
+	p.ids = newIDAllocator(poolMarks{p}, exportIDBlock)
 	cli := cfg.CLI
 	if cli == "" {
 		cli = CLIAuto
@@ -141,6 +155,17 @@ func Open(ctx context.Context, cfg Config) (*Pool, error) {
 		return nil, err
 	}
 	p.flavor = flavor
+	if flavor.CLI == CLIZFSFuse {
+		_, takes := p.runner.(MountTurnTaker)
+		p.runner = retryLostDaemon(p.runner)
+		if !takes {
+			lock := cfg.MountLock
+			if lock == "" {
+				lock = DefaultMountLock
+			}
+			p.runner = SerializeMounts(p.runner, lock)
+		}
+	}
 	if err := p.attach(ctx, cfg); err != nil {
 		return nil, err
 	}
@@ -238,7 +263,10 @@ func (p *Pool) setup(ctx context.Context, cfg Config) error {
 	if err := p.detectTunables(ctx); err != nil {
 		return err
 	}
-	return p.recover(ctx)
+	if err := p.recover(ctx); err != nil {
+		return err
+	}
+	return p.loadIndex(ctx)
 }
 
 // Name is the pool's name.
@@ -308,8 +336,10 @@ func (p *Pool) createPool(ctx context.Context, cfg Config) (err error) {
 	return wrapErr("zpool create "+p.name, err)
 }
 
-// ensureLayout creates dots' datasets that are missing. Trash is never
-// mounted: its datasets only exist for their snapshots.
+// ensureLayout creates dots' datasets that are missing. Trash, replicas
+// and diverged copies are never mounted: the trash's datasets only exist
+// for their snapshots, a replica must not change between increments, and
+// neither costs one of zfs-fuse's scarce FUSE mounts.
 func (p *Pool) ensureLayout(ctx context.Context) error {
 	t, err := p.getProps(ctx, 2, []string{propType}, p.name)
 	if err != nil {
@@ -322,6 +352,8 @@ func (p *Pool) ensureLayout(ctx context.Context) error {
 		{p.rootDataset(), nil},
 		{p.volumesDataset(), nil},
 		{p.trashDataset(), map[string]string{propMountpoint: "none", propCanmount: "off"}},
+		{p.replicasDataset(), map[string]string{propMountpoint: "none", propCanmount: "off"}},
+		{p.divergedDataset(), map[string]string{propMountpoint: "none", propCanmount: "off"}},
 		{p.stateDataset(), nil},
 	}
 	for _, d := range layout {
@@ -355,22 +387,9 @@ func (p *Pool) detectTunables(ctx context.Context) error {
 	p.volProps = append([]string{propType, propMountpoint, propMounted, propRefquota, propRefreservation,
 		propReferenced, propAvailable, propCreation, propOrigin,
 		propName, propCapacity, propSource, propThick, propExportID, propCreated, propTrashed,
-		propSquash, propAnon, propPublished}, p.tunables...)
+		propSquash, propAnon, propPublished, propGeneration, propReplicas, propReplInterval}, p.tunables...)
 	klog.V(2).InfoS("ZFS tunables", "pool", p.name, "supported", p.tunables)
 	return nil
-}
-
-// Capacity reports the pool's bytes exactly (`zfs get -Hp`; zpool's own
-// numbers are rounded on zfs-fuse).
-func (p *Pool) Capacity(ctx context.Context) (Capacity, error) {
-	t, err := p.getProps(ctx, depthSelf, []string{propUsed, propAvailable}, p.name)
-	if err != nil {
-		return Capacity{}, err
-	}
-	d := t.props[p.name]
-	c := Capacity{Used: d.int(propUsed), Available: d.int(propAvailable)}
-	c.Size = c.Used + c.Available
-	return c, nil
 }
 
 // Healthy reports an error unless the pool is ONLINE. It implements the

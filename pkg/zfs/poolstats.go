@@ -115,6 +115,7 @@ func (p *Pool) Flavor() Flavor { return p.flavor }
 // never while answering a scrape. With an error, what was read before it
 // is returned too (the health, when zpool list answered).
 func (p *Pool) Stats(ctx context.Context) (PoolStats, error) {
+	start := time.Now()
 	out, err := p.run(ctx, command.Pool(p.zpoolListArgs()...))
 	if err != nil {
 		return PoolStats{}, wrapErr("zpool list "+p.name, err)
@@ -141,6 +142,7 @@ func (p *Pool) Stats(ctx context.Context) (PoolStats, error) {
 	}
 	d := t.props[p.name]
 	st.Used, st.Available = d.int(propUsed), d.int(propAvailable)
+	p.setCapacity(st.Used, st.Available, start) // what creates check against
 	if secs := d.int(propCreation); secs > 0 {
 		st.Created = time.Unix(secs, 0)
 	}

@@ -170,7 +170,13 @@ func TestUsageFromProps(t *testing.T) {
 		"p/dots/volumes/gone\tdots:name\tgone\tlocal\np/dots/volumes/gone\tdots:trashed\ttrue\tlocal\n" +
 		"p/dots/volumes/foreign\tused\t10\t-\np/dots/volumes/foreign\tdots:name\tx\tinherited from p/dots\n" +
 		"p/dots/trash/old_7\tused\t40\t-\np/dots/trash/old_7\tusedbysnapshots\t30\t-\n" +
-		"p/dots/trash/old_7@s\tused\t30\t-\n"
+		"p/dots/trash/old_7@s\tused\t30\t-\n" +
+		"p/dots/volumes/b@dots-repl-5\tused\t5\t-\n" +
+		"p/dots/replicas\tused\t1000\t-\n" +
+		"p/dots/replicas/r\tused\t400\t-\np/dots/replicas/r\tusedbysnapshots\t100\t-\np/dots/replicas/r\tdots:name\tr\tlocal\n" +
+		"p/dots/replicas/r@dots-repl-5\tused\t100\t-\n" +
+		"p/dots/diverged/r-g1-5\tused\t600\t-\np/dots/diverged/r-g1-5\tusedbysnapshots\t0\t-\n" +
+		"p/dots/diverged/r-g1-5@dots-diverged-g1-5\tused\t0\t-\n"
 	u := usageFromProps(parsePropTable(out), "p/dots/volumes", "p/dots/trash")
 	want := []VolumeUsage{{Name: "a", Used: 300, Referenced: 200, Quota: 1048576}, {Name: "b", Used: 50, Referenced: 50, Quota: 2097152}}
 	if len(u.Volumes) != len(want) || u.Volumes[0] != want[0] || u.Volumes[1] != want[1] {
@@ -178,5 +184,9 @@ func TestUsageFromProps(t *testing.T) {
 	}
 	if u.Snapshots != 3 || u.SnapshotBytes != 150 || u.TrashBytes != 60 {
 		t.Errorf("snapshots %d, snapshot bytes %d, trash bytes %d; want 3, 150, 60", u.Snapshots, u.SnapshotBytes, u.TrashBytes)
+	}
+	// Replication's own: counted apart, never as users' snapshots or volumes.
+	if u.ReplicationSnapshots != 3 || u.ReplicaBytes != 1000 {
+		t.Errorf("replication snapshots %d, replica bytes %d; want 3, 1000", u.ReplicationSnapshots, u.ReplicaBytes)
 	}
 }

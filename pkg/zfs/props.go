@@ -20,6 +20,7 @@ const (
 	propThick        = "dots:thick"
 	propExportID     = "dots:exportid"
 	propCreated      = "dots:created"
+	propGroup        = "dots:group"         // on a snapshot: the group snapshot it belongs to
 	propNextExportID = "dots:next-exportid" // on POOL/dots
 	// propTrashed marks a deleted volume that still has snapshots. It is
 	// normally moved under POOL/dots/trash too, but may have to wait under
@@ -178,7 +179,10 @@ type propValue struct {
 	source string // "local", "default", "-", "inherited from X", ...
 }
 
-func (p propValue) local() bool { return p.source == "local" }
+// local reports a value the dataset holds itself: set on it, or received
+// with it (a replica's full stream, `zfs send -R`, carries the primary's
+// own as "received"), never inherited.
+func (p propValue) local() bool { return p.source == "local" || p.source == "received" }
 
 // dsProps maps property name to value for one dataset.
 type dsProps map[string]propValue
@@ -248,6 +252,9 @@ func volumeFromProps(dataset string, p dsProps, tunables []string) (*Volume, err
 		}
 	}
 	if err := readAccess(v, p); err != nil {
+		return nil, fmt.Errorf("dataset %s: %w", dataset, err)
+	}
+	if err := readReplication(v, p); err != nil {
 		return nil, fmt.Errorf("dataset %s: %w", dataset, err)
 	}
 	return v, nil

@@ -6,19 +6,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 
 	"k8s.io/klog/v2"
 )
 
-var snapProps = []string{propType, propReferenced, propCreation, propDeferDestroy, propName}
+var snapProps = []string{propType, propReferenced, propCreation, propDeferDestroy, propName, propGroup}
 
-// snapshotFromProps builds a user snapshot; ok is false for internal and
-// deferred-destroy snapshots, which users never see.
+// snapshotFromProps builds a user snapshot; ok is false for internal,
+// replication and deferred-destroy snapshots, which users never see.
 func snapshotFromProps(full string, p dsProps) (*Snapshot, bool) {
 	dataset, name, isSnap := splitSnapshot(full)
-	if !isSnap || isInternalSnapshot(name) || p.str(propDeferDestroy) == "on" {
+	if !isSnap || isInternalSnapshot(name) || isReplicationSnapshot(name) || p.str(propDeferDestroy) == "on" {
 		return nil, false
 	}
 	s := &Snapshot{
@@ -28,6 +27,8 @@ func snapshotFromProps(full string, p dsProps) (*Snapshot, bool) {
 		SourceVolume: p.str(propName),
 		Dataset:      full,
 		Size:         p.int(propReferenced),
+		// Set on the snapshot itself by a group snapshot, never inherited.
+		Group: p.localStr(propGroup),
 	}
 	if s.SourceVolume == "" {
 		s.SourceVolume = lastComponent(dataset)
@@ -36,22 +37,6 @@ func snapshotFromProps(full string, p dsProps) (*Snapshot, bool) {
 		s.CreatedAt = time.Unix(secs, 0).UTC()
 	}
 	return s, true
-}
-
-// allSnapshots reads every user snapshot of live and trashed volumes.
-func (p *Pool) allSnapshots(ctx context.Context) ([]*Snapshot, error) {
-	t, err := p.getProps(ctx, 2, snapProps, p.volumesDataset(), p.trashDataset())
-	if err != nil {
-		return nil, err
-	}
-	var out []*Snapshot
-	for _, n := range t.order {
-		if s, ok := snapshotFromProps(n, t.props[n]); ok {
-			out = append(out, s)
-		}
-	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
 }
 
 // readSnapshot reads one snapshot by its full ZFS name.
@@ -68,23 +53,27 @@ func (p *Pool) readSnapshot(ctx context.Context, full string) (*Snapshot, error)
 }
 
 // ListSnapshots returns the user snapshots sorted by name, including those
-// of deleted volumes still in the trash.
-func (p *Pool) ListSnapshots(ctx context.Context) ([]*Snapshot, error) {
-	return p.allSnapshots(ctx)
+// of deleted volumes still in the trash, from the index.
+func (p *Pool) ListSnapshots(_ context.Context) ([]*Snapshot, error) {
+	snaps, _ := p.index.snapshotPage("", 0, "")
+	return snaps, nil
 }
 
-// GetSnapshot finds a user snapshot by name, wherever its volume is.
-func (p *Pool) GetSnapshot(ctx context.Context, name string) (*Snapshot, error) {
+// SnapshotPage returns up to max user snapshots (0: all) named after
+// after, of the volume source (any when ""), in name order, and whether
+// more may follow.
+func (p *Pool) SnapshotPage(after string, max int, source string) ([]*Snapshot, bool) {
+	return p.index.snapshotPage(after, max, source)
+}
+
+// GetSnapshot finds a user snapshot by name, wherever its volume is, in
+// the index.
+func (p *Pool) GetSnapshot(_ context.Context, name string) (*Snapshot, error) {
 	if err := api.ValidateID(name); err != nil {
 		return nil, err
 	}
-	all, err := p.allSnapshots(ctx)
-	if err != nil {
-		return nil, err
-	}
-	i := sort.Search(len(all), func(i int) bool { return all[i].Name >= name })
-	if i < len(all) && all[i].Name == name {
-		return all[i], nil
+	if s, ok := p.index.snapshot(name); ok {
+		return s, nil
 	}
 	return nil, fmt.Errorf("snapshot %q: %w", name, ErrNotFound)
 }
@@ -97,7 +86,7 @@ func (p *Pool) CreateSnapshot(ctx context.Context, volume, name string) (*Snapsh
 	if err := api.ValidateID(volume); err != nil {
 		return nil, err
 	}
-	if err := api.ValidateID(name); err != nil {
+	if err := validateUserSnapshotName(name); err != nil {
 		return nil, err
 	}
 	defer p.snapNames.lock(name)()
@@ -127,6 +116,9 @@ func (p *Pool) CreateSnapshot(ctx context.Context, volume, name string) (*Snapsh
 		}
 		return nil, err
 	}
+	p.index.putSnapshot(s)
+	// The snapshot references what the volume held when it was taken.
+	p.index.updateVolume(volume, func(v *Volume) { v.Used = s.Size })
 	klog.InfoS("Created snapshot", "pool", p.name, "volume", volume, "snapshot", name, "size", s.Size)
 	return s, nil
 }
@@ -135,7 +127,7 @@ func (p *Pool) CreateSnapshot(ctx context.Context, volume, name string) (*Snapsh
 // hidden and marked for deferred destruction: ZFS removes it with its last
 // clone. Until then its name cannot be used again on the same volume.
 func (p *Pool) DeleteSnapshot(ctx context.Context, name string) error {
-	return p.onSnapshot(ctx, name, func(s *Snapshot) error {
+	err := p.onSnapshot(ctx, name, func(s *Snapshot) error {
 		err := p.spacious(ctx, func() error { return p.zfsDestroy(ctx, s.Dataset, destroyNow) })
 		switch {
 		case err == nil:
@@ -147,9 +139,15 @@ func (p *Pool) DeleteSnapshot(ctx context.Context, name string) error {
 		default:
 			return err
 		}
+		p.index.dropSnapshot(name)
 		p.KickReap()
 		return nil
 	})
+	if errors.Is(err, ErrNotFound) {
+		// Gone behind the index's back: it is gone for the index too.
+		p.index.dropSnapshot(name)
+	}
+	return err
 }
 
 // snapshotMoves bounds how often onSnapshot follows a snapshot that moved.

@@ -46,6 +46,7 @@ func (p *Pool) trashVolume(ctx context.Context, v *Volume) error {
 	}); err != nil {
 		return err
 	}
+	p.index.dropVolume(v.Name)
 	p.forgetMountError(v.Dataset)
 	e := trashEntry{name: v.Name, exportID: v.ExportID}
 	if err := p.retire(ctx, v.Dataset); err != nil {
@@ -87,6 +88,7 @@ func (p *Pool) moveToTrash(ctx context.Context, ds string, e trashEntry, attempt
 	err := p.spacious(ctx, func() error { return p.zfsRename(ctx, ds, dest, attempts) })
 	if err == nil {
 		p.forgetPending(ds)
+		p.index.moveDataset(ds, dest)
 		klog.InfoS("Moved deleted volume with snapshots to trash", "pool", p.name, "volume", e.name, "dataset", dest)
 		return nil
 	}
@@ -94,6 +96,11 @@ func (p *Pool) moveToTrash(ctx context.Context, ds string, e trashEntry, attempt
 	// source that is really gone is forgotten.
 	if _, gerr := p.getProps(ctx, depthSelf, []string{propType}, ds); errors.Is(gerr, ErrNotFound) {
 		p.forgetPending(ds)
+		// A rename can happen although its command failed (zfs-fuse's
+		// lost ioctl answer, retried as busy: the retry finds no source).
+		if _, derr := p.getProps(ctx, depthSelf, []string{propType}, dest); derr == nil {
+			p.index.moveDataset(ds, dest)
+		}
 		return nil
 	}
 	p.trashMu.Lock()
@@ -142,7 +149,15 @@ func (p *Pool) pendingTrash() map[string]trashEntry {
 // reach them any more. The destroy is never recursive, so a dataset that
 // gains a snapshot or a dependent clone meanwhile is refused by ZFS itself.
 // Deleted volumes waiting in place are moved into the trash when possible.
-func (p *Pool) Reap(ctx context.Context) error {
+func (p *Pool) Reap(ctx context.Context) error { return p.reap(ctx, true) }
+
+// reap is Reap; without move, deleted volumes waiting in place are
+// destroyed once they have no snapshots but not renamed: on zfs-fuse a
+// rename unmounts the clones of their snapshots for its duration, which
+// fails while the NFS server holds them and, when it does not (a restart
+// of it), leaves them unserved for a moment. Deletes kick a reap without
+// moves; the periodic pass moves.
+func (p *Pool) reap(ctx context.Context, move bool) error {
 	var errs []error
 	for range maxReapRounds {
 		destroyed := 0
@@ -161,6 +176,7 @@ func (p *Pool) Reap(ctx context.Context) error {
 				errs = append(errs, err)
 			case n == 0:
 				empty = append(empty, ds)
+			case !move:
 			default:
 				if err := p.retire(ctx, ds); err != nil {
 					errs = append(errs, err)

@@ -66,6 +66,16 @@ type Volume struct {
 	// Published lists the nodes the volume is published to: in per-node
 	// export mode, the only clients its export admits.
 	Published []Publication
+	// Generation is raised by each promotion (dots:generation; 1 when
+	// absent); Replicas and ReplInterval say where and how often a
+	// primary replicates (none: an unreplicated volume).
+	Generation   uint64
+	Replicas     []api.Peer
+	ReplInterval time.Duration
+	// ReplLatest is the newest replication snapshot the volume has and
+	// ReplLatestTime the time its name carries ("": none).
+	ReplLatest     string
+	ReplLatestTime time.Time
 }
 
 // Snapshot is a ZFS snapshot of a volume.
@@ -75,6 +85,7 @@ type Snapshot struct {
 	Dataset      string // full ZFS name, DATASET@NAME
 	Size         int64  // referenced bytes: what a restore will hold
 	CreatedAt    time.Time
+	Group        string // the group snapshot it was taken with; "" for none
 }
 
 // Capacity of the pool in bytes.

@@ -30,6 +30,12 @@ type Usage struct {
 	// their snapshots still use.
 	SnapshotBytes int64
 	TrashBytes    int64
+	// ReplicationSnapshots counts the replication and diverged snapshots
+	// (of primaries, replicas and diverged copies; not in Snapshots), and
+	// ReplicaBytes is what replicas and diverged copies use, their
+	// snapshots included (not in SnapshotBytes).
+	ReplicationSnapshots int
+	ReplicaBytes         int64
 }
 
 // Usage reads every dataset's space in one `zfs get -r` of POOL/dots.
@@ -40,19 +46,35 @@ func (p *Pool) Usage(ctx context.Context) (Usage, error) {
 	if err != nil {
 		return Usage{}, err
 	}
-	return usageFromProps(t, p.volumesDataset(), p.trashDataset()), nil
+	u := usageFromProps(t, p.volumesDataset(), p.trashDataset())
+	used := make(map[string]int64, len(u.Volumes))
+	for _, v := range u.Volumes {
+		used[v.Name] = v.Referenced
+	}
+	p.index.setUsed(used) // what GetVolume reports as Used
+	return u, nil
 }
 
 func usageFromProps(t *propTable, volumes, trash string) Usage {
 	var u Usage
+	root, _ := splitParent(volumes)
+	replicas, diverged := root+"/"+datasetReplicas, root+"/"+datasetDiverged
 	for _, n := range t.order {
 		d := t.props[n]
-		if strings.Contains(n, snapshotSeparator) {
-			u.Snapshots++
+		if ds, snap, ok := splitSnapshot(n); ok {
+			if parent, _ := splitParent(ds); isReplicationSnapshot(snap) || parent == replicas || parent == diverged {
+				u.ReplicationSnapshots++
+			} else {
+				u.Snapshots++
+			}
+			continue
+		}
+		parent, _ := splitParent(n)
+		if parent == replicas || parent == diverged {
+			u.ReplicaBytes += d.int(propUsed)
 			continue
 		}
 		u.SnapshotBytes += d.int(propUsedBySnapshots)
-		parent, _ := splitParent(n)
 		switch {
 		case parent == trash, parent == volumes && d.localStr(propTrashed) != "":
 			u.TrashBytes += d.int(propUsed) - d.int(propUsedBySnapshots)

@@ -1,17 +1,16 @@
 package zfs
 
 import (
-	"github.com/dots-csi/dots/pkg/api"
-
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"k8s.io/klog/v2"
+
+	"github.com/dots-csi/dots/pkg/api"
 )
 
 // cleanupTimeout bounds the undo steps of a failed operation, which run
@@ -42,7 +41,7 @@ func (p *Pool) CreateVolume(ctx context.Context, spec VolumeSpec) (*Volume, erro
 	}
 	capacity := spec.Capacity
 
-	if v, err := p.GetVolume(ctx, spec.Name); err == nil {
+	if v, ok := p.index.volume(spec.Name); ok {
 		// A create that made the dataset but could not mount it left an
 		// empty, never exported dataset: mount it now, or fail again.
 		if err := p.ensureMounted(ctx, v); err != nil {
@@ -52,8 +51,6 @@ func (p *Pool) CreateVolume(ctx context.Context, spec VolumeSpec) (*Volume, erro
 			return nil, err
 		}
 		return v, fmt.Errorf("volume %q: %w", spec.Name, ErrExists)
-	} else if !errors.Is(err, ErrNotFound) {
-		return nil, err
 	}
 
 	if err := p.freeName(ctx, p.volumeDataset(spec.Name)); err != nil {
@@ -62,6 +59,7 @@ func (p *Pool) CreateVolume(ctx context.Context, spec VolumeSpec) (*Volume, erro
 
 	var origin string // snapshot to clone
 	var srcVol *Volume
+	var used int64 // what the new dataset references: its source's data
 	switch spec.Source.Kind {
 	case SourceSnapshot:
 		s, err := p.GetSnapshot(ctx, spec.Source.Name)
@@ -71,7 +69,7 @@ func (p *Pool) CreateVolume(ctx context.Context, spec VolumeSpec) (*Volume, erro
 		if capacity < s.Size {
 			return nil, fmt.Errorf("%w: capacity %d is smaller than snapshot %q (%d bytes)", ErrTooSmall, capacity, s.Name, s.Size)
 		}
-		origin = s.Dataset
+		origin, used = s.Dataset, s.Size
 	case SourceVolume:
 		srcVol, err = p.GetVolume(ctx, spec.Source.Name)
 		if err != nil {
@@ -80,16 +78,16 @@ func (p *Pool) CreateVolume(ctx context.Context, spec VolumeSpec) (*Volume, erro
 		if capacity < srcVol.Capacity {
 			return nil, fmt.Errorf("%w: capacity %d is smaller than source volume %q (%d bytes)", ErrTooSmall, capacity, srcVol.Name, srcVol.Capacity)
 		}
+		used = srcVol.Used
 	}
 
-	pc, err := p.Capacity(ctx)
+	done, err := p.claimSpace(ctx, capacity, spec.Thick, fmt.Sprintf("volume %q", spec.Name))
 	if err != nil {
 		return nil, err
 	}
-	if capacity > pc.Available {
-		return nil, fmt.Errorf("%w: %d bytes asked, %d available in pool %s", ErrNoSpace, capacity, pc.Available, p.name)
-	}
-	id, err := p.allocateExportID(ctx)
+	created := false
+	defer func() { done(created) }()
+	id, err := p.ids.allocate(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -129,22 +127,17 @@ func (p *Pool) CreateVolume(ctx context.Context, spec VolumeSpec) (*Volume, erro
 		err = p.zfsCreate(ctx, ds, zprops)
 	}
 	if errors.Is(err, ErrExists) {
-		// Created concurrently under the same name, or a deleted volume
-		// another process trashed in place.
-		v, gerr := p.GetVolume(ctx, spec.Name)
-		if errors.Is(gerr, ErrNotFound) {
-			return nil, fmt.Errorf("%w: a deleted volume still holds the name %q: %v", ErrBusy, spec.Name, err)
-		}
-		if gerr != nil {
-			return nil, err
-		}
-		return v, fmt.Errorf("volume %q: %w", spec.Name, ErrExists)
+		return p.existingAfterCreate(ctx, spec, err)
 	}
 	if err != nil {
 		return nil, err
 	}
-	v, err := p.GetVolume(ctx, spec.Name)
+	created = true
+	// Built from what the create wrote, not read back: the dataset holds
+	// exactly these properties, and the rest is inherited.
+	v, err := p.createdVolume(ds, zprops, used)
 	if err == nil {
+		p.index.putVolume(v)
 		err = p.ensureMounted(ctx, v)
 	}
 	if err == nil {
@@ -156,12 +149,77 @@ func (p *Pool) CreateVolume(ctx context.Context, spec VolumeSpec) (*Volume, erro
 		cctx, cancel := cleanupContext(ctx)
 		defer cancel()
 		if derr := p.spacious(cctx, func() error { return p.zfsDestroy(cctx, ds, destroyNow) }); derr != nil {
-			klog.ErrorS(derr, "Cleanup after failed create", "dataset", ds)
+			klog.ErrorS(derr, "Cleanup after failed create; the reconciler's reindex finds it", "dataset", ds)
+		} else {
+			created = false
+			p.index.dropVolume(spec.Name)
 		}
 		return nil, err
 	}
 	klog.InfoS("Created volume", "pool", p.name, "volume", v.Name, "capacity", v.Capacity,
 		"thick", v.Thick, "source", v.Source.String(), "exportID", v.ExportID)
+	return v, nil
+}
+
+// existingAfterCreate answers a create that found its name taken: created
+// concurrently (by another process: this one's callers lock the name), a
+// dataset an earlier create made but could not mount, or a deleted volume
+// another process trashed in place. The pool is read, since the index did
+// not know it.
+func (p *Pool) existingAfterCreate(ctx context.Context, spec VolumeSpec, cerr error) (*Volume, error) {
+	v, err := p.readVolume(ctx, spec.Name)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("%w: a deleted volume still holds the name %q: %v", ErrBusy, spec.Name, cerr)
+	}
+	if err != nil {
+		return nil, cerr
+	}
+	p.index.putVolume(v)
+	if err := p.ensureMounted(ctx, v); err != nil {
+		return nil, err
+	}
+	if err := applyRootOwner(v, spec.Root); err != nil {
+		return nil, err
+	}
+	return v, fmt.Errorf("volume %q: %w", spec.Name, ErrExists)
+}
+
+// createdVolume is the Volume a successful create made, from its
+// properties: what a read-back would say, but for the space, which the
+// index learns from the next usage pass. A create or clone that returned
+// success has mounted the dataset at its inherited mountpoint: both exit
+// non-zero ("successfully created, but not mounted") when the mount fails,
+// and existingAfterCreate then reads the dataset on the retry. No check
+// on the file system either: a stat of a FUSE mount waits behind the
+// busy zfs-fuse daemon (measured: it cost creates at concurrency 8 half
+// their throughput).
+func (p *Pool) createdVolume(ds string, zprops map[string]string, used int64) (*Volume, error) {
+	props := dsProps{}
+	for k, v := range zprops {
+		props[k] = propValue{value: v, source: "local"}
+	}
+	mp := p.volumeMountpoint(lastComponent(ds))
+	mounted := "yes"
+	if mp == "" {
+		mounted = "no" // ensureMounted mounts it and reads where
+	}
+	props[propMountpoint] = propValue{value: mp, source: "inherited"}
+	props[propMounted] = propValue{value: mounted, source: "-"}
+	if _, ok := props[propRefreservation]; !ok {
+		props[propRefreservation] = propValue{value: "0", source: "default"}
+	}
+	v, err := volumeFromProps(ds, props, p.tunables)
+	if err != nil {
+		return nil, err
+	}
+	if !v.Mounted {
+		v.Mountpoint = "" // ensureMounted reads where it mounts
+	}
+	v.Used = used
+	v.Available = v.Capacity - used
+	if c, _ := p.CapacityAt(); !v.Thick && c.Available < v.Available {
+		v.Available = c.Available
+	}
 	return v, nil
 }
 
@@ -198,11 +256,21 @@ func (p *Pool) cloneVolume(ctx context.Context, src *Volume, ds string, props ma
 	return nil
 }
 
-// GetVolume reads one live volume back from the pool.
-func (p *Pool) GetVolume(ctx context.Context, name string) (*Volume, error) {
+// GetVolume returns one live volume, from the index (no command). Its Used
+// bytes are as of the last usage pass (Usage, the pool monitor's).
+func (p *Pool) GetVolume(_ context.Context, name string) (*Volume, error) {
 	if err := api.ValidateID(name); err != nil {
 		return nil, err
 	}
+	v, ok := p.index.volume(name)
+	if !ok {
+		return nil, fmt.Errorf("volume %q: %w", name, ErrNotFound)
+	}
+	return v, nil
+}
+
+// readVolume reads one live volume from the pool itself.
+func (p *Pool) readVolume(ctx context.Context, name string) (*Volume, error) {
 	ds := p.volumeDataset(name)
 	t, err := p.getProps(ctx, depthSelf, p.volProps, ds)
 	if errors.Is(err, ErrNotFound) {
@@ -218,55 +286,57 @@ func (p *Pool) GetVolume(ctx context.Context, name string) (*Volume, error) {
 	return volumeFromProps(ds, props, p.tunables)
 }
 
-// ListVolumes returns the live volumes sorted by name. Trashed volumes are
-// gone for the user and are not listed.
-func (p *Pool) ListVolumes(ctx context.Context) ([]*Volume, error) {
-	parent := p.volumesDataset()
-	t, err := p.getProps(ctx, 1, p.volProps, parent)
-	if err != nil {
-		return nil, err
-	}
-	names := sortedKeys(t, func(n string, d dsProps) bool {
-		return strings.HasPrefix(n, parent+"/") && !strings.Contains(n, snapshotSeparator) && d.localStr(propTrashed) == ""
-	})
-	out := make([]*Volume, 0, len(names))
-	for _, n := range names {
-		v, err := volumeFromProps(n, t.props[n], p.tunables)
-		if err != nil {
-			klog.V(2).InfoS("Skipping dataset dots did not create", "dataset", n, "err", err)
-			continue
-		}
-		out = append(out, v)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+// ListVolumes returns the live volumes sorted by name, from the index.
+// Trashed volumes are gone for the user and are not listed.
+func (p *Pool) ListVolumes(_ context.Context) ([]*Volume, error) {
+	vols, _ := p.index.volumePage("", 0)
+	return vols, nil
 }
 
-// DeleteVolume removes a volume. A volume without snapshots is destroyed.
-// One with snapshots (a user's, or the internal one a clone of it depends
-// on) moves to the trash, unmounted, so its snapshots stay usable; Reap
+// VolumePage returns up to max live volumes (0: all) named after after,
+// in name order, and whether more follow: a listing in pages reads each
+// volume once.
+func (p *Pool) VolumePage(after string, max int) ([]*Volume, bool) {
+	return p.index.volumePage(after, max)
+}
+
+// DeleteVolume removes a volume: one lookup in the index, one destroy; the
+// trash is reaped in the background. A volume with snapshots (a user's,
+// or the internal one a clone of it depends on: ZFS refuses the destroy)
+// moves to the trash, unmounted, so its snapshots stay usable; Reap
 // destroys it once its last snapshot is gone.
 func (p *Pool) DeleteVolume(ctx context.Context, name string) error {
 	v, err := p.GetVolume(ctx, name)
 	if err != nil {
 		return err
 	}
-	snaps, err := p.snapshotCount(ctx, v.Dataset)
-	if err != nil {
-		return err
+	err = p.spacious(ctx, func() error { return p.zfsDestroy(ctx, v.Dataset, destroyNow) })
+	if errors.Is(err, errHasChildren) && v.ReplLatest != "" {
+		// Replication snapshots keep nothing a user can reach: a volume
+		// that only has those is destroyed, not trashed.
+		if dropped, derr := p.dropAllRepl(ctx, v.Dataset); derr != nil {
+			return derr
+		} else if dropped {
+			err = p.spacious(ctx, func() error { return p.zfsDestroy(ctx, v.Dataset, destroyNow) })
+		}
 	}
-	if snaps == 0 {
-		err = p.spacious(ctx, func() error { return p.zfsDestroy(ctx, v.Dataset, destroyNow) })
+	switch {
+	case err == nil, errors.Is(err, ErrNotFound):
+		p.index.dropVolume(name)
+		p.forgetMountError(v.Dataset)
+		if v.Source.Kind != SourceNone {
+			// A clone's origin snapshot may go with it (deferred destroy),
+			// and a deleted volume may wait for exactly that. Other
+			// destroys free nothing the trash waits for, and the space
+			// they give back is read when a create needs it.
+			p.KickReap()
+		}
 		if err == nil {
 			klog.InfoS("Destroyed volume", "pool", p.name, "volume", name)
-			p.forgetMountError(v.Dataset)
-			p.KickReap()
-			return nil
 		}
-		if !errors.Is(err, errHasChildren) {
-			return err
-		}
-		// A snapshot was taken meanwhile: trash it instead.
+		return err
+	case !errors.Is(err, errHasChildren):
+		return err
 	}
 	if err := p.trashVolume(ctx, v); err != nil {
 		return err

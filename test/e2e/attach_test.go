@@ -231,17 +231,44 @@ type clientBlock struct {
 }
 
 // exportACL reads who the export of pv admits from its server's exports
-// file (RUN-DIR/ganesha/exports.conf, what ganesha was told to serve):
+// file (RUN-DIR/ganesha/exports.conf with its includes, what ganesha was
+// told to serve):
 // whether the export is there at all, and its CLIENT blocks.
 func (e *env) exportACL(t *testing.T, pv *corev1.PersistentVolume) (found bool, blocks []clientBlock) {
 	t.Helper()
 	attrs := pv.Spec.CSI.VolumeAttributes
 	srv := e.servers[attrs[ctxServer]]
-	data, err := os.ReadFile(filepath.Join(srv.runDir, "ganesha", "exports.conf"))
+	data, err := readIncluding(filepath.Join(srv.runDir, "ganesha", "exports.conf"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return parseExportACL(string(data), attrs[ctxExport])
+	return parseExportACL(data, attrs[ctxExport])
+}
+
+// readIncluding reads a ganesha config file with the files it %includes in
+// their place (the exports file includes lists of per-export files).
+func readIncluding(path string, depth int) (string, error) {
+	if depth > 8 {
+		return "", fmt.Errorf("%s: includes nested too deep", path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	var out strings.Builder
+	for _, l := range strings.SplitAfter(string(b), "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(l), "%include ")
+		if !ok {
+			out.WriteString(l)
+			continue
+		}
+		inc, err := readIncluding(strings.Trim(rest, `"`), depth+1)
+		if err != nil {
+			return "", err
+		}
+		out.WriteString(inc)
+	}
+	return out.String(), nil
 }
 
 // parseExportACL finds the EXPORT block with this pseudo path in a ganesha

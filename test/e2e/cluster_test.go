@@ -104,6 +104,9 @@ func startClusterWith(t *testing.T, toolsBin, dir string, controllers []string, 
 		"--authorization-mode=Node,RBAC",
 		// The chart's node plugin and servers are privileged.
 		"--allow-privileged=true",
+		// csi-resizer v1.14 watches VolumeAttributesClasses in v1beta1,
+		// which Kubernetes 1.34 serves only when asked.
+		"--runtime-config=storage.k8s.io/v1beta1=true",
 		"--profiling=false", "--v=1")
 	c.kubeconfig = filepath.Join(dir, "admin.kubeconfig")
 	writeKubeconfig(t, c.kubeconfig, c.url, filepath.Join(pki, "ca.crt"), &clientcmdapi.AuthInfo{

@@ -131,22 +131,17 @@ func TestE2E(t *testing.T) {
 		e.cluster = startCluster(t, filepath.Join(toolsRoot, "bin"), e.dir)
 		e.kube = newKube(t, e.cluster.config)
 	})
-	s.run("snapshot CRDs", func() {
-		crds, _ := filepath.Glob(filepath.Join(toolsRoot, "crd", "*.yaml"))
-		if len(crds) == 0 {
-			t.Fatal("no snapshot CRDs in the tools cache")
-		}
-		e.kube.installCRDs(t, ctx, crds)
-	})
-	s.run("chart: every object accepted by the API server (dry-run=server); RBAC, CSIDriver, classes created", func() {
-		createNamespace(t, ctx, e.kube, namespace)
-		kinds := applyChart(t, ctx, e.cluster, e.kube, namespace)
-		t.Logf("chart objects: %s", strings.Join(kinds, " "))
-	})
+	crds, _ := filepath.Glob(filepath.Join(toolsRoot, "crd", "*.yaml"))
+	groupCRDs, _ := filepath.Glob(filepath.Join(toolsRoot, "crd", "group", "*.yaml"))
+	if len(crds) == 0 || len(groupCRDs) == 0 {
+		t.Fatal("no snapshot or group snapshot CRDs in the tools cache")
+	}
+	crds = append(crds, groupCRDs...)
+	installRelease(t, s, e, crds)
 	if t.Failed() {
 		return
 	}
-	s.run("dots: 2 storage servers (zfs-fuse, ganesha), controller, node plugin", func() {
+	s.run("dots: 2 storage servers (zfs-fuse, ganesha), controller, node plugin, with the release's certificates", func() {
 		prefix := fmt.Sprintf("%s%d-%04x", poolPrefix, os.Getpid(), rand.IntN(1<<16))
 		for _, srv := range startServers(t, dotsBin, e.dir, prefix, 2) {
 			e.servers[srv.name] = srv
@@ -156,7 +151,7 @@ func TestE2E(t *testing.T) {
 			list = append(list, e.servers[name])
 		}
 		saConfig := saKubeconfig(t, ctx, e.cluster, e.kube, namespace, controllerSA)
-		e.ctrl, e.ctrlSock = startController(t, dotsBin, e.dir, saConfig, list)
+		e.ctrl, e.ctrlSock = startController(t, dotsBin, e.dir, saConfig, list, serverSelector(t, e))
 		t.Cleanup(func() {
 			if e.ctrlConn != nil {
 				e.ctrlConn.Close()
@@ -175,7 +170,11 @@ func TestE2E(t *testing.T) {
 	if t.Failed() {
 		return
 	}
+	orphanedPoolStep(t, s, e)
+	movedVolumeStep(t, s, e)
+
 	userPath(t, s, e)
+	replicaPath(t, s, e)
 }
 
 // buildTools runs the cached tool build and returns its directory.

@@ -18,7 +18,6 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
@@ -47,10 +46,9 @@ const (
 )
 
 // failoverValues install the chart with one server whose pool lives on
-// the disk class, and no snapshot class (this cluster has no snapshot
-// CRDs); everything else, failover included, is the chart's default.
+// the disk class; everything else, failover included, is the chart's
+// default (no snapshot CRDs here: helm renders no snapshot parts).
 const failoverValues = `
-volumeSnapshotClasses: []
 server:
   replicas: 1
   nfs:
@@ -116,10 +114,13 @@ func TestFailoverControl(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	s.run("node "+nodeA+" (simulated kubelet); the chart's RBAC and server StatefulSet; "+serverPod+" bound there, its disk attached, Running", func() {
+	s.run("node "+nodeA+" (simulated kubelet); helm install: "+serverPod+" unschedulable until "+nodeA+" is labelled a storage node, then bound there, its disk attached, Running", func() {
 		kubelets[nodeA] = startKubelet(t, ctx, k.cs, nodeA, "127.0.0.2", map[string]string{diskDriver: nodeA})
-		objs := installChart(t, ctx, c, k, namespace, failoverValues, "StatefulSet", "PodDisruptionBudget")
-		args = failoverArgs(t, objs)
+		newRelease(t, c, namespace, failoverValues).install(t, ctx)
+		why := waitUnschedulable(t, ctx, k, namespace, serverPod, "node affinity/selector")
+		t.Logf("%s unschedulable: %s", serverPod, why)
+		labelStorageNode(t, ctx, k, nodeA)
+		args = failoverArgs(t, ctx, k)
 		waitServerRunning(t, ctx, k, nodeA, c)
 		if on, _ := disk.state(diskID); on != nodeA {
 			t.Fatalf("disk attached to %q, want %s", on, nodeA)
@@ -130,6 +131,7 @@ func TestFailoverControl(t *testing.T) {
 	}
 	s.run("node "+nodeB+"; two dots controllers with the chart's failover flags ("+strings.Join(args, " ")+") as its ServiceAccount, one leading", func() {
 		kubelets[nodeB] = startKubelet(t, ctx, k.cs, nodeB, "127.0.0.3", map[string]string{diskDriver: nodeB})
+		labelStorageNode(t, ctx, k, nodeB)
 		ctrls = startFailoverControllers(t, ctx, dotsBin, c, k, args, 2)
 	})
 	if t.Failed() {
@@ -216,34 +218,28 @@ func startDisk(t *testing.T, ctx context.Context, c *cluster, k *kube) *fakeDisk
 	return disk
 }
 
-// failoverArgs are the --server-failover-* flags the chart gives the
-// controller.
-func failoverArgs(t *testing.T, objs []*unstructured.Unstructured) []string {
+// failoverArgs are the --server-failover-* flags the installed release
+// gives the controller.
+func failoverArgs(t *testing.T, ctx context.Context, k *kube) []string {
 	t.Helper()
-	for _, o := range objs {
-		if o.GetKind() != "Deployment" || o.GetName() != controllerSA {
-			continue
-		}
-		cs, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
-		for _, c := range cs {
-			m := c.(map[string]any)
-			if m["name"] != "dots" {
-				continue
-			}
-			var out []string
-			for _, a := range m["args"].([]any) {
-				if s := a.(string); strings.HasPrefix(s, "--server-failover-") {
-					out = append(out, s)
-				}
-			}
-			if len(out) == 0 {
-				t.Fatal("the chart's controller has no --server-failover-* flags: failover is not on by default")
-			}
-			return out
+	d, err := k.cs.AppsV1().Deployments(namespace).Get(ctx, controllerSA, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the release's controller: %v", err)
+	}
+	c := containerOf(d, "dots")
+	if c == nil {
+		t.Fatal("the release's controller has no dots container")
+	}
+	var out []string
+	for _, a := range c.Args {
+		if strings.HasPrefix(a, "--server-failover-") {
+			out = append(out, a)
 		}
 	}
-	t.Fatal("no controller Deployment in the chart")
-	return nil
+	if len(out) == 0 {
+		t.Fatal("the chart's controller has no --server-failover-* flags: failover is not on by default")
+	}
+	return out
 }
 
 func flagDuration(t *testing.T, args []string, name string) time.Duration {

@@ -12,7 +12,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -29,6 +28,8 @@ import (
 var (
 	snapshotGVR      = schema.GroupVersionResource{Group: "snapshot.storage.k8s.io", Version: "v1", Resource: "volumesnapshots"}
 	snapshotClassGVR = schema.GroupVersionResource{Group: "snapshot.storage.k8s.io", Version: "v1", Resource: "volumesnapshotclasses"}
+	groupSnapshotGVR = schema.GroupVersionResource{Group: "groupsnapshot.storage.k8s.io", Version: "v1", Resource: "volumegroupsnapshots"}
+	groupClassGVR    = schema.GroupVersionResource{Group: "groupsnapshot.storage.k8s.io", Version: "v1", Resource: "volumegroupsnapshotclasses"}
 	crdGVR           = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 )
 
@@ -73,29 +74,6 @@ func decodeYAML(data []byte) ([]*unstructured.Unstructured, error) {
 	}
 }
 
-// create creates obj; with dryRun the API server validates and admits it
-// fully (kubectl apply --dry-run=server) without storing it.
-func (k *kube) create(ctx context.Context, obj *unstructured.Unstructured, dryRun bool) error {
-	gvk := obj.GroupVersionKind()
-	m, err := k.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-	if err != nil {
-		k.mapper.Reset()
-		if m, err = k.mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
-			return fmt.Errorf("%s: %w", gvk, err)
-		}
-	}
-	var ri dynamic.ResourceInterface = k.dyn.Resource(m.Resource)
-	if m.Scope.Name() == meta.RESTScopeNameNamespace {
-		ri = k.dyn.Resource(m.Resource).Namespace(obj.GetNamespace())
-	}
-	opts := metav1.CreateOptions{FieldValidation: "Strict"}
-	if dryRun {
-		opts.DryRun = []string{metav1.DryRunAll}
-	}
-	_, err = ri.Create(ctx, obj, opts)
-	return err
-}
-
 // installCRDs creates the snapshot CRDs and waits until they are served.
 func (k *kube) installCRDs(t *testing.T, ctx context.Context, files []string) {
 	t.Helper()
@@ -118,6 +96,9 @@ func (k *kube) installCRDs(t *testing.T, ctx context.Context, files []string) {
 		_, err := k.dyn.Resource(snapshotClassGVR).List(ctx, metav1.ListOptions{})
 		if err == nil {
 			_, err = k.dyn.Resource(snapshotGVR).Namespace("default").List(ctx, metav1.ListOptions{})
+		}
+		if err == nil {
+			_, err = k.dyn.Resource(groupClassGVR).List(ctx, metav1.ListOptions{})
 		}
 		return err
 	})

@@ -12,7 +12,6 @@ import (
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
@@ -99,7 +98,12 @@ func saKubeconfig(t *testing.T, ctx context.Context, c *cluster, k *kube, ns, sa
 // servers given as flags (no cluster DNS here). It advertises
 // ControllerPublishVolume, which the external-attacher calls for each
 // VolumeAttachment (the chart's exports.perNode).
-func startController(t *testing.T, dotsBin, dir, kubeconfig string, servers []*dotsServer) (*proc, string) {
+//
+// With serverSelector it acts on Kubernetes objects for replicated volumes
+// as the chart's controller does (--kubernetes-workloads), looking for
+// orphaned pools of that StatefulSet every second (their Events recorded
+// while it holds the chart's Lease).
+func startController(t *testing.T, dotsBin, dir, kubeconfig string, servers []*dotsServer, serverSelector string) (*proc, string) {
 	t.Helper()
 	sock := filepath.Join(dir, "controller.sock")
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
@@ -107,6 +111,10 @@ func startController(t *testing.T, dotsBin, dir, kubeconfig string, servers []*d
 		"--default-volume-size=1Gi", "--probe-interval=2s", "--v=4", "--placements=kubernetes:" + namespace,
 		"--controller-publish", "--admin-socket=" + filepath.Join(dir, "admin.sock")}
 	args = append(args, dotsTLSFlags(t, dir, "controller")...)
+	if serverSelector != "" {
+		args = append(args, "--kubernetes-workloads", "--orphaned-pools-selector="+serverSelector,
+			"--orphaned-pools-namespace="+namespace, "--orphaned-pools-interval=1s", "--orphaned-pools-lease=dots-controller-orphans")
+	}
 	for _, s := range servers {
 		args = append(args, fmt.Sprintf("--server=name=%s,api=%s,nfs=127.0.0.1,nfs-port=%d,local-paths=true", s.name, s.api, s.nfsPort))
 	}
@@ -167,8 +175,8 @@ func startSidecars(t *testing.T, ctx context.Context, c *cluster, k *kube, ns, s
 	s := &sidecars{}
 	s.snapshotController = startProc(t, c.dir, "snapshot-controller", filepath.Join(c.bin, "snapshot-controller"),
 		"--kubeconfig="+c.kubeconfig, "--leader-election=false", "--v=4",
-		// Without the group snapshot CRDs it would wait 30 s for them.
-		"--feature-gates=CSIVolumeGroupSnapshot=false")
+		// The group snapshot CRDs are installed with the snapshot CRDs.
+		"--feature-gates=CSIVolumeGroupSnapshot=true")
 	s.provisioner = startProc(t, c.dir, "csi-provisioner", filepath.Join(c.bin, "csi-provisioner"),
 		append(common, "--extra-create-metadata", "--retry-interval-max=5s")...)
 	// The chart's exports.perNode: VolumeAttachments become
@@ -176,9 +184,11 @@ func startSidecars(t *testing.T, ctx context.Context, c *cluster, k *kube, ns, s
 	s.attacher = startProc(t, c.dir, "csi-attacher", filepath.Join(c.bin, "csi-attacher"),
 		append(common, "--retry-interval-max=5s")...)
 	s.snapshotter = startProc(t, c.dir, "csi-snapshotter", filepath.Join(c.bin, "csi-snapshotter"),
-		append(common, "--retry-interval-max=5s", "--feature-gates=CSIVolumeGroupSnapshot=false")...)
+		append(common, "--retry-interval-max=5s", "--feature-gates=CSIVolumeGroupSnapshot=true")...)
+	// As the chart sets it where VolumeAttributesClasses are served: off
+	// by default in v1.14.
 	s.resizer = startProc(t, c.dir, "csi-resizer", filepath.Join(c.bin, "csi-resizer"),
-		append(common, "--retry-interval-max=5s")...)
+		append(common, "--retry-interval-max=5s", "--feature-gates=VolumeAttributesClass=true")...)
 	// Each sidecar holds its lease once it has connected to the driver and
 	// started its controller.
 	for _, p := range s.all() {
@@ -215,56 +225,10 @@ func leaseOf(sidecar, lease string) bool {
 	return false
 }
 
-// applyChart renders the chart as `helm install` would and has the API
-// server check every object (dry-run=server). The objects the local stack
-// stands in for (workloads, Services, policies) stay dry-run; the RBAC, the
-// CSIDriver and the storage and snapshot classes are created for real, so
-// the rest of the test runs on what the chart installs.
-func applyChart(t *testing.T, ctx context.Context, c *cluster, k *kube, ns string) []string {
-	t.Helper()
-	var kinds []string
-	for _, o := range installChart(t, ctx, c, k, ns, chartValues, "CSIDriver", "StorageClass", "VolumeSnapshotClass") {
-		kinds = append(kinds, o.GetKind())
-	}
-	return kinds
-}
-
-// installChart renders the chart with values, has the API server check
-// every object (dry-run=server), and creates for real its ServiceAccounts
-// and RBAC and the kinds given; it returns the objects.
-func installChart(t *testing.T, ctx context.Context, c *cluster, k *kube, ns, values string, realKinds ...string) []*unstructured.Unstructured {
-	t.Helper()
-	file := filepath.Join(c.dir, "values.yaml")
-	if err := os.WriteFile(file, []byte(values), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := run(ctx, filepath.Join(c.bin, "helm"), "template", "dots", "../../deploy/helm/dots",
-		"--namespace", ns, "--kube-version", "1.34.4", "-f", file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, err := decodeYAML([]byte(out))
-	if err != nil {
-		t.Fatalf("helm template output: %v", err)
-	}
-	real := map[string]bool{"ServiceAccount": true, "ClusterRole": true, "ClusterRoleBinding": true, "Role": true, "RoleBinding": true}
-	for _, kind := range realKinds {
-		real[kind] = true
-	}
-	for _, o := range objs {
-		if o.GetNamespace() == "" && o.GetKind() != "" && isNamespaced(o.GetKind()) {
-			o.SetNamespace(ns)
-		}
-		if err := k.create(ctx, o, !real[o.GetKind()]); err != nil {
-			t.Errorf("API server refused %s %s: %v", o.GetKind(), o.GetName(), err)
-		}
-	}
-	return objs
-}
-
-// chartValues are the values TestE2E installs the chart with. The
-// chart's default class asks for lz4, which zfs-fuse (pool version 23)
-// lacks; everything else is the chart's defaults.
+// chartValues are the values TestE2E installs the chart with: the
+// clients' CIDR (the one required value), and a class without lz4, which
+// zfs-fuse (pool version 23) lacks; everything else is the chart's
+// defaults.
 const chartValues = `
 server:
   nfs:
@@ -276,15 +240,12 @@ storageClasses:
     volumeBindingMode: Immediate
     parameters:
       compression: gzip
+volumeAttributesClasses:
+  - name: dots-plain
+    parameters:
+      compression: "off"
+      atime: "off"
 `
-
-func isNamespaced(kind string) bool {
-	switch kind {
-	case "CSIDriver", "StorageClass", "VolumeSnapshotClass", "ClusterRole", "ClusterRoleBinding", "Namespace", "PersistentVolume":
-		return false
-	}
-	return true
-}
 
 func createNamespace(t *testing.T, ctx context.Context, k *kube, ns string) {
 	t.Helper()

@@ -156,6 +156,8 @@ func userPath(t *testing.T, s *steps, e *env) {
 		}
 	})
 
+	groupSnapshotStep(t, s, e, pv1, payload)
+
 	s.run("4. expand the first PVC to 2Gi -> PV, PVC and the dataset's quota follow", func() {
 		patch := []byte(`{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}`)
 		if _, err := pvcs.Patch(ctx, "data", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
@@ -181,6 +183,8 @@ func userPath(t *testing.T, s *steps, e *env) {
 			t.Errorf("refquota %s after expansion, want %d", q, 2*gi)
 		}
 	})
+
+	modifyStep(t, s, e, pv1, payload)
 
 	s.run("5. StatefulSet with a volumeClaimTemplate scaled 0 -> 3 -> three PVCs Bound", func() {
 		sts := statefulSet("web", chartStorageClass)

@@ -3,12 +3,9 @@
 package faults
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,16 +29,15 @@ import (
 // procServer is a storage server run as its own process (the real binary),
 // so a test can kill it, stop it and start it again on the same pool.
 type procServer struct {
-	t     *testing.T
-	name  string
-	pool  testenv.TestPool
-	api   string
-	http  string
-	nfs   int
-	args  []string
-	mu    sync.Mutex
-	cmd   *exec.Cmd
-	exits chan string // the log of a server that exited
+	t    *testing.T
+	name string
+	pool testenv.TestPool
+	api  string
+	http string
+	nfs  int
+	args []string
+	mu   sync.Mutex
+	proc *testenv.ServerProcess // nil while none runs
 }
 
 // startProcServer makes a test pool and runs `dots server` on it (NFSv4 on
@@ -68,75 +64,39 @@ func startProcServer(t *testing.T, prefix, name string, extra ...string) *procSe
 	return s
 }
 
-// keepLog copies a failed test's server log out of its temporary directory
-// and shows its end.
+func (s *procServer) logPath() string { return filepath.Join(s.pool.Dir, "server.log") }
+
+// keepLog shows the end of a failed test's server log.
 func (s *procServer) keepLog(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(s.pool.Dir, "server.log"))
-	if err != nil {
-		return
-	}
-	kept := filepath.Join(os.TempDir(), fmt.Sprintf("dots-faults-%s-%d.log", s.name, os.Getpid()))
-	_ = os.WriteFile(kept, b, 0o644)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	t.Logf("server %s log kept in %s; its end:\n%s", s.name, kept, strings.Join(lines[max(0, len(lines)-30):], "\n"))
+	testenv.KeepLog(t, "dots-faults", s.name, s.logPath(), 30)
 }
 
 // start runs the server and returns once it serves.
 func (s *procServer) start() {
 	s.t.Helper()
-	cmd := exec.Command(testenv.DotsBinary(s.t), s.args...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		s.t.Fatal(err)
-	}
-	ready, exited := make(chan struct{}), make(chan string, 1)
-	logFile, _ := os.OpenFile(filepath.Join(s.pool.Dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	go func() {
-		defer logFile.Close()
-		var log strings.Builder
-		signalled := false
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			log.WriteString(sc.Text() + "\n")
-			fmt.Fprintln(logFile, sc.Text())
-			if !signalled && strings.Contains(sc.Text(), "Storage server ready") {
-				close(ready)
-				signalled = true
-			}
-		}
-		exited <- log.String()
-	}()
+	proc := testenv.StartServerProcess(s.t, s.name, s.args, s.logPath(), func() { s.keepLog(s.t) })
 	s.mu.Lock()
-	s.cmd, s.exits = cmd, exited
+	s.proc = proc
 	s.mu.Unlock()
-	select {
-	case <-ready:
-	case log := <-exited:
-		s.t.Fatalf("server %s exited before it was ready:\n%s", s.name, log)
-	case <-time.After(2 * time.Minute):
-		s.t.Fatalf("server %s not ready within 2 minutes", s.name)
-	}
 }
 
+// signal sends sig to the running server, if any.
 func (s *procServer) signal(sig syscall.Signal) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Signal(sig)
+	if s.proc != nil {
+		s.proc.Signal(sig)
 	}
 }
 
 // wait waits for the server process to exit.
 func (s *procServer) wait() {
 	s.mu.Lock()
-	cmd := s.cmd
-	s.cmd = nil
+	proc := s.proc
+	s.proc = nil
 	s.mu.Unlock()
-	if cmd != nil {
-		_ = cmd.Wait()
+	if proc != nil {
+		<-proc.Exited()
 	}
 }
 
@@ -154,8 +114,8 @@ func (s *procServer) discovery() discovery.Server {
 func (s *procServer) pid() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cmd != nil && s.cmd.Process != nil {
-		return s.cmd.Process.Pid
+	if s.proc != nil {
+		return s.proc.Pid()
 	}
 	return 0
 }

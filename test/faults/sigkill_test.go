@@ -33,7 +33,10 @@ func TestSIGKILLLeavesNoZFSChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	var srv *procServer
-	srv = startProcServer(t, "dotsf", "killed", "--zfs-binary", wrapper(t, realZFS, `"create "*/dots/volumes/v1-*`, becomeSleep))
+	// Worker 1's fourth create hangs, after the first creates were
+	// acknowledged: on zfs-fuse a create holds the host's mount turn (see
+	// zfs.SerializeMounts), so once it hangs no other create runs.
+	srv = startProcServer(t, "dotsf", "killed", "--zfs-binary", wrapper(t, realZFS, `"create "*/dots/volumes/v1-3`, becomeSleep))
 	conn, err := grpc.NewClient("passthrough:///"+srv.api, grpc.WithTransportCredentials(testenv.ClientCreds(t)))
 	if err != nil {
 		t.Fatal(err)

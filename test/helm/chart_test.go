@@ -19,6 +19,8 @@ func TestLint(t *testing.T) {
 		"clients exports, cert-manager": {"--set", "exports.perNode=false,tls.certManager.enabled=true"},
 		"cert-manager issuer":           {"--set", "tls.certManager.enabled=true,tls.certManager.issuerRef.name=corp,tls.certManager.issuerRef.kind=ClusterIssuer"},
 		"existing secrets":              {"--set", "tls.existingSecrets.server=s,tls.existingSecrets.controller=c"},
+		"snapshots, mirror, digest, standby": {"--set", "snapshots.enabled=true,global.imageRegistry=mirror.example.com,controller.replicas=2," +
+			"image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef,server.nodeSelector=null,serviceAccount.create=false"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			args := append([]string{"lint", "--strict", chartDir, "--namespace", namespace, "--kube-version", kubeVersion}, requiredValues...)
@@ -49,7 +51,7 @@ func TestCSIDriver(t *testing.T) {
 }
 
 func TestControllerDeployment(t *testing.T) {
-	ms := render(t)
+	ms := render(t, snapshotAPI...)
 	d := ms.get(t, "Deployment", "dots-controller")
 	dots := args(container(t, d, "dots"))
 	if dots[0] != "controller" {
@@ -102,8 +104,8 @@ func TestNodeDaemonSet(t *testing.T) {
 			if spec["hostNetwork"] != true || spec["dnsPolicy"] != "ClusterFirstWithHostNet" {
 				t.Errorf("hostNetwork=%v dnsPolicy=%v", spec["hostNetwork"], spec["dnsPolicy"])
 			}
-			if spec["priorityClassName"] != "system-node-critical" {
-				t.Errorf("priorityClassName=%v", spec["priorityClassName"])
+			if spec["priorityClassName"] != nil {
+				t.Errorf("priorityClassName=%v, want none by default", spec["priorityClassName"])
 			}
 			if !reflect.DeepEqual(spec["tolerations"], []any{map[string]any{"operator": "Exists"}}) {
 				t.Errorf("must tolerate every taint: %v", spec["tolerations"])
@@ -115,6 +117,8 @@ func TestNodeDaemonSet(t *testing.T) {
 			}
 			wantFlag(t, "node", a, "node-id", "$(NODE_NAME)")
 			wantFlag(t, "node", a, "mount-mode", "nfs")
+			// The controller's discovery: volumes that moved off every server their PV lists.
+			wantFlag(t, "node", a, "discover-dns", "srv=_api._tcp.dots-server."+namespace+".svc.cluster.local,nfs-domain="+namespace+".svc.cluster.local")
 			// The node refuses staging and target paths outside it.
 			wantFlag(t, "node", a, "kubelet-dir", kubelet)
 			if dig(c, "securityContext", "privileged") != true {
@@ -279,6 +283,15 @@ func TestStaticDiscovery(t *testing.T) {
 	if _, ok := flagValue(a, "discover-dns"); ok {
 		t.Error("static mode must not also discover by DNS")
 	}
+	ds := ms.get(t, "DaemonSet", "dots-node")
+	na := args(container(t, ds, "dots"))
+	wantFlag(t, "node", na, "servers-file", "/etc/dots/servers/servers.json")
+	if m := volumeMount(t, container(t, ds, "dots"), "servers"); m["mountPath"] != "/etc/dots/servers" {
+		t.Errorf("node: servers ConfigMap mounted at %v", m["mountPath"])
+	}
+	if _, ok := flagValue(na, "discover-dns"); ok {
+		t.Error("node: static mode must not also discover by DNS")
+	}
 	cm := ms.get(t, "ConfigMap", "dots-controller-servers")
 	var got, want any
 	if err := json.Unmarshal([]byte(dig(cm, "data", "servers.json").(string)), &got); err != nil {
@@ -302,7 +315,7 @@ volumeSnapshotClasses:
   - name: snaps
     deletionPolicy: Retain
 `)
-	ms := render(t, "-f", values)
+	ms := render(t, append([]string{"-f", values}, snapshotAPI...)...)
 	fast := ms.get(t, "StorageClass", "fast")
 	if fast["provisioner"] != "dots.csi.dev" || fast["reclaimPolicy"] != "Retain" || fast["allowVolumeExpansion"] != true ||
 		fast["volumeBindingMode"] != "Immediate" || dig(fast, "metadata", "annotations", "storageclass.kubernetes.io/is-default-class") != "true" {
@@ -354,6 +367,7 @@ func TestRBACLeastPrivilege(t *testing.T) {
 		"per-node exports (attacher)": nil,
 		"clients exports":             {"--set", "exports.perNode=false"},
 		"no server failover":          {"--set", "controller.serverFailover.enabled=false"},
+		"restart pods on promotion":   {"--set", "controller.restartPodsOnPromotion=true"},
 	} {
 		t.Run(name, func(t *testing.T) { rbacLeastPrivilege(t, render(t, flags...)) })
 	}
@@ -378,7 +392,10 @@ func rbacLeastPrivilege(t *testing.T, ms manifests) {
 			}
 		}
 	}
-	failoverRBAC(t, ms)
+	// The servers' own Role (events, to say why one refuses to start) is
+	// checked by TestServerEvents, their ClusterRole (their node's zone)
+	// by TestServerZone: what failover adds is the controller's.
+	failoverRBAC(t, ms.without("Role", "dots-server-events").without("ClusterRole", "dots-server-nodes"))
 	// The node plugin and the servers get no token at all.
 	for _, name := range []string{"dots-node", "dots-server"} {
 		if dig(ms.get(t, "ServiceAccount", name), "automountServiceAccountToken") != false {
@@ -460,7 +477,7 @@ func TestInvalidValuesRefused(t *testing.T) {
 		"bad thick value":           {[]string{"--set", "storageClasses[0].name=x,storageClasses[0].parameters.thick=yes"}, "thick"},
 		"bad volumeMode":            {[]string{"--set", "server.storage.volumeMode=Raw"}, "volumeMode"},
 		"static without servers":    {[]string{"--set", "discovery.mode=static"}, "discovery.servers"},
-		"unknown top-level key":     {[]string{"--set", "serverz.replicas=1"}, "serverz"},
+		"unknown key in server":     {[]string{"--set", "server.replicaz=1"}, "replicaz"},
 		"no nfs clients":            {[]string{"--set", "server.nfs.clients=null"}, "server.nfs.clients is required"},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -65,8 +65,11 @@ func failoverRBAC(t *testing.T, ms manifests) {
 			t.Errorf("nodes: %s granted; failover only reads them", verb)
 		}
 	}
-	if has("ClusterRole/pods", "delete") {
-		t.Error("pods may be deleted cluster-wide: failover deletes only the release's server pods")
+	// Cluster-wide pod deletes are the restart of a moved volume's pods
+	// (controller.restartPodsOnPromotion), never failover's.
+	restart := slices.Contains(args(container(t, ms.get(t, "Deployment", "dots-controller"), "dots")), "--restart-pods-on-promotion")
+	if has("ClusterRole/pods", "delete") != restart {
+		t.Errorf("pods may be deleted cluster-wide: %v, restartPodsOnPromotion %v (failover deletes only the release's server pods)", has("ClusterRole/pods", "delete"), restart)
 	}
 	want := map[string][]string{
 		"ClusterRole/nodes":             {"get", "list", "watch"},

@@ -15,7 +15,8 @@ import (
 )
 
 // fakeCluster is the least of a Kubernetes API server that helm's lookup
-// needs: discovery of Secrets and CSIDrivers, and GET of single objects.
+// needs: discovery of Secrets, Nodes, CSIDrivers and StatefulSets, and GET
+// of single objects and lists.
 // `helm template --dry-run=server` looks objects up in it, as `helm upgrade`
 // does in a real cluster, and talks to the cluster for nothing else.
 type fakeCluster struct {
@@ -54,7 +55,10 @@ func (fc *fakeCluster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method != http.MethodGet:
 		w.WriteHeader(http.StatusMethodNotAllowed)
 	case p == "/api/v1":
-		resources("v1", map[string]any{"name": "secrets", "singularName": "secret", "namespaced": true, "kind": "Secret", "verbs": []string{"get"}})
+		resources("v1", map[string]any{"name": "secrets", "singularName": "secret", "namespaced": true, "kind": "Secret", "verbs": []string{"get"}},
+			map[string]any{"name": "nodes", "singularName": "node", "namespaced": false, "kind": "Node", "verbs": []string{"get", "list"}})
+	case p == "/apis/apps/v1":
+		resources("apps/v1", map[string]any{"name": "statefulsets", "singularName": "statefulset", "namespaced": true, "kind": "StatefulSet", "verbs": []string{"get"}})
 	case p == "/apis/storage.k8s.io/v1":
 		resources("storage.k8s.io/v1", map[string]any{"name": "csidrivers", "singularName": "csidriver", "namespaced": false, "kind": "CSIDriver", "verbs": []string{"get"}})
 	default:
@@ -81,6 +85,22 @@ func (fc *fakeCluster) addCSIDriver(attachRequired bool) {
 	fc.objects["/apis/storage.k8s.io/v1/csidrivers/dots.csi.dev"] = map[string]any{
 		"apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver", "metadata": map[string]any{"name": "dots.csi.dev"},
 		"spec": map[string]any{"attachRequired": attachRequired},
+	}
+}
+
+// addStatefulSet stores the servers' StatefulSet with the pool claim
+// template's size, class ("" for none) and volume mode.
+func (fc *fakeCluster) addStatefulSet(size, class, mode string) {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	spec := map[string]any{"accessModes": []string{"ReadWriteOnce"}, "volumeMode": mode,
+		"resources": map[string]any{"requests": map[string]any{"storage": size}}}
+	if class != "" {
+		spec["storageClassName"] = class
+	}
+	fc.objects["/apis/apps/v1/namespaces/"+namespace+"/statefulsets/dots-server"] = map[string]any{
+		"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": map[string]any{"name": "dots-server", "namespace": namespace},
+		"spec": map[string]any{"volumeClaimTemplates": []any{map[string]any{"metadata": map[string]any{"name": "pool"}, "spec": spec}}},
 	}
 }
 

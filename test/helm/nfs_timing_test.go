@@ -51,3 +51,17 @@ func TestServerFailoverValues(t *testing.T) {
 		}
 	}
 }
+
+// Export changes go over the private DBus by default; off and on pass
+// through, anything else is refused by the schema.
+func TestServerDBusValues(t *testing.T) {
+	a := args(container(t, render(t).get(t, "StatefulSet", "dots-server"), "dots"))
+	wantFlag(t, "server", a, "nfs-dbus", "auto")
+	for _, mode := range []string{"on", "off"} {
+		a := args(container(t, render(t, "--set", "server.nfs.dbus="+mode).get(t, "StatefulSet", "dots-server"), "dots"))
+		wantFlag(t, "server", a, "nfs-dbus", mode)
+	}
+	if _, err := renderErr(t, "--set", "server.nfs.dbus=yes"); err == nil {
+		t.Error("server.nfs.dbus=yes accepted")
+	}
+}

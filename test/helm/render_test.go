@@ -72,6 +72,9 @@ type manifests []obj
 // requiredValues are the values a user must give (later flags override).
 var requiredValues = []string{"--set", "server.nfs.clients={10.0.0.0/16}"}
 
+// snapshotAPI renders as in a cluster that serves the snapshot CRDs.
+var snapshotAPI = []string{"--api-versions", "snapshot.storage.k8s.io/v1/VolumeSnapshotClass"}
+
 // render runs helm template with the given --set / --set-json / -f flags.
 func render(t *testing.T, flags ...string) manifests {
 	t.Helper()
@@ -90,6 +93,11 @@ func renderErr(t *testing.T, flags ...string) (manifests, error) {
 	if err != nil {
 		return nil, err
 	}
+	return decodeManifests(out)
+}
+
+// decodeManifests reads the objects of a YAML stream.
+func decodeManifests(out string) (manifests, error) {
 	var ms manifests
 	dec := yaml.NewDecoder(strings.NewReader(out))
 	for {
@@ -115,6 +123,17 @@ func (ms manifests) get(t *testing.T, kind, name string) obj {
 	}
 	t.Fatalf("no %s %q rendered", kind, name)
 	return nil
+}
+
+// without returns the manifests but the named object.
+func (ms manifests) without(kind, name string) manifests {
+	var out manifests
+	for _, m := range ms {
+		if m.kind() != kind || m.name() != name {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 func (ms manifests) all(kind string) []obj {

@@ -133,7 +133,7 @@ func TestChartRunsTheEntrypoint(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no chart templates: %v", err)
 	}
-	image := regexp.MustCompile(`image: \{\{ include "dots.image" \. \}\}\n(?:.*\n){0,2}? *args:\n *- (\w+)\n`)
+	image := regexp.MustCompile(`image: \{\{ include "dots\.image" [^\n]*\}\}\n(?:.*\n){0,4}? *args:\n *- (\w+)\n`)
 	found := 0
 	for _, f := range files {
 		b, err := os.ReadFile(f)

@@ -9,7 +9,6 @@
 // does not advertise:
 //   - PUBLISH_UNPUBLISH_VOLUME, PUBLISH_READONLY: NFS needs no attach step.
 //   - LIST_VOLUMES_PUBLISHED_NODES: follows from the above.
-//   - MODIFY_VOLUME (VolumeAttributesClass): not implemented yet.
 //   - GET_VOLUME_HEALTH / LIST_VOLUME_HEALTH (controller side): health is
 //     reported by the node (VOLUME_CONDITION).
 //   - NodeExpandVolume (EXPAND_VOLUME on the node): NFS clients see a
@@ -70,5 +69,8 @@ func TestSanity(t *testing.T) {
 	// and dots gives them, to the byte.
 	sc.TestVolumeSize = 1<<30 + 1
 	sc.TestVolumeExpandSize = 1<<30 + 123<<20 + 7
+	// The ModifyVolume suite (and the CreateVolume specs with a
+	// VolumeAttributesClass) apply these to real datasets.
+	sc.TestVolumeMutableParameters = map[string]string{"compression": "gzip", "atime": "off"}
 	sanity.Test(t, sc)
 }

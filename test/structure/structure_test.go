@@ -92,15 +92,22 @@ func TestMTLSImports(t *testing.T) {
 func TestDependencies(t *testing.T) {
 	pkgs := listPackages(t)
 	forbidden := map[string][]string{
-		"pkg/driver":     {"pkg/server", "pkg/zfs", "pkg/nfs"},
+		"pkg/driver":     {"pkg/server", "pkg/zfs", "pkg/nfs", "pkg/replicator"},
 		"pkg/registry":   {"pkg/server", "pkg/zfs", "pkg/nfs"},
 		"pkg/zfs":        {"pkg/server", "pkg/driver", "pkg/nfs"},
 		"pkg/nfs":        {"pkg/server", "pkg/driver", "pkg/zfs"},
 		"pkg/server":     {"pkg/driver", "pkg/local"},
 		"pkg/mounter":    {"pkg/server", "pkg/zfs", "pkg/nfs", "pkg/driver"},
 		"pkg/placements": {"pkg/server", "pkg/zfs", "pkg/nfs", "pkg/driver", "pkg/registry"},
+		// The wire of replication is the controller's too: the contract
+		// and gRPC only. The server side knows the pool, never the server.
+		"pkg/replication": {"pkg/server", "pkg/driver", "pkg/zfs", "pkg/nfs", "pkg/replicator", "pkg/registry"},
+		"pkg/replicator":  {"pkg/server", "pkg/driver", "pkg/nfs", "pkg/registry", "pkg/placements"},
 		// Failover knows Kubernetes objects, not volumes or servers' APIs.
 		"pkg/failover": {"pkg/server", "pkg/zfs", "pkg/nfs", "pkg/driver", "pkg/registry", "pkg/placements", "pkg/api", "pkg/csirpc"},
+		// Pods of moved volumes and orphaned pools: Kubernetes objects and
+		// the contract's types, never a server's API.
+		"pkg/workloads": {"pkg/server", "pkg/zfs", "pkg/nfs", "pkg/driver", "pkg/registry", "pkg/placements", "pkg/csirpc", "pkg/replication"},
 	}
 	for name, deny := range forbidden {
 		p := pkgs[name]
@@ -116,7 +123,7 @@ func TestDependencies(t *testing.T) {
 			continue
 		}
 		for _, d := range ours(p.Deps) {
-			if d == "internal/testenv" || d == "internal/serverenv" || d == "internal/mountfake" || d == "internal/poll" {
+			if d == "internal/testenv" || d == "internal/serverenv" || d == "internal/replenv" || d == "internal/mountfake" || d == "internal/poll" || d == "internal/memserver" {
 				t.Errorf("production package %s depends on test machinery %s", name, d)
 			}
 		}

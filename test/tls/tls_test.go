@@ -7,7 +7,6 @@
 package tls
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -15,7 +14,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -48,7 +46,7 @@ type server struct {
 	pool  testenv.TestPool
 	api   string
 	http  string
-	cmd   *exec.Cmd
+	proc  *testenv.ServerProcess
 	log   string
 }
 
@@ -82,49 +80,13 @@ func startServer(t *testing.T, files mtls.Files) *server {
 		"--mount-root", tp.Mountpoint, "--nfs-port", strconv.Itoa(ports[2]), "--nfs-bind-address", "127.0.0.1",
 		"--nfs-clients", "127.0.0.0/8", "--default-volume-size", "16Mi",
 		"--tls-cert-file", files.CertFile, "--tls-key-file", files.KeyFile, "--tls-ca-file", files.CAFile}
-	s.cmd = exec.Command(testenv.DotsBinary(t), args...)
-	stderr, err := s.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	logFile, err := os.Create(s.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ready, exited := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(exited)
-		defer logFile.Close()
-		once := sync.Once{}
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			fmt.Fprintln(logFile, sc.Text())
-			if strings.Contains(sc.Text(), "Storage server ready") {
-				once.Do(func() { close(ready) })
-			}
-		}
-	}()
+	s.proc = testenv.StartServerProcess(t, "tls", args, s.log, func() { testenv.KeepLog(t, "dots-tls", "tls", s.log, 40) })
 	t.Cleanup(func() {
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		<-exited
-		_ = s.cmd.Wait()
+		s.proc.Stop(syscall.SIGTERM)
 		if t.Failed() {
-			b, _ := os.ReadFile(s.log)
-			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-			t.Logf("server log, its end:\n%s", strings.Join(lines[max(0, len(lines)-40):], "\n"))
+			testenv.KeepLog(t, "dots-tls", "tls", s.log, 40)
 		}
 	})
-	select {
-	case <-ready:
-	case <-exited:
-		b, _ := os.ReadFile(s.log)
-		t.Fatalf("server exited before it was ready:\n%s", b)
-	case <-time.After(2 * time.Minute):
-		t.Fatal("server not ready within 2 minutes")
-	}
 	return s
 }
 
@@ -223,7 +185,6 @@ func issue(t *testing.T, ca *mtls.CA, l mtls.Leaf) *mtls.KeyPair {
 func TestMutualTLS(t *testing.T) {
 	pki := testenv.PKI(t)
 	srv := startServer(t, copyFiles(t, pki.ServerOptions().Files, filepath.Join(t.TempDir(), "server")))
-	pid := srv.cmd.Process.Pid
 
 	otherCA, err := mtls.NewCA("another CA", time.Hour)
 	if err != nil {
@@ -306,8 +267,8 @@ func TestMutualTLS(t *testing.T) {
 	if err != nil || seen == nil || seen.SerialNumber.Cmp(next.Cert.SerialNumber) != 0 {
 		t.Fatalf("after the server's rotation: err %v, serial seen %v, want %x", err, seen, next.Cert.SerialNumber)
 	}
-	if srv.cmd.Process.Pid != pid || srv.cmd.ProcessState != nil {
-		t.Fatal("the server restarted")
+	if exited(srv.proc) {
+		t.Fatal("the server exited during the rotation")
 	}
 
 	clientRotation := rotateController(t, pki, srv)
@@ -436,4 +397,14 @@ func (p *proxy) cut() {
 		c.Close()
 	}
 	p.conns = nil
+}
+
+// exited says whether the server process has exited.
+func exited(p *testenv.ServerProcess) bool {
+	select {
+	case <-p.Exited():
+		return true
+	default:
+		return false
+	}
 }

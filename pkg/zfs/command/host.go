@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"os/exec"
 	"sort"
 	"strings"
@@ -49,8 +51,12 @@ type Running struct {
 	Cmd      string
 	Pid      int
 	Started  time.Time
-	Deadline time.Time
-	Killed   bool // its deadline passed or its caller gave up
+	Deadline time.Time // a stream: when it is killed if no byte moves
+	Killed   bool      // its deadline passed or its caller gave up
+	// LastByte: a stream's last progress (zero for other commands).
+	LastByte time.Time
+
+	progress *progress // a stream's, nil otherwise
 }
 
 // NewHost resolves the binaries and returns a Host.
@@ -83,8 +89,18 @@ func (h *Host) Run(ctx context.Context, c Cmd) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w", c, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, h.timeouts.For(c))
-	defer cancel()
+	var prog *progress
+	if isStream(c) {
+		prog = newProgress(h.now)
+		sctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		defer watchStream(sctx, cancel, prog, h.timeouts.streamIdle())()
+		ctx = sctx
+	} else {
+		dctx, cancel := context.WithTimeout(ctx, h.timeouts.For(c))
+		defer cancel()
+		ctx = dctx
+	}
 
 	cmd := exec.Command(path, c.Args...)
 	// Its own process group, so a kill reaches whatever it started; and
@@ -94,13 +110,31 @@ func (h *Host) Run(ctx context.Context, c Cmd) ([]byte, error) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = c.Stdin, c.Stdout, &stderr
 	if c.Stdout == nil {
 		cmd.Stdout = &stdout
+	} else {
+		cmd.Stdout = progressWriter{w: c.Stdout, p: prog}
+	}
+	// A stream is fed through a pipe of Run's own, not exec's: exec's
+	// Wait waits for its copy goroutine, which a reader that blocks (a
+	// peer that stopped sending) would hold forever after the command
+	// exited. This one is closed when the command exits.
+	var feed *stdinFeed
+	if c.Stdin != nil {
+		var err error
+		if feed, err = newStdinFeed(progressReader{r: c.Stdin, p: prog}); err != nil {
+			return nil, fmt.Errorf("%s: %w", c, err)
+		}
+		cmd.Stdin = feed.child
 	}
 	// Tracked before it starts, so Healthy and InFlight see it from its
 	// first instruction on.
 	start := h.now()
 	deadline, _ := ctx.Deadline()
-	id := h.track(&Running{Cmd: c.String(), Started: start, Deadline: deadline})
-	if err := cmd.Start(); err != nil {
+	id := h.track(&Running{Cmd: c.String(), Started: start, Deadline: deadline, progress: prog})
+	err := cmd.Start()
+	if feed != nil {
+		feed.started(err == nil)
+	}
+	if err != nil {
 		h.untrack(id)
 		h.metrics.done(c, "error", 0)
 		return nil, fmt.Errorf("%s: %w", c, err)
@@ -109,18 +143,20 @@ func (h *Host) Run(ctx context.Context, c Cmd) ([]byte, error) {
 	exited := make(chan error, 1)
 	go func() {
 		err := cmd.Wait()
+		if feed != nil {
+			feed.close() // the rest of the stream was not the command's to read
+		}
 		h.untrack(id)
 		exited <- err
 	}()
 
-	var err error
 	select {
 	case err = <-exited:
 	case <-ctx.Done():
 		select {
 		case err = <-exited: // it finished just now: nothing to kill
 		default:
-			err = h.kill(c, id, cmd.Process.Pid, exited, ctx.Err())
+			err = h.kill(c, id, cmd.Process.Pid, exited, context.Cause(ctx))
 		}
 	}
 	elapsed := h.now().Sub(start)
@@ -193,7 +229,12 @@ func (h *Host) InFlight() []Running {
 	h.mu.Lock()
 	out := make([]Running, 0, len(h.running))
 	for _, r := range h.running {
-		out = append(out, *r)
+		c := *r
+		if c.progress != nil {
+			c.LastByte = c.progress.at()
+			c.Deadline = c.LastByte.Add(h.timeouts.streamIdle())
+		}
+		out = append(out, c)
 	}
 	h.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
@@ -201,15 +242,26 @@ func (h *Host) InFlight() []Running {
 }
 
 // Healthy reports an error naming every command that has run longer than
-// StuckAfter: a hung command means the pool (or the ZFS daemon) is not
-// answering, and whatever waits on it will time out.
+// StuckAfter (a stream: gone that long without a byte): a hung command
+// means the pool (or the ZFS daemon) is not answering, and whatever waits
+// on it will time out.
 func (h *Host) Healthy() error {
 	now := h.now()
 	var stuck []string
 	for _, r := range h.InFlight() {
-		if age := now.Sub(r.Started); age > h.timeouts.StuckAfter || r.Killed {
-			stuck = append(stuck, fmt.Sprintf("%q (pid %d) running for %s", r.Cmd, r.Pid, age.Round(time.Second)))
+		age := now.Sub(r.Started)
+		switch {
+		case r.Killed:
+		case r.progress != nil && now.Sub(r.LastByte) <= h.timeouts.StuckAfter:
+			continue // a long stream whose bytes flow
+		case r.progress == nil && age <= h.timeouts.StuckAfter:
+			continue
 		}
+		msg := fmt.Sprintf("%q (pid %d) running for %s", r.Cmd, r.Pid, age.Round(time.Second))
+		if r.progress != nil {
+			msg += fmt.Sprintf(", no byte for %s", now.Sub(r.LastByte).Round(time.Second))
+		}
+		stuck = append(stuck, msg)
 	}
 	h.metrics.stuck.Set(float64(len(stuck)))
 	if len(stuck) > 0 {
@@ -217,3 +269,37 @@ func (h *Host) Healthy() error {
 	}
 	return nil
 }
+
+// stdinFeed copies a reader into a command's standard input.
+type stdinFeed struct {
+	src    io.Reader
+	child  *os.File // the command's end
+	parent *os.File // written by the copy
+}
+
+func newStdinFeed(src io.Reader) (*stdinFeed, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	return &stdinFeed{src: src, child: r, parent: w}, nil
+}
+
+// started closes the child's end here (the command holds its own copy)
+// and starts the copy when the command runs.
+func (f *stdinFeed) started(ok bool) {
+	_ = f.child.Close()
+	if !ok {
+		_ = f.parent.Close()
+		return
+	}
+	go func() {
+		// Ends when the source ends (EOF: the command sees it) or fails,
+		// or when a write fails because the command exited.
+		_, _ = io.Copy(f.parent, f.src)
+		_ = f.parent.Close()
+	}()
+}
+
+// close ends the feed: the command exited.
+func (f *stdinFeed) close() { _ = f.parent.Close() }

@@ -35,6 +35,9 @@ case "$1" in
 fail) echo "cannot open 'p/x': dataset does not exist" >&2; exit 1 ;;
 hang) sleep 300 & echo "$$ $!" > ` + fifo + `; wait ;;
 sleep) echo "$$ $$" > ` + fifo + `; exec sleep 300 ;;
+trickle) i=0; while [ $i -lt "$2" ]; do printf x; sleep 0.1; i=$((i+1)); done ;;
+stall) printf x; echo "$$ $$" > ` + fifo + `; exec sleep 300 ;;
+drain) echo "$$ $$" > ` + fifo + `; exec cat >/dev/null ;;
 *) echo "args: $*" ;;
 esac
 `
@@ -223,4 +226,54 @@ func TestDiesWithItsParent(t *testing.T) {
 	}
 	_ = helper.Wait()
 	wantDead(t, pid)
+}
+
+// blockedReader blocks every Read until released: a peer that stopped
+// sending without closing its stream.
+type blockedReader struct{ release chan struct{} }
+
+func (r blockedReader) Read([]byte) (int, error) {
+	<-r.release
+	return 0, errors.New("released")
+}
+
+func TestStreamInputDoesNotOutliveTheCommand(t *testing.T) {
+	h, _, _ := newHost(t, DefaultTimeouts)
+	in := blockedReader{release: make(chan struct{})}
+	defer close(in.release)
+	done := make(chan error, 2)
+	go func() {
+		c := Z("recv", "-F", "p/x")
+		c.Stdin = in
+		_, err := h.Run(context.Background(), c)
+		done <- err
+	}()
+	go func() {
+		c := Z("fail")
+		c.Stdin = in
+		_, err := h.Run(context.Background(), c)
+		done <- err
+	}()
+	// Both exit at once without reading their input: Run reports how
+	// they ended instead of waiting for the stream.
+	var ok, failed int
+	for range 2 {
+		select {
+		case err := <-done:
+			var ce *Error
+			switch {
+			case err == nil:
+				ok++
+			case errors.As(err, &ce):
+				failed++
+			default:
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("Run waits for a stream its command does not read")
+		}
+	}
+	if ok != 1 || failed != 1 {
+		t.Errorf("ok %d, failed %d; want one each", ok, failed)
+	}
 }

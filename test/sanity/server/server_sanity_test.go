@@ -78,5 +78,8 @@ func TestServerSanity(t *testing.T) {
 	// Unaligned sizes, as in test/sanity: exact to the byte.
 	sc.TestVolumeSize = 1<<30 + 1
 	sc.TestVolumeExpandSize = 1<<30 + 123<<20 + 7
+	// The ModifyVolume suite (and the CreateVolume specs with a
+	// VolumeAttributesClass) apply these to real datasets.
+	sc.TestVolumeMutableParameters = map[string]string{"compression": "gzip", "atime": "off"}
 	sanity.Test(t, sc)
 }

@@ -45,10 +45,6 @@ app.kubernetes.io/component: {{ .component }}
 app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
-{{- define "dots.image" -}}
-{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
-{{- end }}
-
 {{/* The SRV record of the servers' API port and the domain of their per-pod
      Services, for the controller's --discover-dns. */}}
 {{- define "dots.discoverDNS" -}}
@@ -145,4 +141,17 @@ secret:
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 capabilities: {drop: [ALL]}
+{{- end }}
+
+{{/* dots.bytes: a quantity ("1Ti", "1536Gi", "500G", "1099511627776") in
+     bytes, to compare quantities written differently. */}}
+{{- define "dots.bytes" -}}
+{{- $num := regexReplaceAll "^([0-9]+(\\.[0-9]+)?).*$" . "${1}" -}}
+{{- $unit := regexReplaceAll "^[0-9]+(\\.[0-9]+)?" . "" -}}
+{{- $mult := dict "" 1.0 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "E" 1e18 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 "Ei" 1152921504606846976.0 -}}
+{{- if hasKey $mult $unit -}}
+{{- printf "%.0f" (mulf (float64 $num) (index $mult $unit)) -}}
+{{- else -}}
+{{- . -}}
+{{- end -}}
 {{- end }}

@@ -185,10 +185,14 @@ func (h *Host) kill(c Cmd, id uint64, pid int, exited <-chan error, why error) e
 		r.Killed = true
 	}
 	h.mu.Unlock()
+	// Where it waited, read before the kill: what a hung zfs (a wedged
+	// zfs-fuse, a suspended pool) was waiting for is the clue an operator
+	// needs, and it is gone once the process is.
+	wchan, stack := kernelWait(pid)
 	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		klog.ErrorS(err, "Killing a zfs command", "cmd", c.String(), "pid", pid)
 	}
-	klog.InfoS("Killed a zfs command", "cmd", c.String(), "pid", pid, "reason", why)
+	klog.InfoS("Killed a zfs command", "cmd", c.String(), "pid", pid, "reason", why, "wchan", wchan, "kernelStack", stack)
 	t := time.NewTimer(reapWait)
 	defer t.Stop()
 	select {
@@ -303,3 +307,17 @@ func (f *stdinFeed) started(ok bool) {
 
 // close ends the feed: the command exited.
 func (f *stdinFeed) close() { _ = f.parent.Close() }
+
+// kernelWait reads where process pid sleeps in the kernel: its wait
+// channel, and its kernel stack where this process may read it (root).
+// Best effort: a process that already exited gives empty strings.
+func kernelWait(pid int) (wchan, stack string) {
+	proc := fmt.Sprintf("/proc/%d/", pid)
+	if b, err := os.ReadFile(proc + "wchan"); err == nil {
+		wchan = string(b)
+	}
+	if b, err := os.ReadFile(proc + "stack"); err == nil {
+		stack = strings.TrimSpace(string(b))
+	}
+	return wchan, stack
+}

@@ -277,3 +277,25 @@ func TestStreamInputDoesNotOutliveTheCommand(t *testing.T) {
 		t.Errorf("ok %d, failed %d; want one each", ok, failed)
 	}
 }
+
+// TestKernelWaitNamesWhereAProcessSleeps: the clue logged before a kill is
+// read from the process itself, and a process that is gone gives nothing.
+func TestKernelWaitNamesWhereAProcessSleeps(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	poll.Until(t, 10*time.Second, "sleep to sleep", func() error {
+		if w, _ := kernelWait(pid); !strings.Contains(w, "sleep") {
+			return fmt.Errorf("wchan %q", w)
+		}
+		return nil
+	})
+	cmd.Process.Kill()
+	cmd.Wait()
+	if w, s := kernelWait(pid); w != "" || s != "" {
+		t.Errorf("an exited process: wchan %q stack %q, want nothing", w, s)
+	}
+}

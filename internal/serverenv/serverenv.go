@@ -47,7 +47,7 @@ func Start(t testing.TB, prefix, name string, opts ...Options) *Server {
 		Name: name, Endpoint: "tcp://" + s.API, HTTPAddress: "127.0.0.1:0", RunDir: tp.Dir + "/run",
 		DefaultVolumeSize: "64Mi", Pool: tp.Name, Vdevs: []string{tp.Vdev}, CreatePool: true,
 		PoolFileSize: "1Gi", MountRoot: tp.Mountpoint, ZFSCLI: string(zfs.CLIAuto),
-		ZFSBinary: command.ZFS, ZpoolBinary: command.Zpool, ZFSTimeouts: command.DefaultTimeouts,
+		ZFSBinary: command.ZFS, ZpoolBinary: command.Zpool, ZFSTimeouts: testenv.Timeouts(),
 		// Tests through this harness read and write without publishing;
 		// per-node exports have tests of their own.
 		ExportAccess: string(server.AccessClients),

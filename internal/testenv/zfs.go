@@ -34,8 +34,8 @@ var runner struct {
 }
 
 // Runner is the command runner tests use for their own zfs and zpool
-// commands and for the pools they open: the real binaries, with the
-// production deadlines.
+// commands and for the pools they open: the real binaries, with
+// Timeouts' deadlines.
 //
 // The tests' ZFS is zfs-fuse, so their mounting commands take turns with
 // every server's on the host (zfs.SerializeMounts says why).
@@ -48,9 +48,22 @@ func Runner(t testing.TB) command.Runner {
 	return zfs.SerializeMounts(r, zfs.DefaultMountLock)
 }
 
+// Timeouts are the deadlines of the tests' zfs commands and of the servers
+// they start: the production ones, but a changing command gets 90 s, not
+// 5 minutes. A test pool's commands take well under a second, and on
+// zfs-fuse a mounting command that hangs holds the host's mount turn
+// (zfs.SerializeMounts) until its deadline: this one ends before the
+// 2-minute wait of another package's test for the turn does, so one hung
+// pool fails its own test, not every test on the host.
+func Timeouts() command.Timeouts {
+	t := command.DefaultTimeouts
+	t.Long = 90 * time.Second
+	return t
+}
+
 func hostRunner() (*command.Host, error) {
 	runner.once.Do(func() {
-		runner.host, runner.err = command.NewHost(command.HostConfig{Timeouts: command.DefaultTimeouts})
+		runner.host, runner.err = command.NewHost(command.HostConfig{Timeouts: Timeouts()})
 	})
 	return runner.host, runner.err
 }

@@ -76,7 +76,7 @@ func startTestServerPrefix(t *testing.T, prefix string, opts ...func(*Config)) *
 		ZFSCLI:            string(zfs.CLIAuto),
 		ZFSBinary:         command.ZFS,
 		ZpoolBinary:       command.Zpool,
-		ZFSTimeouts:       command.DefaultTimeouts,
+		ZFSTimeouts:       testenv.Timeouts(),
 		ExportOnExit:      true,
 		// Tests through this harness read and write without publishing;
 		// per-node exports have tests of their own.

@@ -33,15 +33,21 @@ func (m *Manager) State(ctx context.Context, volume string) (api.VolumeState, er
 
 // divergedTTL is how long a volume's list of diverged copies is reused:
 // State is asked before every send, and the list changes only when this
-// server demotes a copy (which drops it) or an operator removes one.
+// server demotes a copy (divergedChanging) or an operator removes one.
 const divergedTTL = time.Minute
 
 // divergedOf lists what was kept of a volume's divergent writes (cached).
+// While the volume is being demoted the cache is neither read nor
+// written, and a listing that began before a demotion's start or end is
+// not stored: a State that sees the demoted role must see its diverged
+// copy too.
 func (m *Manager) divergedOf(ctx context.Context, volume string) ([]string, error) {
 	m.mu.Lock()
-	c, ok := m.diverged[volume]
+	c, ok := m.diverged.list[volume]
+	busy := m.diverged.changing[volume] > 0
+	epoch := m.diverged.epoch
 	m.mu.Unlock()
-	if ok && time.Since(c.at) < divergedTTL {
+	if ok && !busy && time.Since(c.at) < divergedTTL {
 		return c.list, nil
 	}
 	list, err := m.pool.DivergedCopies(ctx, volume)
@@ -49,9 +55,49 @@ func (m *Manager) divergedOf(ctx context.Context, volume string) ([]string, erro
 		return nil, err
 	}
 	m.mu.Lock()
-	m.diverged[volume] = divergedList{at: time.Now(), list: list}
+	if m.diverged.epoch == epoch && m.diverged.changing[volume] == 0 {
+		m.diverged.list[volume] = divergedList{at: time.Now(), list: list}
+	}
 	m.mu.Unlock()
 	return list, nil
+}
+
+// divergedChanging marks volume's diverged copies as changing until done
+// is called (a demotion that keeps divergent writes).
+func (m *Manager) divergedChanging(volume string) (done func()) {
+	m.mu.Lock()
+	m.diverged.begin(volume)
+	m.mu.Unlock()
+	return func() {
+		m.mu.Lock()
+		m.diverged.end(volume)
+		m.mu.Unlock()
+	}
+}
+
+// divergedCache is the cache of divergedOf; its methods need Manager.mu.
+type divergedCache struct {
+	list     map[string]divergedList // by volume
+	changing map[string]int          // demotions in progress, by volume
+	epoch    uint64                  // raised by every begin and end
+}
+
+func newDivergedCache() divergedCache {
+	return divergedCache{list: map[string]divergedList{}, changing: map[string]int{}}
+}
+
+func (c *divergedCache) begin(volume string) {
+	c.changing[volume]++
+	delete(c.list, volume)
+	c.epoch++
+}
+
+func (c *divergedCache) end(volume string) {
+	if c.changing[volume]--; c.changing[volume] <= 0 {
+		delete(c.changing, volume)
+	}
+	delete(c.list, volume)
+	c.epoch++
 }
 
 // divergedList is a cached list of diverged copies.

@@ -29,6 +29,8 @@ type fakePool struct {
 	clock    int64
 	// beforeDemote runs at the start of DemoteToReplica (unlocked).
 	beforeDemote func()
+	// divergedCopies answers DivergedCopies when set.
+	divergedCopies func() []string
 }
 
 func newFakePool() *fakePool { return &fakePool{copies: map[string]*fakeCopy{}, clock: 1 << 20} }
@@ -83,8 +85,13 @@ func (f *fakePool) ReplicaState(_ context.Context, volume string) (api.VolumeSta
 	return st, nil
 }
 
-func (f *fakePool) ReplicaNames(context.Context) ([]string, error)           { return nil, nil }
-func (f *fakePool) DivergedCopies(context.Context, string) ([]string, error) { return nil, nil }
+func (f *fakePool) ReplicaNames(context.Context) ([]string, error) { return nil, nil }
+func (f *fakePool) DivergedCopies(context.Context, string) ([]string, error) {
+	if f.divergedCopies != nil {
+		return f.divergedCopies(), nil
+	}
+	return nil, nil
+}
 
 func (f *fakePool) UserSnapshotsOf(context.Context, string) ([]zfs.UserSnapshot, error) {
 	return []zfs.UserSnapshot{}, nil

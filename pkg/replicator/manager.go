@@ -65,11 +65,11 @@ type Manager struct {
 	m    *metrics
 
 	mu       sync.Mutex
-	vols     map[string]*primary     // replicated primaries of this pool
-	diverged map[string]divergedList // by volume (control.go)
-	locks    map[string]*sync.Mutex  // per volume: one replication change at a time
-	run      context.Context         // Run's context: the loops' lifetime (nil before Run)
-	closed   bool                    // Run is over
+	vols     map[string]*primary    // replicated primaries of this pool
+	diverged divergedCache          // control.go
+	locks    map[string]*sync.Mutex // per volume: one replication change at a time
+	run      context.Context        // Run's context: the loops' lifetime (nil before Run)
+	closed   bool                   // Run is over
 	wg       sync.WaitGroup
 }
 
@@ -84,7 +84,7 @@ func New(cfg Config, pool Pool, host Host) (*Manager, error) {
 		cfg.CallTimeout = 10 * time.Second
 	}
 	return &Manager{cfg: cfg, pool: pool, host: host, m: newMetrics(cfg.Registerer),
-		vols: map[string]*primary{}, locks: map[string]*sync.Mutex{}, diverged: map[string]divergedList{}}, nil
+		vols: map[string]*primary{}, locks: map[string]*sync.Mutex{}, diverged: newDivergedCache()}, nil
 }
 
 // volumeLock serialises the manager's changes of one volume (receive,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/dots-csi/dots/pkg/api"
@@ -236,5 +237,50 @@ func TestStartupRuleNeedsEveryReplica(t *testing.T) {
 	b.state = api.VolumeState{Volume: "v", Exists: true, Role: api.RoleReplica, Generation: 1}
 	if err := m.confirm(ctx, p); err != nil || m.Held("v") || !host.is("v") {
 		t.Fatalf("both answering: %v, held %t, exported %t", err, m.Held("v"), host.is("v"))
+	}
+}
+
+// TestDivergedListNotStaleAfterDemotion: a listing that began before a
+// demotion (and so misses its diverged copy) is not cached past it, and
+// none is served from the cache while the demotion runs.
+func TestDivergedListNotStaleAfterDemotion(t *testing.T) {
+	pool := newFakePool()
+	var copies atomic.Value
+	copies.Store([]string(nil))
+	listing, release := make(chan struct{}), make(chan struct{})
+	var blockOnce atomic.Bool
+	pool.divergedCopies = func() []string {
+		got := copies.Load().([]string)
+		if blockOnce.CompareAndSwap(false, true) {
+			close(listing)
+			<-release
+		}
+		return got
+	}
+	m, _ := newManager(t, pool, nil)
+	ctx := context.Background()
+
+	early := make(chan []string)
+	go func() {
+		l, err := m.divergedOf(ctx, "v")
+		if err != nil {
+			t.Error(err)
+		}
+		early <- l
+	}()
+	<-listing // read the pool before the demotion
+
+	done := m.divergedChanging("v")
+	copies.Store([]string{"pool/dots/diverged/v-g1-1"})
+	if l, _ := m.divergedOf(ctx, "v"); len(l) != 1 {
+		t.Errorf("during the demotion: %v, want its copy", l)
+	}
+	done()
+	close(release)
+	if l := <-early; len(l) != 0 {
+		t.Fatalf("the early listing: %v, want what it read (nothing)", l)
+	}
+	if l, _ := m.divergedOf(ctx, "v"); len(l) != 1 {
+		t.Fatalf("after the demotion: %v, want its copy (the early listing was cached)", l)
 	}
 }

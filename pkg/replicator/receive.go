@@ -105,14 +105,13 @@ func (m *Manager) demoteLocked(ctx context.Context, volume, primary string, gene
 			return "", err
 		}
 	}
+	done := m.divergedChanging(volume) // one more from now
 	diverged, err := m.pool.DemoteToReplica(ctx, volume, primary, generation, true, common)
+	done()
 	if err != nil {
 		return diverged, err
 	}
 	m.forget(volume)
-	m.mu.Lock()
-	delete(m.diverged, volume) // one more now
-	m.mu.Unlock()
 	klog.InfoS("Stale primary demoted: a newer generation serves the volume elsewhere; its writes are kept",
 		"volume", volume, "generation", v.Generation, "newGeneration", generation, "newPrimary", primary, "diverged", diverged, "common", common)
 	return diverged, nil

@@ -441,6 +441,8 @@ func (c *client) verify(n int) event {
 	return c.verifies[before]
 }
 
+// stop tells the client to exit and waits for it; calling it again
+// (the test, then its cleanup) waits for nothing.
 func (c *client) stop() {
 	_, _ = io.WriteString(c.stdin, "stop\n")
 	_ = c.stdin.Close()

@@ -126,6 +126,10 @@ func TestFailover(t *testing.T) {
 		t.Run("crash", func(t *testing.T) { c.runCase(t, "crash", c.crash, c.other(), true) })
 		t.Run("in-place", func(t *testing.T) { c.runCase(t, "in-place", c.graceful, c.where, false) })
 	}
+	// Now, while its server serves: the cleanups stop the last server
+	// (started after the client, so stopped before it), and a client
+	// caught in a write to a stopped server would never read "stop".
+	c.nfs.stop()
 }
 
 func (c *cluster) other() *netns.Node {

@@ -103,28 +103,68 @@ func start(t *testing.T, nodeA *corev1.Node, now time.Time, setup func(*fake.Cli
 // decision waits for the controller's next decision on the server.
 func (h *harness) decision(want Verdict) Decision {
 	h.t.Helper()
-	select {
-	case d := <-h.decisions:
-		if d.Verdict != want {
-			h.t.Fatalf("decision %v (%s), want %v", d.Verdict, d.Why, want)
-		}
-		return d
-	case <-time.After(10 * time.Second):
+	d, ok := waitFake(h.clock, h.decisions)
+	if !ok {
 		h.t.Fatalf("no decision (want %v)", want)
 	}
+	if d.Verdict != want {
+		h.t.Fatalf("decision %v (%s), want %v", d.Verdict, d.Why, want)
+	}
+	return d
+}
+
+// retried steps the clock by step until the controller decides again,
+// each step waiting up to half a second for it (at most 10 steps). A
+// decision's requeue is armed by the work queue's own goroutine, which can
+// arm it after a step that came right after the decision, relative to
+// the stepped time: the next step then fires it.
+func (h *harness) retried(step time.Duration, want Verdict) Decision {
+	h.t.Helper()
+	for range 10 {
+		h.clock.Step(step)
+		select {
+		case d := <-h.decisions:
+			if d.Verdict != want {
+				h.t.Fatalf("decision %v (%s), want %v", d.Verdict, d.Why, want)
+			}
+			return d
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	h.t.Fatalf("no decision after 10 steps of %v (want %v)", step, want)
 	return Decision{}
 }
 
 // detach waits for a detach to end.
 func (h *harness) detach() {
 	h.t.Helper()
-	select {
-	case err := <-h.detaches:
-		if err != nil {
-			h.t.Fatalf("detach: %v", err)
-		}
-	case <-time.After(10 * time.Second):
+	err, ok := waitFake(h.clock, h.detaches)
+	if !ok {
 		h.t.Fatal("no detach")
+	}
+	if err != nil {
+		h.t.Fatalf("detach: %v", err)
+	}
+}
+
+// waitFake waits up to 10 s for a value on ch, firing the fake clock's
+// due timers now and then: the work queue arms a delayed item's timer in
+// a goroutine of its own, and one armed just after a Step, for a time
+// that Step reached, fires only at the next Step. Step(0) moves no time.
+func waitFake[T any](clock *clocktesting.FakeClock, ch <-chan T) (T, bool) {
+	nudge := time.NewTicker(50 * time.Millisecond)
+	defer nudge.Stop()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case v := <-ch:
+			return v, true
+		case <-nudge.C:
+			clock.Step(0)
+		case <-deadline:
+			var zero T
+			return zero, false
+		}
 	}
 }
 
@@ -255,8 +295,7 @@ func TestStaleCacheDoesNotAct(t *testing.T) {
 		})
 	})
 	h.decision(Fail)
-	h.clock.Step(time.Second) // the retry after the API server disagreed
-	h.decision(Fail)
+	h.retried(recheck, Fail) // the retry after the API server disagreed
 	h.noDeletes()
 	mu.Lock()
 	defer mu.Unlock()

@@ -33,40 +33,37 @@ func (c *Client) invoke(ctx context.Context, method string, in, out any) error {
 	return remoteError(c.cc.Invoke(ctx, fullMethod(method), in, out, grpc.ForceCodec(codec{})))
 }
 
+// call is invoke for a method that answers an Out.
+func call[Out any](ctx context.Context, c *Client, method string, in any) (Out, error) {
+	var out Out
+	err := c.invoke(ctx, method, in, &out)
+	return out, err
+}
+
 // State is the server's copy of a volume (Exists false when it has none).
 func (c *Client) State(ctx context.Context, volume string) (api.VolumeState, error) {
-	var out api.VolumeState
-	err := c.invoke(ctx, methodState, StateRequest{Volume: volume}, &out)
-	return out, err
+	return call[api.VolumeState](ctx, c, methodState, StateRequest{Volume: volume})
 }
 
 // SetReplicas tells the server's primary where its replicas are.
 func (c *Client) SetReplicas(ctx context.Context, req api.SetReplicasRequest) (api.VolumeState, error) {
-	var out api.VolumeState
-	err := c.invoke(ctx, methodSetReplicas, req, &out)
-	return out, err
+	return call[api.VolumeState](ctx, c, methodSetReplicas, req)
 }
 
 // Sync replicates now and answers once every replica holds the new
 // snapshot (or failed: see each ReplicaStatus.LastError).
 func (c *Client) Sync(ctx context.Context, req api.SyncRequest) (api.VolumeState, error) {
-	var out api.VolumeState
-	err := c.invoke(ctx, methodSync, req, &out)
-	return out, err
+	return call[api.VolumeState](ctx, c, methodSync, req)
 }
 
 // Handover makes the server's primary a replica after a final send.
 func (c *Client) Handover(ctx context.Context, req api.HandoverRequest) (api.HandoverResult, error) {
-	var out api.HandoverResult
-	err := c.invoke(ctx, methodHandover, req, &out)
-	return out, err
+	return call[api.HandoverResult](ctx, c, methodHandover, req)
 }
 
 // Promote makes the server's replica the primary.
 func (c *Client) Promote(ctx context.Context, req api.PromoteRequest) (api.VolumeState, error) {
-	var out api.VolumeState
-	err := c.invoke(ctx, methodPromote, req, &out)
-	return out, err
+	return call[api.VolumeState](ctx, c, methodPromote, req)
 }
 
 // DropReplica destroys the server's replica.

@@ -391,17 +391,8 @@ func (p *Pool) ReplicationSent(ctx context.Context, volume, snap string, keep []
 // snapshots, as a local clone would, and its name (the source's user
 // snapshot) is not this pool's. A failed stream leaves nothing.
 func (p *Pool) ReceiveNewVolume(ctx context.Context, spec VolumeSpec, r io.Reader) (*Volume, error) {
-	if err := api.ValidateID(spec.Name); err != nil {
-		return nil, err
-	}
-	if err := validateCapacity(spec.Capacity); err != nil {
-		return nil, err
-	}
-	props, err := ValidateProperties(spec.Properties)
+	props, err := validateSpec(spec)
 	if err != nil {
-		return nil, err
-	}
-	if err := validateSource(spec.Source); err != nil {
 		return nil, err
 	}
 	if v, ok := p.index.volume(spec.Name); ok {

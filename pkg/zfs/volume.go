@@ -26,17 +26,8 @@ func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
 // wrapping ErrExists, so the caller can decide whether the request is a
 // retry of the same one. Nothing stays behind when it fails.
 func (p *Pool) CreateVolume(ctx context.Context, spec VolumeSpec) (*Volume, error) {
-	if err := api.ValidateID(spec.Name); err != nil {
-		return nil, err
-	}
-	if err := validateCapacity(spec.Capacity); err != nil {
-		return nil, err
-	}
-	props, err := ValidateProperties(spec.Properties)
+	props, err := validateSpec(spec)
 	if err != nil {
-		return nil, err
-	}
-	if err := validateSource(spec.Source); err != nil {
 		return nil, err
 	}
 	capacity := spec.Capacity
@@ -357,4 +348,23 @@ func (p *Pool) snapshotCount(ctx context.Context, dataset string) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// validateSpec checks what a request names for a new volume (its name,
+// capacity, properties and source) and returns its validated properties.
+func validateSpec(spec VolumeSpec) (map[string]string, error) {
+	if err := api.ValidateID(spec.Name); err != nil {
+		return nil, err
+	}
+	if err := validateCapacity(spec.Capacity); err != nil {
+		return nil, err
+	}
+	props, err := ValidateProperties(spec.Properties)
+	if err != nil {
+		return nil, err
+	}
+	if err := validateSource(spec.Source); err != nil {
+		return nil, err
+	}
+	return props, nil
 }
